@@ -1,0 +1,444 @@
+//! The TOML configuration: its schema, its defaults, and validation with errors that name the file, the
+//! line and the key.
+//!
+//! Every table rejects unknown keys: a misspelt key that silently keeps a default is how a production
+//! appliance ends up listening on the wrong port. Module tables are checked by their own module's config
+//! type (see [`crate::modules::Registry`]), so `check-config` catches their mistakes too.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The configuration a `vxtap run` without `--config` uses: DESIGN.md §5.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// A configuration error, with where it was found.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key or value is wrong.
+    #[error("{origin}:{line}:{column}: {key}{message}")]
+    Invalid {
+        /// The file name, or `<embedded default>`.
+        origin: String,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The dotted key path followed by ": ", or empty when the error is not about one key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where mirrored traffic comes in.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Shards and their queues.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The session table and the source allowlist.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    /// Truncation of inner packets before modules see them.
+    #[serde(default)]
+    pub truncation: TruncationConfig,
+    /// Inspection modules, in the order they see each packet.
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleTable>,
+    /// The text this was parsed from and where it came from, to place errors found later (module
+    /// tables are checked by their kinds when the pipeline is built).
+    #[serde(skip)]
+    pub(crate) source: Arc<ConfigSource>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ConfigSource {
+    pub(crate) origin: String,
+    pub(crate) text: String,
+}
+
+/// `[ingest]`: listeners and receive tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Addresses to receive VXLAN on; AWS always sends to port 4789.
+    pub vxlan: Vec<SocketAddr>,
+    /// Addresses to receive GENEVE on, for a Gateway Load Balancer endpoint as mirror target (port 6081).
+    /// Empty by default.
+    pub geneve: Vec<SocketAddr>,
+    /// Receive threads per listen address, each with its own SO_REUSEPORT socket; 0 = one per core.
+    pub workers: usize,
+    /// SO_RCVBUF in bytes per socket. The kernel caps it at net.core.rmem_max.
+    pub receive_buffer_bytes: usize,
+    /// Datagrams per recvmmsg call.
+    pub batch_size: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            vxlan: vec![
+                SocketAddr::from(([0, 0, 0, 0], 4789)),
+                SocketAddr::from(([0u16; 8], 4789)),
+            ],
+            geneve: Vec::new(),
+            workers: 0,
+            receive_buffer_bytes: 32 << 20,
+            batch_size: 64,
+        }
+    }
+}
+
+/// `[pipeline]`: how packets reach module instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Module shards (each a thread with its own module instances); 0 = one per core.
+    pub shards: usize,
+    /// Batches that may wait for each shard from each worker before packets are dropped as
+    /// `shard_queue_full`.
+    pub queue_batches: usize,
+    /// How often modules get a tick, in milliseconds of packet time (or wall time when idle).
+    pub tick_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            shards: 0,
+            queue_batches: 64,
+            tick_ms: 1000,
+        }
+    }
+}
+
+/// `[sessions]`: which sources may send, and what their sessions are called.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Outer source networks that may send. Anyone can send UDP to 4789, so the default is private
+    /// ranges and loopback only.
+    pub allow: Vec<IpNet>,
+    /// Learn sessions from allowed sources that are not configured below.
+    pub learn: bool,
+    /// At most this many learned sessions; datagrams for more are dropped as `session_table_full`.
+    pub max_learned: usize,
+    /// Learned sessions are forgotten after this many seconds without a datagram.
+    pub idle_timeout_secs: u64,
+    /// Sessions known in advance, with their ENI and labels.
+    #[serde(rename = "static")]
+    pub static_sessions: Vec<StaticSession>,
+}
+
+/// The default source allowlist: RFC 1918, CGNAT (RFC 6598), ULA (RFC 4193) and loopback.
+pub fn default_allowlist() -> Vec<IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "::1/128",
+    ]
+    .iter()
+    .map(|s| {
+        s.parse()
+            .expect("the built-in allowlist entries are valid CIDRs")
+    })
+    .collect()
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            allow: default_allowlist(),
+            learn: true,
+            max_learned: 1024,
+            idle_timeout_secs: 600,
+            static_sessions: Vec::new(),
+        }
+    }
+}
+
+/// `[[sessions.static]]`: one mirror session, keyed by the outer source address and VNI.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSession {
+    /// The outer source address: the source ENI's primary IP.
+    pub source: IpAddr,
+    /// The session's VXLAN network identifier (GWLB delivery keeps the mirror's own VNI).
+    pub vni: u32,
+    /// The source ENI's id, e.g. `eni-0123456789abcdef0`.
+    pub eni: Option<String>,
+    /// A name for logs and metrics; defaults to the ENI id, else `source/vni`.
+    pub name: Option<String>,
+    /// Snap length for this session's inner frames, overriding `[truncation] snaplen`.
+    pub truncate: Option<u32>,
+    /// AWS account id, for flow records.
+    pub account_id: Option<String>,
+    /// VPC id, for flow records.
+    pub vpc_id: Option<String>,
+    /// Subnet id, for flow records.
+    pub subnet_id: Option<String>,
+    /// Instance id, for flow records.
+    pub instance_id: Option<String>,
+    /// Region, for flow records.
+    pub region: Option<String>,
+    /// Availability Zone id, for flow records.
+    pub az_id: Option<String>,
+    /// The ENI's own addresses, so that records can say whether traffic was ingress or egress; the
+    /// outer source address is always taken as one of them.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// Free-form labels, copied to records and metrics.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[truncation]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TruncationConfig {
+    /// Bytes of each inner frame to keep (0 = all). The original length is still given to modules.
+    pub snaplen: u32,
+}
+
+/// One `[[module]]` table: its `kind` and the rest, which the module's own config type checks.
+#[derive(Debug, Clone)]
+pub struct ModuleTable {
+    /// The registered module kind.
+    pub kind: String,
+    /// The remaining keys.
+    pub table: toml::Table,
+    /// Byte span of the table in the file, for error messages.
+    pub span: std::ops::Range<usize>,
+}
+
+impl<'de> Deserialize<'de> for ModuleTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let spanned = toml::Spanned::<toml::Table>::deserialize(d)?;
+        let span = spanned.span();
+        let mut table = spanned.into_inner();
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(_) => return Err(D::Error::custom("`kind` must be a string")),
+            None => return Err(D::Error::custom("missing `kind` (e.g. kind = \"stats\")")),
+        };
+        Ok(ModuleTable { kind, table, span })
+    }
+}
+
+impl Config {
+    /// Parses a configuration; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| invalid(text, origin, "", &e))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(text, origin, if key == "." { "" } else { &key }, e.inner())
+        })?;
+        config.validate(text, origin)?;
+        config.source = Arc::new(ConfigSource {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+        });
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default.
+    pub fn embedded_default() -> Config {
+        Config::parse(DEFAULT_CONFIG, "<embedded default>")
+            .expect("the embedded default config is valid (tested)")
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| {
+            let line = find_key_line(text, key.rsplit('.').next().unwrap_or(key));
+            Err(ConfigError::Invalid {
+                origin: origin.into(),
+                line,
+                column: 1,
+                key: format!("{key}: "),
+                message,
+            })
+        };
+        if self.ingest.vxlan.is_empty() && self.ingest.geneve.is_empty() {
+            return fail(
+                "ingest.vxlan",
+                "no listen address: give at least one VXLAN or GENEVE address".into(),
+            );
+        }
+        if self.ingest.batch_size == 0 || self.ingest.batch_size > 1024 {
+            return fail(
+                "ingest.batch_size",
+                format!("{} is out of range 1..=1024", self.ingest.batch_size),
+            );
+        }
+        if self.pipeline.queue_batches == 0 {
+            return fail("pipeline.queue_batches", "must be at least 1".into());
+        }
+        if self.pipeline.tick_ms == 0 {
+            return fail("pipeline.tick_ms", "must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.sessions.static_sessions {
+            if s.vni > 0x00ff_ffff {
+                return fail(
+                    "sessions.static.vni",
+                    format!("{} does not fit in 24 bits", s.vni),
+                );
+            }
+            if !seen.insert((s.source, s.vni)) {
+                return fail(
+                    "sessions.static.source",
+                    format!("session {}/{} is configured twice", s.source, s.vni),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best-effort line of the first `key =` in the file, for errors found after parsing.
+fn find_key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+fn invalid(text: &str, origin: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((1, 1), |span| line_col(text, span.start));
+    ConfigError::Invalid {
+        origin: origin.into(),
+        line,
+        column,
+        key: if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}: ")
+        },
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+/// Builds the error for a module table whose own config type refused it.
+pub(crate) fn module_error(
+    source: &ConfigSource,
+    table: &ModuleTable,
+    key: &str,
+    message: String,
+) -> ConfigError {
+    let (line, column) = line_col(&source.text, table.span.start);
+    ConfigError::Invalid {
+        origin: source.origin.clone(),
+        line,
+        column,
+        key: if key.is_empty() {
+            format!("module {:?}: ", table.kind)
+        } else {
+            format!("module {:?}: {key}: ", table.kind)
+        },
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded_default();
+        assert_eq!(c.ingest.vxlan.len(), 2);
+        assert!(c.ingest.geneve.is_empty());
+        assert_eq!(c.sessions.allow, default_allowlist());
+        assert_eq!(
+            c.modules
+                .iter()
+                .map(|m| m.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["stats"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = "[ingest]\nworkers = 2\nreceive_bufer = 5\n";
+        let err = Config::parse(text, "a.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("a.toml:3:1: ingest.receive_bufer: unknown field `receive_bufer`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let text = "[sessions]\nmax_learned = \"many\"\n";
+        let err = Config::parse(text, "b.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("b.toml:2:15: sessions.max_learned: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn static_session_vni_range() {
+        let text = "[[sessions.static]]\nsource = \"10.0.0.1\"\nvni = 16777216\n";
+        let err = Config::parse(text, "c.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("c.toml:3:1: sessions.static.vni: 16777216 does not fit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn module_without_kind() {
+        let err = Config::parse("[[module]]\ninterval_secs = 3\n", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing `kind`"), "{err}");
+    }
+}

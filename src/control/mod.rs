@@ -1,0 +1,5 @@
+//! The control plane: everything that is not the packet path. It runs on a small tokio runtime on the
+//! main thread, apart from the receive workers and shards, and only ever reads their counters.
+
+pub mod daemon;
+pub mod logging;

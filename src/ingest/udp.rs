@@ -1,0 +1,432 @@
+//! The UDP listeners: one thread per socket, SO_REUSEPORT groups, recvmmsg batches, kernel timestamps.
+//!
+//! Buffers are allocated once per worker and reused for every batch (quinn-udp's habit). Each buffer
+//! holds a 9,216-byte datagram: AWS mirrors up to a 9,001-byte inner frame plus encapsulation, and a
+//! peer with 1,526-byte buffers silently lost data. A datagram larger than that is counted as `oversize`.
+
+use std::io;
+use std::mem::{size_of, zeroed, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+
+use crate::config::IngestConfig;
+use crate::pipeline::{DropReason, Encap, Ingress, Pipeline, Timestamp};
+
+/// Receive buffer per datagram.
+pub const DATAGRAM_BUFFER: usize = 9216;
+/// How long a worker blocks in recvmmsg before it checks for shutdown and reports it is alive.
+const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+/// Room for one SCM_TIMESTAMPNS control message (a cmsghdr and a timespec), with slack.
+const CMSG_SPACE: usize = 64;
+
+/// Why the listeners could not start.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// A socket could not be created, configured or bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Socket {
+        /// The listen address.
+        addr: SocketAddr,
+        /// What failed.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another process already listens there, so mirrored traffic would be split with it.
+    #[error("{addr} is already in use by another process")]
+    InUse {
+        /// The listen address.
+        addr: SocketAddr,
+    },
+    /// No listener could be bound.
+    #[error("no listen address could be bound")]
+    NothingBound,
+    /// A worker thread could not be started.
+    #[error("cannot start worker thread: {0}")]
+    Spawn(#[source] io::Error),
+}
+
+/// Running UDP workers.
+#[derive(Debug)]
+pub struct UdpIngest {
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    local: Vec<(Encap, SocketAddr)>,
+}
+
+impl UdpIngest {
+    /// Binds every configured listener (`workers` sockets each) and starts one thread per socket.
+    ///
+    /// An IPv6 wildcard listener on a host without IPv6 is skipped with a warning, so the default
+    /// config runs anywhere; every other failure is an error.
+    pub fn start(pipeline: &Pipeline, config: &IngestConfig) -> Result<UdpIngest, IngestError> {
+        let per_addr = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        let mut local = Vec::new();
+        let mut warned_rmem = false;
+        let listeners = config
+            .vxlan
+            .iter()
+            .map(|a| (Encap::Vxlan, *a))
+            .chain(config.geneve.iter().map(|a| (Encap::Geneve, *a)));
+        for (encap, addr) in listeners {
+            let sockets = match bind_group(
+                addr,
+                per_addr,
+                config.receive_buffer_bytes,
+                &mut warned_rmem,
+            ) {
+                Ok(s) => s,
+                Err(IngestError::Socket { source, .. })
+                    if addr.ip().is_unspecified()
+                        && addr.is_ipv6()
+                        && matches!(
+                            source.raw_os_error(),
+                            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                        ) =>
+                {
+                    tracing::warn!(message = "IPv6 is not available; skipping listener.", addr = %addr, error = %source);
+                    continue;
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            let bound = sockets[0]
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(addr);
+            tracing::info!(message = "Listening.", encapsulation = ?encap, addr = %bound, sockets = sockets.len());
+            local.push((encap, bound));
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let mut worker = Worker {
+                    socket,
+                    encap,
+                    ingress: pipeline.ingress(),
+                    stop: stop.clone(),
+                    batch: RecvBatch::new(config.batch_size),
+                };
+                let handle = std::thread::Builder::new()
+                    .name(format!("vxtap-rx-{}-{i}", bound.port()))
+                    .spawn(move || worker.run())
+                    .map_err(IngestError::Spawn)?;
+                workers.push(handle);
+            }
+        }
+        if local.is_empty() {
+            return Err(IngestError::NothingBound);
+        }
+        Ok(UdpIngest {
+            workers,
+            stop,
+            local,
+        })
+    }
+
+    /// The bound addresses (useful when a config asked for port 0).
+    pub fn local_addrs(&self) -> &[(Encap, SocketAddr)] {
+        &self.local
+    }
+
+    /// Stops the workers after they have drained what their sockets already hold, and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            if w.join().is_err() {
+                tracing::error!(message = "A receive worker panicked.");
+            }
+        }
+    }
+}
+
+fn bind_group(
+    addr: SocketAddr,
+    n: usize,
+    rcvbuf: usize,
+    warned: &mut bool,
+) -> Result<Vec<Socket>, IngestError> {
+    // A probe without SO_REUSEPORT fails if any socket is bound there, including another vxtap's
+    // reuseport group, which would otherwise silently share (and split) the mirrored traffic.
+    if addr.port() != 0 {
+        let probe = new_socket(addr)?;
+        if let Err(e) = probe.bind(&addr.into()) {
+            return Err(if e.kind() == io::ErrorKind::AddrInUse {
+                IngestError::InUse { addr }
+            } else {
+                IngestError::Socket {
+                    addr,
+                    what: "bind",
+                    source: e,
+                }
+            });
+        }
+    }
+    let mut sockets: Vec<Socket> = Vec::with_capacity(n);
+    let mut bind_addr = addr;
+    for _ in 0..n {
+        let s = new_socket(addr)?;
+        let err = |what| move |source| IngestError::Socket { addr, what, source };
+        s.set_reuse_port(true).map_err(err("SO_REUSEPORT"))?;
+        set_rcvbuf(&s, rcvbuf, warned).map_err(err("SO_RCVBUF"))?;
+        s.set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(err("SO_RCVTIMEO"))?;
+        set_timestamping(&s).map_err(err("SO_TIMESTAMPNS"))?;
+        s.bind(&bind_addr.into()).map_err(err("bind"))?;
+        // With port 0 the first bind picks a port; the rest of the group must join that one.
+        if let Some(bound) = s.local_addr().ok().and_then(|a| a.as_socket()) {
+            bind_addr = bound;
+        }
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
+fn new_socket(addr: SocketAddr) -> Result<Socket, IngestError> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(
+        |source| IngestError::Socket {
+            addr,
+            what: "socket",
+            source,
+        },
+    )?;
+    if addr.is_ipv6() {
+        // Separate IPv4 and IPv6 sockets keep sources canonical and let either family be disabled.
+        s.set_only_v6(true).map_err(|source| IngestError::Socket {
+            addr,
+            what: "IPV6_V6ONLY",
+            source,
+        })?;
+    }
+    Ok(s)
+}
+
+fn set_rcvbuf(s: &Socket, want: usize, warned: &mut bool) -> io::Result<()> {
+    if want == 0 {
+        return Ok(());
+    }
+    s.set_recv_buffer_size(want)?;
+    // Linux doubles the value for bookkeeping and caps the request at net.core.rmem_max.
+    let granted = s.recv_buffer_size()? / 2;
+    if granted < want && !*warned {
+        *warned = true;
+        tracing::warn!(
+            message = "Receive buffer capped by the kernel; raise net.core.rmem_max (see docs/operations.md).",
+            requested_bytes = want,
+            granted_bytes = granted,
+        );
+    }
+    Ok(())
+}
+
+fn set_timestamping(s: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+struct Worker {
+    socket: Socket,
+    encap: Encap,
+    ingress: Ingress,
+    stop: Arc<AtomicBool>,
+    batch: RecvBatch,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut draining = false;
+        loop {
+            let flags = if draining {
+                libc::MSG_DONTWAIT
+            } else {
+                libc::MSG_WAITFORONE
+            };
+            match self.batch.recv(&self.socket, flags) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let d = self.batch.datagram(i);
+                        if d.truncated {
+                            self.ingress.refuse(d.payload.len(), DropReason::Oversize);
+                        } else {
+                            self.ingress.datagram(d.ts, d.source, self.encap, d.payload);
+                        }
+                    }
+                    self.ingress.flush();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    self.ingress.flush();
+                    if draining {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(message = "recvmmsg failed.", error = %e);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            self.ingress.counters().beat(Timestamp::now().nanos());
+            // After the stop request, keep reading without blocking until the socket is empty, so that
+            // nothing the kernel accepted before the stop is lost.
+            if !draining && self.stop.load(Ordering::Relaxed) {
+                draining = true;
+            }
+        }
+    }
+}
+
+/// One datagram of a received batch.
+struct Datagram<'a> {
+    source: IpAddr,
+    ts: Timestamp,
+    payload: &'a [u8],
+    truncated: bool,
+}
+
+/// The buffers and headers of one recvmmsg call, allocated once. The headers point into the other
+/// vectors, which are never resized after construction.
+struct RecvBatch {
+    bufs: Vec<u8>,
+    names: Vec<libc::sockaddr_storage>,
+    iovecs: Vec<libc::iovec>,
+    cmsgs: Vec<[u64; CMSG_SPACE / 8]>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovecs` and `hdrs` point only into this struct's own heap buffers.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    fn new(n: usize) -> RecvBatch {
+        let mut b = RecvBatch {
+            bufs: vec![0u8; n * DATAGRAM_BUFFER],
+            // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero is valid.
+            names: vec![unsafe { zeroed() }; n],
+            iovecs: Vec::with_capacity(n),
+            cmsgs: vec![[0u64; CMSG_SPACE / 8]; n],
+            hdrs: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            b.iovecs.push(libc::iovec {
+                iov_base: b.bufs[i * DATAGRAM_BUFFER..].as_mut_ptr().cast(),
+                iov_len: DATAGRAM_BUFFER,
+            });
+        }
+        for i in 0..n {
+            // SAFETY: as above.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_iov = &mut b.iovecs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = b.cmsgs[i].as_mut_ptr().cast();
+            b.hdrs.push(h);
+        }
+        b
+    }
+
+    fn recv(&mut self, socket: &Socket, flags: libc::c_int) -> io::Result<usize> {
+        for h in &mut self.hdrs {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of the sizes given above.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as _,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn datagram(&self, i: usize) -> Datagram<'_> {
+        let h = &self.hdrs[i];
+        let len = (h.msg_len as usize).min(DATAGRAM_BUFFER);
+        Datagram {
+            source: sockaddr_ip(&self.names[i]),
+            ts: cmsg_timestamp(&h.msg_hdr).unwrap_or_else(Timestamp::now),
+            payload: &self.bufs[i * DATAGRAM_BUFFER..i * DATAGRAM_BUFFER + len],
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        }
+    }
+}
+
+fn sockaddr_ip(s: &libc::sockaddr_storage) -> IpAddr {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for AF_INET, and sockaddr_storage is large and aligned enough.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr))
+        }
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+fn cmsg_timestamp(msg: &libc::msghdr) -> Option<Timestamp> {
+    // SAFETY: msg's control buffer was filled by the kernel and msg_controllen says how much of it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let mut ts = MaybeUninit::<libc::timespec>::uninit();
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(c),
+                    ts.as_mut_ptr().cast::<u8>(),
+                    size_of::<libc::timespec>(),
+                );
+                let ts = ts.assume_init();
+                return Some(Timestamp::from_nanos(
+                    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}

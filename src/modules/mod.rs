@@ -1,0 +1,301 @@
+//! Inspection modules: the trait, the context a module is built from, and the registry of kinds.
+//!
+//! A module instance lives on one shard thread and sees every packet of the flows steered there, both
+//! directions. It is built from its `[[module]]` table by the config type registered under its `kind`
+//! (Vector's shape: a serde config struct with `deny_unknown_fields` and a `build`), so a library user
+//! adds a kind with one [`Registry::register`] call.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
+use crate::pipeline::{Packet, Timestamp};
+use crate::session::SessionTable;
+use crate::sinks::{NullSink, Sink};
+
+/// An inspection module instance. Time comes only from packets and ticks.
+pub trait Module: Send {
+    /// Called for every packet steered to this instance's shard.
+    fn on_packet(&mut self, pkt: &Packet<'_>, out: &mut Emitter<'_>);
+
+    /// Called at least every `[pipeline] tick_ms` of packet time, and of wall time while idle live.
+    fn on_tick(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {}
+
+    /// Called once at drain or end of replay: emit everything held.
+    fn flush(&mut self, _out: &mut Emitter<'_>) {}
+}
+
+/// Counters of one module instance, read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct ModuleCounters {
+    /// Packets given to the module.
+    pub packets: AtomicU64,
+    /// Records emitted.
+    pub events: AtomicU64,
+    /// Records the sink refused (I/O errors).
+    pub errors: AtomicU64,
+    /// Records the module itself chose to drop (table caps and the like).
+    pub drops: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl ModuleCounters {
+    pub(crate) fn packet(&self) {
+        bump(&self.packets, 1);
+    }
+}
+
+/// A module's door to its output: records go to the sink, and are counted.
+pub struct Emitter<'a> {
+    sink: &'a mut dyn Sink,
+    counters: &'a ModuleCounters,
+    scratch: &'a mut String,
+}
+
+impl<'a> Emitter<'a> {
+    pub(crate) fn new(
+        sink: &'a mut dyn Sink,
+        counters: &'a ModuleCounters,
+        scratch: &'a mut String,
+    ) -> Self {
+        Emitter {
+            sink,
+            counters,
+            scratch,
+        }
+    }
+
+    /// Emits one complete record.
+    pub fn emit(&mut self, record: &[u8]) {
+        match self.sink.write(record) {
+            Ok(()) => bump(&self.counters.events, 1),
+            Err(_) => bump(&self.counters.errors, 1),
+        }
+    }
+
+    /// Emits one text line built by `f` in a reused buffer (no allocation once it has grown); the
+    /// newline is added.
+    pub fn emit_line(&mut self, f: impl FnOnce(&mut String) -> std::fmt::Result) {
+        let mut line = std::mem::take(self.scratch);
+        line.clear();
+        if f(&mut line).is_ok() {
+            line.push('\n');
+            self.emit(line.as_bytes());
+        } else {
+            bump(&self.counters.errors, 1);
+        }
+        *self.scratch = line;
+    }
+
+    /// Emits a line from format arguments: `out.line(format_args!("{a} {b}"))`.
+    pub fn line(&mut self, args: std::fmt::Arguments<'_>) {
+        self.emit_line(|s| s.write_fmt(args));
+    }
+
+    /// Counts `n` records the module dropped itself (e.g. a full table).
+    pub fn dropped(&mut self, n: u64) {
+        bump(&self.counters.drops, n);
+    }
+
+    /// Counts an error the module hit itself.
+    pub fn error(&mut self) {
+        bump(&self.counters.errors, 1);
+    }
+
+    pub(crate) fn flush_sink(&mut self) {
+        if self.sink.flush().is_err() {
+            bump(&self.counters.errors, 1);
+        }
+    }
+}
+
+/// What a module may know about where it runs.
+#[derive(Debug, Clone)]
+pub struct ModuleContext {
+    /// This instance's shard, 0-based.
+    pub shard: usize,
+    /// How many shards (and so instances) there are.
+    pub shards: usize,
+    /// The session registry.
+    pub sessions: Arc<SessionTable>,
+    /// Whether this is a live run (sockets, interfaces) rather than an offline replay.
+    pub live: bool,
+}
+
+/// Why a module could not be built.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+impl BuildError {
+    /// An error with a message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        BuildError(msg.into())
+    }
+}
+
+impl From<std::io::Error> for BuildError {
+    fn from(e: std::io::Error) -> Self {
+        BuildError(e.to_string())
+    }
+}
+
+/// A module kind's configuration: deserialized from its `[[module]]` table (use
+/// `#[serde(deny_unknown_fields)]`), checked, then asked once per shard for an instance.
+pub trait ModuleConfig: DeserializeOwned + Send + Sync + 'static {
+    /// Checks values that serde cannot (ranges, combinations). The message names the key.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Builds the instance for one shard.
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError>;
+
+    /// Builds the sink for one shard's instance; modules that write nothing keep the default.
+    fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(NullSink))
+    }
+}
+
+/// A checked module configuration, ready to build instances.
+pub trait ModuleFactory: Send + Sync {
+    /// Builds the instance for one shard.
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError>;
+    /// Builds its sink.
+    fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError>;
+}
+
+impl<T: ModuleConfig> ModuleFactory for T {
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        ModuleConfig::build(self, ctx)
+    }
+    fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        ModuleConfig::sink(self, ctx)
+    }
+}
+
+/// A module kind configured in the file: its name and factory.
+#[derive(Clone)]
+pub struct ModuleSpec {
+    /// The `kind`.
+    pub kind: String,
+    /// Its position among the `[[module]]` tables, from 0.
+    pub index: usize,
+    /// The factory.
+    pub factory: Arc<dyn ModuleFactory>,
+}
+
+impl std::fmt::Debug for ModuleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleSpec")
+            .field("kind", &self.kind)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+type Parser = fn(toml::Table) -> Result<Arc<dyn ModuleFactory>, (String, String)>;
+
+fn parse_kind<T: ModuleConfig>(
+    table: toml::Table,
+) -> Result<Arc<dyn ModuleFactory>, (String, String)> {
+    let config: T = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        (
+            if path == "." { String::new() } else { path },
+            e.inner().message().trim().to_string(),
+        )
+    })?;
+    config.validate().map_err(|m| (String::new(), m))?;
+    Ok(Arc::new(config))
+}
+
+/// Module kinds by name.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<String, Parser>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_builtins()
+    }
+}
+
+impl Registry {
+    /// A registry with no kinds.
+    pub fn empty() -> Self {
+        Registry {
+            kinds: BTreeMap::new(),
+        }
+    }
+
+    /// A registry with vxtap's own modules.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::empty();
+        r.register::<stats::StatsConfig>("stats");
+        r
+    }
+
+    /// Registers (or replaces) a kind.
+    pub fn register<T: ModuleConfig>(&mut self, kind: &str) -> &mut Self {
+        self.kinds.insert(kind.to_owned(), parse_kind::<T>);
+        self
+    }
+
+    /// The registered kind names.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
+
+    /// Checks every `[[module]]` table of `config` and returns their factories.
+    pub fn resolve(&self, config: &Config) -> Result<Vec<ModuleSpec>, ConfigError> {
+        let source = &config.source;
+        config
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(index, table)| self.resolve_one(index, table, source))
+            .collect()
+    }
+
+    fn resolve_one(
+        &self,
+        index: usize,
+        table: &ModuleTable,
+        source: &ConfigSource,
+    ) -> Result<ModuleSpec, ConfigError> {
+        let Some(parse) = self.kinds.get(&table.kind) else {
+            let known: Vec<_> = self.kinds().collect();
+            return Err(crate::config::module_error(
+                source,
+                table,
+                "kind",
+                format!("unknown module kind; known kinds: {}", known.join(", ")),
+            ));
+        };
+        let factory = parse(table.table.clone())
+            .map_err(|(key, msg)| crate::config::module_error(source, table, &key, msg))?;
+        Ok(ModuleSpec {
+            kind: table.kind.clone(),
+            index,
+            factory,
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! `stats`: per-session packet and byte counters, with a one-line summary logged every interval.
+//!
+//! Each shard counts on its own; at every interval (packet time) it publishes a snapshot to a board
+//! shared by the kind's instances, and shard 0 logs the merged view. The board is touched once per
+//! interval per shard, never per packet.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+use crate::pipeline::{Packet, Timestamp};
+use crate::sinks::{NullSink, Sink, StdoutSink};
+
+/// `[[module]] kind = "stats"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Seconds between summaries.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Also write one JSON record per session per interval: `"stdout"`, or omit for none.
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(skip)]
+    board: Arc<Board>,
+}
+
+fn default_interval() -> u64 {
+    10
+}
+
+/// Counts for one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Session name.
+    pub name: String,
+    /// Packets.
+    pub packets: u64,
+    /// Inner frame bytes as received (before vxtap's truncation).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    inner: Mutex<BoardInner>,
+}
+
+#[derive(Debug, Default)]
+struct BoardInner {
+    shards: BTreeMap<usize, BTreeMap<u32, SessionCounts>>,
+    flushed: usize,
+    last_total: u64,
+    last_time: Option<Timestamp>,
+}
+
+impl ModuleConfig for StatsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.interval_secs == 0 {
+            return Err("interval_secs: must be at least 1".into());
+        }
+        match self.output.as_deref() {
+            None | Some("stdout") => Ok(()),
+            Some(other) => Err(format!(
+                "output: {other:?} is not supported; use \"stdout\" or omit it"
+            )),
+        }
+    }
+
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        Ok(Box::new(Stats {
+            shard: ctx.shard,
+            shards: ctx.shards,
+            interval_ns: self.interval_secs * 1_000_000_000,
+            write_records: self.output.is_some(),
+            next: None,
+            counts: FxHashMap::default(),
+            board: self.board.clone(),
+        }))
+    }
+
+    fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(match self.output {
+            Some(_) => Box::new(StdoutSink),
+            None => Box::new(NullSink),
+        })
+    }
+}
+
+struct Stats {
+    shard: usize,
+    shards: usize,
+    interval_ns: u64,
+    write_records: bool,
+    next: Option<Timestamp>,
+    counts: FxHashMap<u32, SessionCounts>,
+    board: Arc<Board>,
+}
+
+impl Stats {
+    fn publish(&mut self, now: Timestamp, out: &mut Emitter<'_>, last: bool) {
+        let snapshot: BTreeMap<u32, SessionCounts> =
+            self.counts.iter().map(|(k, v)| (*k, v.clone())).collect();
+        if self.write_records {
+            for c in snapshot.values() {
+                out.line(format_args!(
+                    "{{\"time\":{},\"session\":{},\"packets\":{},\"bytes\":{}}}",
+                    now.secs(),
+                    serde_json::Value::from(c.name.as_str()),
+                    c.packets,
+                    c.bytes
+                ));
+            }
+        }
+        let mut board = self.board.inner.lock().unwrap_or_else(|e| e.into_inner());
+        board.shards.insert(self.shard, snapshot);
+        if last {
+            board.flushed += 1;
+        }
+        let log_now = if last {
+            board.flushed == self.shards
+        } else {
+            self.shard == 0
+        };
+        if log_now {
+            log_summary(&mut board, now, last);
+        }
+    }
+}
+
+fn log_summary(board: &mut BoardInner, now: Timestamp, last: bool) {
+    let mut merged: BTreeMap<u32, SessionCounts> = BTreeMap::new();
+    for shard in board.shards.values() {
+        for (id, c) in shard {
+            let m = merged.entry(*id).or_insert_with(|| SessionCounts {
+                name: c.name.clone(),
+                ..Default::default()
+            });
+            m.packets += c.packets;
+            m.bytes += c.bytes;
+        }
+    }
+    let packets: u64 = merged.values().map(|c| c.packets).sum();
+    let bytes: u64 = merged.values().map(|c| c.bytes).sum();
+    let pps = match board.last_time {
+        Some(t) if now > t => {
+            (packets.saturating_sub(board.last_total)) as f64
+                / ((now.nanos() - t.nanos()) as f64 / 1e9)
+        }
+        _ => 0.0,
+    };
+    board.last_total = packets;
+    board.last_time = Some(now);
+    let mut top: Vec<_> = merged.values().collect();
+    top.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.name.cmp(&b.name)));
+    let per_session = top
+        .iter()
+        .take(8)
+        .map(|c| format!("{}={}", c.name, c.packets))
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::info!(
+        message = if last { "Final traffic summary." } else { "Traffic summary." },
+        sessions = merged.len(),
+        packets,
+        bytes,
+        pps = pps.round() as u64,
+        per_session = %per_session,
+    );
+}
+
+impl Module for Stats {
+    fn on_packet(&mut self, pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
+        let c = self
+            .counts
+            .entry(pkt.session.id)
+            .or_insert_with(|| SessionCounts {
+                name: pkt.session.name.clone(),
+                ..Default::default()
+            });
+        c.packets += 1;
+        c.bytes += u64::from(pkt.orig_len);
+    }
+
+    fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        // Intervals are aligned to the epoch so that all shards publish for the same boundaries.
+        let next = *self.next.get_or_insert_with(|| {
+            Timestamp::from_nanos((now.nanos() / self.interval_ns + 1) * self.interval_ns)
+        });
+        if now >= next {
+            self.next = Some(Timestamp::from_nanos(
+                (now.nanos() / self.interval_ns + 1) * self.interval_ns,
+            ));
+            self.publish(now, out, false);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Emitter<'_>) {
+        let now = self
+            .board
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_time
+            .unwrap_or_default();
+        self.publish(now, out, true);
+    }
+}

@@ -1,0 +1,232 @@
+//! Every datagram ends in exactly one counter: dispatched to a shard, or dropped with a reason.
+//!
+//! Each worker owns its counters and is their only writer (plain load + store, no lock prefix, no
+//! shared cache line); readers sum them on scrape. At rest,
+//! `received == dispatched + Σ dropped[reason]` holds per worker and in total.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why a datagram was not dispatched.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in metric order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// The stable name used in metrics and logs.
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than the 8-byte VXLAN header.
+    TooShort => "too_short",
+    /// The VXLAN I flag is not set: not VXLAN, or not a valid VNI.
+    BadVxlanFlags => "bad_vxlan_flags",
+    /// A VXLAN header with no frame after it.
+    EmptyFrame => "empty_frame",
+    /// Larger than the receive buffer (over 9,216 bytes): the kernel cut it.
+    Oversize => "oversize",
+    /// A GENEVE header that is cut or has an unknown version.
+    BadGeneve => "bad_geneve",
+    /// GENEVE carrying something other than IPv4, IPv6 or Ethernet.
+    GeneveUnsupportedProtocol => "geneve_unsupported_protocol",
+    /// GENEVE carrying an IP packet that is not UDP to port 4789 with a VXLAN header.
+    GeneveInnerNotVxlan => "geneve_inner_not_vxlan",
+    /// The outer source is outside the allowlist and not a configured session.
+    SourceRefused => "source_refused",
+    /// An allowed source with an unconfigured session while learning is off.
+    SessionUnknown => "session_unknown",
+    /// The learned-session cap is reached.
+    SessionTableFull => "session_table_full",
+    /// The shard's queue from this worker is full: modules are slower than ingest.
+    ShardQueueFull => "shard_queue_full",
+    /// The shard has stopped (it panicked, or the pipeline is shutting down).
+    ShardStopped => "shard_stopped",
+    /// A capture record that is not a usable frame (replay and interface capture only).
+    BadCaptureRecord => "bad_capture_record",
+}
+
+/// Number of drop reasons.
+pub const DROP_REASONS: usize = DropReason::ALL.len();
+
+/// One worker's counters. Written only by that worker.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    dispatched: AtomicU64,
+    dropped: [AtomicU64; DROP_REASONS],
+    /// Wall-clock nanoseconds of the worker's last sign of life: a batch received, or a receive
+    /// timeout while waiting. The health endpoint reads it to tell a stuck worker from an idle one.
+    heartbeat: AtomicU64,
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    // Single writer: a load and a store are enough, and cheaper than a locked add.
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+impl WorkerCounters {
+    /// Counts a received datagram of `bytes`.
+    #[inline]
+    pub fn received(&self, bytes: usize) {
+        bump(&self.received, 1);
+        bump(&self.received_bytes, bytes as u64);
+    }
+
+    /// Counts `n` datagrams handed to a shard.
+    #[inline]
+    pub fn dispatched(&self, n: u64) {
+        bump(&self.dispatched, n);
+    }
+
+    /// Counts `n` datagrams dropped for `reason`.
+    #[inline]
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        bump(&self.dropped[reason as usize], n);
+    }
+
+    /// Records a sign of life at wall-clock `now_nanos`.
+    #[inline]
+    pub fn beat(&self, now_nanos: u64) {
+        self.heartbeat.store(now_nanos, Ordering::Relaxed);
+    }
+
+    /// The last sign of life, wall-clock nanoseconds (0 = never).
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    fn add_to(&self, total: &mut Counts) {
+        total.received += self.received.load(Ordering::Relaxed);
+        total.received_bytes += self.received_bytes.load(Ordering::Relaxed);
+        total.dispatched += self.dispatched.load(Ordering::Relaxed);
+        for (t, c) in total.dropped.iter_mut().zip(&self.dropped) {
+            *t += c.load(Ordering::Relaxed);
+        }
+    }
+}
+
+/// A sum of counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Datagrams (or capture records) received.
+    pub received: u64,
+    /// Their bytes (UDP payload, or capture record length).
+    pub received_bytes: u64,
+    /// Handed to a shard.
+    pub dispatched: u64,
+    /// Dropped, indexed by `DropReason as usize`.
+    pub dropped: [u64; DROP_REASONS],
+}
+
+impl Counts {
+    /// Drops for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Non-zero drops by reason name.
+    pub fn drops_by_reason(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.dropped(**r) > 0)
+            .map(|r| (r.name(), self.dropped(*r)))
+            .collect()
+    }
+
+    /// Whether every received datagram is dispatched or dropped.
+    pub fn balanced(&self) -> bool {
+        self.received == self.dispatched + self.dropped_total()
+    }
+}
+
+/// All workers' counters, summed on read.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    workers: Mutex<Vec<Arc<WorkerCounters>>>,
+}
+
+impl Accounting {
+    /// Registers a new worker and returns its counters. Workers that stop keep their counts.
+    pub fn register(&self) -> Arc<WorkerCounters> {
+        let c = Arc::new(WorkerCounters::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c.clone());
+        c
+    }
+
+    /// Every registered worker's counters.
+    pub fn workers(&self) -> Vec<Arc<WorkerCounters>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The current totals.
+    pub fn snapshot(&self) -> Counts {
+        let mut total = Counts::default();
+        for w in self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            w.add_to(&mut total);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DROP_REASONS);
+    }
+
+    #[test]
+    fn sums_workers() {
+        let acc = Accounting::default();
+        let (a, b) = (acc.register(), acc.register());
+        a.received(100);
+        a.dispatched(1);
+        b.received(5);
+        b.dropped(DropReason::TooShort, 1);
+        let c = acc.snapshot();
+        assert_eq!((c.received, c.received_bytes, c.dispatched), (2, 105, 1));
+        assert_eq!(c.drops_by_reason(), vec![("too_short", 1)]);
+        assert!(c.balanced());
+    }
+}

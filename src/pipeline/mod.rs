@@ -1,0 +1,466 @@
+//! The pipeline core: from a datagram payload (or a plain frame) to module instances on shards.
+//!
+//! In quinn's spirit the core never touches a socket: [`Ingress::datagram`] takes the receive time, the
+//! outer source and the UDP payload, and is driven alike by the UDP workers, the capture reader and the
+//! tests. Each ingest thread owns one `Ingress` (its session cache, counters and outgoing batches), so the
+//! hot path shares no lock with other workers.
+
+pub mod accounting;
+pub mod decap;
+mod packet;
+pub(crate) mod shard;
+pub mod steer;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use thiserror::Error;
+
+pub use self::accounting::{Accounting, Counts, DropReason, WorkerCounters};
+pub use self::decap::Encap;
+pub use self::packet::{FlowKey, Packet, Timestamp};
+pub use self::shard::ShardCounters;
+use self::shard::{Batch, Entry, ModuleSlot, Shard};
+use crate::config::{Config, ConfigError};
+use crate::modules::{BuildError, ModuleContext, ModuleCounters, ModuleSpec, Registry};
+use crate::session::{Session, SessionKey, SessionResolver, SessionTable};
+use crate::wire::inner;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A module refused to build.
+    #[error("module {kind:?} (shard {shard}): {source}")]
+    Module {
+        /// Its kind.
+        kind: String,
+        /// The shard it was built for.
+        shard: usize,
+        /// Why.
+        source: BuildError,
+    },
+    /// A thread could not be started.
+    #[error("cannot start shard thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Builds a [`Pipeline`].
+#[derive(Debug)]
+pub struct PipelineBuilder {
+    config: Config,
+    registry: Registry,
+    live: bool,
+}
+
+impl PipelineBuilder {
+    /// Uses `registry` for module kinds instead of the built-in one.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Live (the default) ticks modules on the wall clock while no packets arrive; offline replay
+    /// ticks on packet time only, so output does not depend on how fast the file was read.
+    pub fn live(mut self, live: bool) -> Self {
+        self.live = live;
+        self
+    }
+
+    /// Checks the modules, builds one instance of each per shard and starts the shard threads.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        let specs = self.registry.resolve(&self.config)?;
+        let shards = match self.config.pipeline.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let sessions = SessionTable::new(&self.config.sessions);
+        let mut senders = Vec::with_capacity(shards);
+        let mut handles = Vec::with_capacity(shards);
+        let mut counters = Vec::with_capacity(shards);
+        for index in 0..shards {
+            let ctx = ModuleContext {
+                shard: index,
+                shards,
+                sessions: sessions.clone(),
+                live: self.live,
+            };
+            let mut modules = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                let err = |source| PipelineError::Module {
+                    kind: spec.kind.clone(),
+                    shard: index,
+                    source,
+                };
+                modules.push(ModuleSlot {
+                    kind: spec.kind.clone(),
+                    module: spec.factory.build(&ctx).map_err(err)?,
+                    sink: spec.factory.sink(&ctx).map_err(err)?,
+                    counters: Arc::new(ModuleCounters::default()),
+                    failed: false,
+                });
+            }
+            let shard_counters = Arc::new(ShardCounters {
+                modules: modules.iter().map(|m| m.counters.clone()).collect(),
+                ..ShardCounters::default()
+            });
+            // Every worker keeps at most `queue_batches` batches in flight per shard, so this bound is
+            // never the one that drops; it only keeps a stalled shard from growing without limit.
+            let (tx, rx) = crossbeam_channel::bounded(self.config.pipeline.queue_batches * 64);
+            let shard = Shard {
+                index,
+                rx,
+                modules,
+                counters: shard_counters.clone(),
+                tick_ns: self.config.pipeline.tick_ms * 1_000_000,
+                idle_ticks: self.live,
+                next_tick: None,
+                last_ts: Timestamp::default(),
+                scratch: String::new(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("vxtap-shard-{index}"))
+                .spawn(move || shard.run())
+                .map_err(PipelineError::Spawn)?;
+            senders.push(tx);
+            handles.push(handle);
+            counters.push(shard_counters);
+        }
+        Ok(Pipeline {
+            snaplen: Arc::new(AtomicU32::new(self.config.truncation.snaplen)),
+            queue_batches: self.config.pipeline.queue_batches,
+            config: self.config,
+            specs,
+            sessions,
+            accounting: Arc::new(Accounting::default()),
+            senders,
+            handles,
+            shard_counters: counters,
+            next_plain_id: AtomicU32::new(u32::MAX),
+        })
+    }
+}
+
+/// The running shards and what ingest needs to reach them.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: Config,
+    specs: Vec<ModuleSpec>,
+    sessions: Arc<SessionTable>,
+    accounting: Arc<Accounting>,
+    senders: Vec<Sender<Box<Batch>>>,
+    handles: Vec<JoinHandle<()>>,
+    shard_counters: Vec<Arc<ShardCounters>>,
+    snaplen: Arc<AtomicU32>,
+    queue_batches: usize,
+    next_plain_id: AtomicU32,
+}
+
+/// What a finished pipeline reports.
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    /// Datagram accounting, summed over workers.
+    pub counts: Counts,
+    /// Packets each shard processed.
+    pub shard_packets: Vec<u64>,
+    /// Sessions seen.
+    pub sessions: Vec<Arc<Session>>,
+}
+
+impl Pipeline {
+    /// Starts building a pipeline for `config`.
+    pub fn builder(config: Config) -> PipelineBuilder {
+        PipelineBuilder {
+            config,
+            registry: Registry::with_builtins(),
+            live: true,
+        }
+    }
+
+    /// A new ingest handle, for one thread.
+    pub fn ingress(&self) -> Ingress {
+        Ingress {
+            resolver: SessionResolver::new(self.sessions.clone()),
+            lanes: self
+                .senders
+                .iter()
+                .map(|tx| Lane::new(tx.clone(), self.queue_batches + 1))
+                .collect(),
+            counters: self.accounting.register(),
+            snaplen: self.snaplen.clone(),
+        }
+    }
+
+    /// The configuration the pipeline was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configured modules, in order.
+    pub fn modules(&self) -> &[ModuleSpec] {
+        &self.specs
+    }
+
+    /// The session registry.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// Datagram accounting.
+    pub fn accounting(&self) -> &Arc<Accounting> {
+        &self.accounting
+    }
+
+    /// Per-shard counters, module counters included.
+    pub fn shard_counters(&self) -> &[Arc<ShardCounters>] {
+        &self.shard_counters
+    }
+
+    /// Changes the global snap length (0 = off) for packets ingested from now on.
+    pub fn set_snaplen(&self, snaplen: u32) {
+        self.snaplen.store(snaplen, Ordering::Relaxed);
+    }
+
+    /// A session for plain (unencapsulated) frames, named after their source, e.g. a capture file.
+    pub fn plain_session(&self, name: &str) -> Arc<Session> {
+        Arc::new(Session::plain(
+            name,
+            self.next_plain_id.fetch_sub(1, Ordering::Relaxed),
+        ))
+    }
+
+    /// Waits for every shard to process what it was sent and flush its modules. Every [`Ingress`] must
+    /// have been dropped first (that is what tells the shards no more is coming).
+    pub fn finish(self) -> PipelineReport {
+        let Pipeline {
+            senders,
+            handles,
+            accounting,
+            shard_counters,
+            sessions,
+            ..
+        } = self;
+        drop(senders);
+        for h in handles {
+            if h.join().is_err() {
+                tracing::error!(message = "A shard thread panicked outside a module.");
+            }
+        }
+        PipelineReport {
+            counts: accounting.snapshot(),
+            shard_packets: shard_counters
+                .iter()
+                .map(|c| c.packets.load(Ordering::Relaxed))
+                .collect(),
+            sessions: sessions.sessions(),
+        }
+    }
+}
+
+/// One worker → one shard: the batch being filled and the pool of batches coming back.
+struct Lane {
+    tx: Sender<Box<Batch>>,
+    free_tx: Sender<Box<Batch>>,
+    free_rx: Receiver<Box<Batch>>,
+    current: Option<Box<Batch>>,
+    allocated: usize,
+    max_batches: usize,
+}
+
+impl Lane {
+    fn new(tx: Sender<Box<Batch>>, max_batches: usize) -> Lane {
+        let (free_tx, free_rx) = crossbeam_channel::unbounded();
+        Lane {
+            tx,
+            free_tx,
+            free_rx,
+            current: None,
+            allocated: 0,
+            max_batches,
+        }
+    }
+
+    /// The batch to append to, or `None` when this worker already has its whole allowance in flight
+    /// (the shard is behind).
+    #[inline]
+    fn batch(&mut self) -> Option<&mut Box<Batch>> {
+        if self.current.is_none() {
+            self.current = match self.free_rx.try_recv() {
+                Ok(b) => Some(b),
+                Err(_) if self.allocated < self.max_batches => {
+                    self.allocated += 1;
+                    Some(Batch::new(self.free_tx.clone()))
+                }
+                Err(_) => None,
+            };
+        }
+        self.current.as_mut()
+    }
+
+    /// Sends the current batch; returns how many packets went and how many were dropped and why.
+    fn send(&mut self) -> (u64, Option<(DropReason, u64)>) {
+        let Some(batch) = self.current.take() else {
+            return (0, None);
+        };
+        let n = batch.entries.len() as u64;
+        if n == 0 {
+            self.current = Some(batch);
+            return (0, None);
+        }
+        match self.tx.try_send(batch) {
+            Ok(()) => (n, None),
+            Err(TrySendError::Full(mut b)) => {
+                b.clear();
+                self.current = Some(b);
+                (0, Some((DropReason::ShardQueueFull, n)))
+            }
+            Err(TrySendError::Disconnected(mut b)) => {
+                b.clear();
+                self.current = Some(b);
+                (0, Some((DropReason::ShardStopped, n)))
+            }
+        }
+    }
+}
+
+/// One ingest thread's door into the pipeline.
+pub struct Ingress {
+    resolver: SessionResolver,
+    lanes: Vec<Lane>,
+    counters: Arc<WorkerCounters>,
+    snaplen: Arc<AtomicU32>,
+}
+
+impl std::fmt::Debug for Ingress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingress")
+            .field("shards", &self.lanes.len())
+            .finish()
+    }
+}
+
+impl Ingress {
+    /// Handles one UDP payload that arrived from `source` on a listener of kind `encap`.
+    #[inline]
+    pub fn datagram(&mut self, ts: Timestamp, source: IpAddr, encap: Encap, payload: &[u8]) {
+        self.counters.received(payload.len());
+        let d = match decap::decapsulate(encap, payload) {
+            Ok(d) => d,
+            Err(reason) => return self.counters.dropped(reason, 1),
+        };
+        let key = SessionKey {
+            source: d.source.unwrap_or(source).to_canonical(),
+            vni: d.vni,
+        };
+        let session = match self.resolver.resolve(key, ts) {
+            Ok(s) => s.clone(),
+            Err(reason) => return self.counters.dropped(reason, 1),
+        };
+        self.frame_in(ts, &session, d.frame, d.frame.len() as u32);
+    }
+
+    /// Counts a datagram that was received but is unusable before decapsulation (e.g. cut by the
+    /// kernel because it exceeded the buffer).
+    pub fn refuse(&mut self, bytes: usize, reason: DropReason) {
+        self.counters.received(bytes);
+        self.counters.dropped(reason, 1);
+    }
+
+    /// Handles a frame that arrived without encapsulation, in a session the caller chose (replay of a
+    /// plain capture, interface capture). `orig_len` is its length on the wire when the capture cut it.
+    pub fn plain_frame(
+        &mut self,
+        ts: Timestamp,
+        session: &Arc<Session>,
+        frame: &[u8],
+        orig_len: u32,
+    ) {
+        self.counters.received(frame.len());
+        if frame.is_empty() {
+            return self.counters.dropped(DropReason::EmptyFrame, 1);
+        }
+        self.frame_in(ts, session, frame, orig_len.max(frame.len() as u32));
+    }
+
+    #[inline]
+    fn frame_in(&mut self, ts: Timestamp, session: &Arc<Session>, frame: &[u8], orig_len: u32) {
+        let snap = match (session.truncate, self.snaplen.load(Ordering::Relaxed)) {
+            (Some(s), _) => s,
+            (None, s) => s,
+        };
+        let frame = if snap > 0 && frame.len() > snap as usize {
+            &frame[..snap as usize]
+        } else {
+            frame
+        };
+        let layers = inner::dissect(frame);
+        let shard = steer::shard_of(steer::symmetric_hash(session.id, &layers), self.lanes.len());
+        self.push(shard, ts, session, frame, orig_len, layers);
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        shard: usize,
+        ts: Timestamp,
+        session: &Arc<Session>,
+        frame: &[u8],
+        orig_len: u32,
+        layers: inner::Layers,
+    ) {
+        let full = match self.lanes[shard].batch() {
+            Some(b) => b.is_full_for(frame.len()),
+            None => return self.counters.dropped(DropReason::ShardQueueFull, 1),
+        };
+        if full {
+            self.send(shard);
+        }
+        let Some(batch) = self.lanes[shard].batch() else {
+            return self.counters.dropped(DropReason::ShardQueueFull, 1);
+        };
+        let session = batch.session_index(session);
+        let start = batch.data.len() as u32;
+        batch.data.extend_from_slice(frame);
+        batch.entries.push(Entry {
+            start,
+            len: frame.len() as u32,
+            orig_len,
+            session,
+            ts,
+            layers,
+        });
+    }
+
+    fn send(&mut self, shard: usize) {
+        let (sent, dropped) = self.lanes[shard].send();
+        self.counters.dispatched(sent);
+        if let Some((reason, n)) = dropped {
+            self.counters.dropped(reason, n);
+        }
+    }
+
+    /// Hands every partly filled batch to its shard. Call after each receive batch, so packets never
+    /// wait for more traffic.
+    pub fn flush(&mut self) {
+        for shard in 0..self.lanes.len() {
+            self.send(shard);
+        }
+        self.resolver.refresh();
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

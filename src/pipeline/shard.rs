@@ -1,0 +1,206 @@
+//! A shard: one thread owning one instance of every module, fed batches of packets by the workers.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::packet::{Packet, Timestamp};
+use crate::modules::{Emitter, Module, ModuleCounters};
+use crate::session::Session;
+use crate::sinks::Sink;
+use crate::wire::inner::Layers;
+
+/// Packets per batch: enough to amortise a channel hand-off, few enough to keep latency low.
+pub(crate) const BATCH_PACKETS: usize = 64;
+/// Initial frame bytes per batch: seven jumbo frames.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+
+/// One packet in a batch: where its bytes are, and what ingest already learned about it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    pub(crate) orig_len: u32,
+    pub(crate) session: u16,
+    pub(crate) ts: Timestamp,
+    pub(crate) layers: Layers,
+}
+
+/// Packets travelling from one worker to one shard. Batches are allocated once and cycle between the
+/// worker's free pool and the shard, so steady-state ingest allocates nothing.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) data: Vec<u8>,
+    pub(crate) entries: Vec<Entry>,
+    /// The sessions the entries refer to, by index: one reference count per session per batch rather
+    /// than per packet.
+    pub(crate) sessions: Vec<Arc<Session>>,
+    home: Sender<Box<Batch>>,
+}
+
+impl Batch {
+    pub(crate) fn new(home: Sender<Box<Batch>>) -> Box<Batch> {
+        Box::new(Batch {
+            data: Vec::with_capacity(BATCH_BYTES),
+            entries: Vec::with_capacity(BATCH_PACKETS),
+            sessions: Vec::with_capacity(4),
+            home,
+        })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.entries.clear();
+        self.sessions.clear();
+    }
+
+    /// Index of `session` in this batch, adding it if new. Consecutive packets are nearly always of the
+    /// same session, so the last slot is checked first.
+    #[inline]
+    pub(crate) fn session_index(&mut self, session: &Arc<Session>) -> u16 {
+        if let Some(i) = self.sessions.iter().rposition(|s| Arc::ptr_eq(s, session)) {
+            return i as u16;
+        }
+        self.sessions.push(session.clone());
+        (self.sessions.len() - 1) as u16
+    }
+
+    pub(crate) fn is_full_for(&self, frame_len: usize) -> bool {
+        self.entries.len() >= BATCH_PACKETS
+            || self.sessions.len() >= usize::from(u16::MAX)
+            || (!self.entries.is_empty() && self.data.len() + frame_len > self.data.capacity())
+    }
+}
+
+/// Counters of one shard, read by the control plane.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Packets processed by this shard.
+    pub packets: AtomicU64,
+    /// Wall-clock nanoseconds at the shard's last sign of life (a batch or an idle wake-up).
+    pub heartbeat: AtomicU64,
+    /// One entry per configured module, in config order.
+    pub modules: Vec<Arc<ModuleCounters>>,
+}
+
+pub(crate) struct ModuleSlot {
+    pub(crate) kind: String,
+    pub(crate) module: Box<dyn Module>,
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) counters: Arc<ModuleCounters>,
+    pub(crate) failed: bool,
+}
+
+pub(crate) struct Shard {
+    pub(crate) index: usize,
+    pub(crate) rx: Receiver<Box<Batch>>,
+    pub(crate) modules: Vec<ModuleSlot>,
+    pub(crate) counters: Arc<ShardCounters>,
+    pub(crate) tick_ns: u64,
+    /// Live runs tick on the wall clock while idle; replays only on packet time.
+    pub(crate) idle_ticks: bool,
+    pub(crate) next_tick: Option<Timestamp>,
+    pub(crate) last_ts: Timestamp,
+    pub(crate) scratch: String,
+}
+
+impl Shard {
+    pub(crate) fn run(mut self) {
+        let idle = Duration::from_nanos(self.tick_ns);
+        loop {
+            self.counters
+                .heartbeat
+                .store(Timestamp::now().nanos(), Ordering::Relaxed);
+            match self.rx.recv_timeout(idle) {
+                Ok(mut batch) => {
+                    self.process(&batch);
+                    batch.clear();
+                    let home = batch.home.clone();
+                    // The worker may be gone (shutdown); the batch is then simply freed.
+                    let _ = home.send(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.idle_ticks {
+                        let now = Timestamp::now().max(self.last_ts);
+                        self.tick(now);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.flush();
+    }
+
+    fn process(&mut self, batch: &Batch) {
+        for e in &batch.entries {
+            let start = e.start as usize;
+            let pkt = Packet {
+                session: &batch.sessions[usize::from(e.session)],
+                ts: e.ts,
+                frame: &batch.data[start..start + e.len as usize],
+                orig_len: e.orig_len,
+                layers: &e.layers,
+            };
+            if self.next_tick.is_some_and(|t| pkt.ts >= t) || self.next_tick.is_none() {
+                self.tick(pkt.ts);
+            }
+            self.last_ts = self.last_ts.max(pkt.ts);
+            for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+                slot.counters.packet();
+                let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+                let module = &mut slot.module;
+                if catch_unwind(AssertUnwindSafe(|| module.on_packet(&pkt, &mut out))).is_err() {
+                    disable(slot, self.index, "on_packet");
+                }
+            }
+        }
+        let n = batch.entries.len() as u64;
+        let p = &self.counters.packets;
+        p.store(p.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.next_tick = Some(Timestamp::from_nanos(
+            (now.nanos() / self.tick_ns + 1) * self.tick_ns,
+        ));
+        for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+            let module = &mut slot.module;
+            if catch_unwind(AssertUnwindSafe(|| {
+                module.on_tick(now, &mut out);
+                out.flush_sink();
+            }))
+            .is_err()
+            {
+                disable(slot, self.index, "on_tick");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+            let module = &mut slot.module;
+            if catch_unwind(AssertUnwindSafe(|| {
+                module.flush(&mut out);
+                out.flush_sink();
+            }))
+            .is_err()
+            {
+                disable(slot, self.index, "flush");
+            }
+        }
+    }
+}
+
+/// A module that panicked is switched off on its shard rather than taking the shard (and with it every
+/// other module's packets) down.
+fn disable(slot: &mut ModuleSlot, shard: usize, during: &str) {
+    slot.failed = true;
+    let e = &slot.counters.errors;
+    e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    tracing::error!(message = "Module panicked; disabled on this shard.", kind = %slot.kind, shard, during);
+}

@@ -1,0 +1,496 @@
+//! Mirror sessions: the shared registry and each worker's private view of it.
+//!
+//! A session is (outer source IP, VNI): AWS sets the outer source to the source ENI's primary IP and the
+//! VNI to the session's VirtualNetworkId, and an NLB preserves the source for UDP (AWS-FACTS.md §1). The
+//! registry is a `DashMap` touched only when a worker meets a key it has not cached; the hot path reads a
+//! per-worker cache and one rarely-written generation counter, so busy sessions cause no cache-line
+//! traffic between cores.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use ipnet::IpNet;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::config::{SessionsConfig, StaticSession};
+use crate::pipeline::accounting::DropReason;
+use crate::pipeline::Timestamp;
+
+/// What names a mirror session on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// The outer source address.
+    pub source: IpAddr,
+    /// The VXLAN network identifier.
+    pub vni: u32,
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.source, self.vni)
+    }
+}
+
+/// A mirror session as modules see it.
+#[derive(Debug)]
+pub struct Session {
+    /// The wire key.
+    pub key: SessionKey,
+    /// A process-unique number, stable for the session's life; cheap to hash and compare.
+    pub id: u32,
+    /// The name for logs, metrics and file names.
+    pub name: String,
+    /// The source ENI's id, when configured.
+    pub eni: Option<String>,
+    /// Snap length for this session, overriding the global one.
+    pub truncate: Option<u32>,
+    /// AWS metadata for flow records; empty for learned sessions.
+    pub aws: AwsMetadata,
+    /// The ENI's own addresses (the outer source included), to tell ingress from egress.
+    pub addresses: Vec<IpAddr>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Learned from traffic rather than configured.
+    pub learned: bool,
+    first_seen: AtomicU64,
+    last_seen: AtomicU64,
+}
+
+/// The AWS identifiers a static session may carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsMetadata {
+    /// Account id.
+    pub account_id: Option<String>,
+    /// VPC id.
+    pub vpc_id: Option<String>,
+    /// Subnet id.
+    pub subnet_id: Option<String>,
+    /// Instance id.
+    pub instance_id: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Availability Zone id.
+    pub az_id: Option<String>,
+}
+
+impl Session {
+    fn new(key: SessionKey, id: u32, learned: bool) -> Session {
+        Session {
+            key,
+            id,
+            name: key.to_string(),
+            eni: None,
+            truncate: None,
+            aws: AwsMetadata::default(),
+            addresses: vec![key.source],
+            labels: BTreeMap::new(),
+            learned,
+            first_seen: AtomicU64::new(0),
+            last_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// A session for frames that arrive without encapsulation (replay of a plain capture, interface
+    /// capture); `name` says where they came from.
+    pub fn plain(name: &str, id: u32) -> Session {
+        let key = SessionKey {
+            source: IpAddr::from([0, 0, 0, 0]),
+            vni: 0,
+        };
+        Session {
+            name: name.to_owned(),
+            ..Session::new(key, id, false)
+        }
+    }
+
+    fn from_config(s: &StaticSession, id: u32) -> Session {
+        let key = SessionKey {
+            source: s.source,
+            vni: s.vni,
+        };
+        let mut addresses = vec![s.source];
+        addresses.extend(s.addresses.iter().filter(|a| **a != s.source));
+        Session {
+            name: s
+                .name
+                .clone()
+                .or_else(|| s.eni.clone())
+                .unwrap_or_else(|| key.to_string()),
+            eni: s.eni.clone(),
+            truncate: s.truncate,
+            aws: AwsMetadata {
+                account_id: s.account_id.clone(),
+                vpc_id: s.vpc_id.clone(),
+                subnet_id: s.subnet_id.clone(),
+                instance_id: s.instance_id.clone(),
+                region: s.region.clone(),
+                az_id: s.az_id.clone(),
+            },
+            addresses,
+            labels: s.labels.clone(),
+            ..Session::new(key, id, false)
+        }
+    }
+
+    /// Time of the first datagram (packet time, Unix seconds), 0 if none yet.
+    pub fn first_seen(&self) -> u64 {
+        self.first_seen.load(Ordering::Relaxed)
+    }
+
+    /// Time of the latest datagram, to within a second; 0 if none yet.
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self, secs: u64) {
+        if self.first_seen.load(Ordering::Relaxed) == 0 {
+            let _ = self
+                .first_seen
+                .compare_exchange(0, secs, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        self.last_seen.fetch_max(secs, Ordering::Relaxed);
+    }
+}
+
+/// Source networks allowed to send.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    nets: Vec<IpNet>,
+}
+
+impl Allowlist {
+    /// An allowlist of these networks.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Allowlist { nets }
+    }
+
+    /// Whether `addr` is inside one of the networks. IPv4-mapped IPv6 sources (from a dual-stack
+    /// socket) are checked as IPv4.
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.nets.iter().any(|n| n.contains(&addr))
+    }
+}
+
+struct Settings {
+    allow: Arc<Allowlist>,
+    learn: bool,
+    max_learned: usize,
+    idle_timeout_secs: u64,
+}
+
+/// The process-wide session registry.
+pub struct SessionTable {
+    map: DashMap<SessionKey, Arc<Session>>,
+    settings: RwLock<Settings>,
+    /// Bumped whenever a cached session or the allowlist may have become stale.
+    generation: AtomicU64,
+    learned: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for SessionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTable")
+            .field("sessions", &self.map.len())
+            .finish()
+    }
+}
+
+impl SessionTable {
+    /// A table holding the configured static sessions.
+    pub fn new(config: &SessionsConfig) -> Arc<SessionTable> {
+        let table = Arc::new(SessionTable {
+            map: DashMap::new(),
+            settings: RwLock::new(Settings {
+                allow: Arc::new(Allowlist::default()),
+                learn: false,
+                max_learned: 0,
+                idle_timeout_secs: 0,
+            }),
+            generation: AtomicU64::new(0),
+            learned: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        });
+        table.apply(config);
+        table
+    }
+
+    /// Applies a (re)loaded `[sessions]` config: static sessions are replaced, learned ones kept, and
+    /// every worker drops its cache before its next batch.
+    pub fn apply(&self, config: &SessionsConfig) {
+        {
+            let mut s = self.settings.write().unwrap_or_else(|e| e.into_inner());
+            s.allow = Arc::new(Allowlist::new(config.allow.clone()));
+            s.learn = config.learn;
+            s.max_learned = config.max_learned;
+            s.idle_timeout_secs = config.idle_timeout_secs;
+        }
+        self.map.retain(|_, s| s.learned);
+        for s in &config.static_sessions {
+            let key = SessionKey {
+                source: s.source,
+                vni: s.vni,
+            };
+            let mut session = Session::from_config(s, self.alloc_id());
+            if let Some((_, old)) = self.map.remove(&key) {
+                // A learned session became static: keep its history.
+                self.learned.fetch_sub(1, Ordering::Relaxed);
+                session.first_seen = AtomicU64::new(old.first_seen());
+                session.last_seen = AtomicU64::new(old.last_seen());
+            }
+            self.map.insert(key, Arc::new(session));
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn alloc_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) as u32
+    }
+
+    /// A snapshot of every session, for the admin endpoint and summaries.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        let mut v: Vec<_> = self.map.iter().map(|e| e.value().clone()).collect();
+        v.sort_by_key(|s| s.key);
+        v
+    }
+
+    /// Number of learned sessions.
+    pub fn learned_count(&self) -> usize {
+        self.learned.load(Ordering::Relaxed)
+    }
+
+    /// Forgets learned sessions idle since before `now_secs - idle_timeout`; returns how many.
+    pub fn expire_idle(&self, now_secs: u64) -> usize {
+        let timeout = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle_timeout_secs;
+        let mut removed = 0;
+        self.map.retain(|_, s| {
+            let keep = !s.learned || s.last_seen().saturating_add(timeout) >= now_secs;
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
+        if removed > 0 {
+            self.learned.fetch_sub(removed, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        removed
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Looks a key up in the registry, learning it if allowed. Called on a worker's cache miss only.
+    fn lookup_or_learn(
+        &self,
+        key: SessionKey,
+        allow: &Allowlist,
+    ) -> Result<Arc<Session>, DropReason> {
+        if let Some(s) = self.map.get(&key) {
+            return Ok(s.clone());
+        }
+        if !allow.allows(key.source) {
+            return Err(DropReason::SourceRefused);
+        }
+        let (learn, max) = {
+            let s = self.settings.read().unwrap_or_else(|e| e.into_inner());
+            (s.learn, s.max_learned)
+        };
+        if !learn {
+            return Err(DropReason::SessionUnknown);
+        }
+        // Reserve a slot first so that concurrent learners cannot overshoot the cap.
+        if self.learned.fetch_add(1, Ordering::AcqRel) >= max {
+            self.learned.fetch_sub(1, Ordering::AcqRel);
+            return Err(DropReason::SessionTableFull);
+        }
+        match self.map.entry(key) {
+            dashmap::Entry::Occupied(e) => {
+                // Another worker learned it first.
+                self.learned.fetch_sub(1, Ordering::AcqRel);
+                Ok(e.get().clone())
+            }
+            dashmap::Entry::Vacant(v) => {
+                let session = Arc::new(Session::new(key, self.alloc_id(), true));
+                v.insert(session.clone());
+                Ok(session)
+            }
+        }
+    }
+}
+
+/// Resolves session keys for one worker, without touching shared state on a hit.
+pub struct SessionResolver {
+    table: Arc<SessionTable>,
+    generation: u64,
+    allow: Arc<Allowlist>,
+    cache: FxHashMap<SessionKey, (Arc<Session>, u64)>,
+    refused: FxHashSet<SessionKey>,
+}
+
+/// Refused keys remembered per worker, so a flood from one refused source costs no shared lookups;
+/// past this the set starts over rather than grow without bound.
+const MAX_REFUSED_CACHED: usize = 4096;
+
+impl SessionResolver {
+    /// A resolver over `table`.
+    pub fn new(table: Arc<SessionTable>) -> Self {
+        let allow = table
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow
+            .clone();
+        SessionResolver {
+            generation: table.generation(),
+            table,
+            allow,
+            cache: FxHashMap::default(),
+            refused: FxHashSet::default(),
+        }
+    }
+
+    /// Drops cached entries if the registry changed (reload, expiry). Call once per batch.
+    pub fn refresh(&mut self) {
+        let generation = self.table.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.cache.clear();
+            self.refused.clear();
+            self.allow = self
+                .table
+                .settings
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow
+                .clone();
+        }
+    }
+
+    /// The session for `key` at packet time `ts`, or why the datagram must be dropped.
+    #[inline]
+    pub fn resolve(&mut self, key: SessionKey, ts: Timestamp) -> Result<&Arc<Session>, DropReason> {
+        let secs = ts.secs();
+        // Two lookups on a hit keep the borrow checker happy without unsafe; both are in the same map.
+        if !self.cache.contains_key(&key) {
+            if self.refused.contains(&key) {
+                return Err(DropReason::SourceRefused);
+            }
+            match self.table.lookup_or_learn(key, &self.allow) {
+                Ok(session) => {
+                    self.cache.insert(key, (session, 0));
+                }
+                Err(reason) => {
+                    if reason == DropReason::SourceRefused {
+                        if self.refused.len() >= MAX_REFUSED_CACHED {
+                            self.refused.clear();
+                        }
+                        self.refused.insert(key);
+                    }
+                    return Err(reason);
+                }
+            }
+        }
+        let (session, touched) = self
+            .cache
+            .get_mut(&key)
+            .expect("inserted above when missing");
+        // Shared last-seen is written at most once a second per worker and session.
+        if *touched != secs {
+            *touched = secs;
+            session.touch(secs);
+        }
+        Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str, vni: u32) -> SessionKey {
+        SessionKey {
+            source: s.parse().unwrap(),
+            vni,
+        }
+    }
+
+    fn config(max_learned: usize) -> SessionsConfig {
+        SessionsConfig {
+            max_learned,
+            static_sessions: vec![StaticSession {
+                source: "203.0.113.7".parse().unwrap(),
+                vni: 7,
+                eni: Some("eni-0abc".into()),
+                name: None,
+                truncate: Some(128),
+                account_id: None,
+                vpc_id: None,
+                subnet_id: None,
+                instance_id: None,
+                region: None,
+                az_id: None,
+                addresses: vec![],
+                labels: BTreeMap::from([("env".into(), "prod".into())]),
+            }],
+            ..SessionsConfig::default()
+        }
+    }
+
+    #[test]
+    fn static_sessions_bypass_the_allowlist_and_learning_is_capped() {
+        let table = SessionTable::new(&config(1));
+        let mut r = SessionResolver::new(table.clone());
+        let ts = Timestamp::from_nanos(5_000_000_000);
+        let s = r.resolve(key("203.0.113.7", 7), ts).unwrap();
+        assert_eq!(s.name, "eni-0abc");
+        assert_eq!(s.truncate, Some(128));
+        assert_eq!(
+            r.resolve(key("203.0.113.7", 8), ts).unwrap_err(),
+            DropReason::SourceRefused
+        );
+        assert!(r.resolve(key("10.0.0.1", 1), ts).unwrap().learned);
+        assert_eq!(
+            r.resolve(key("10.0.0.1", 2), ts).unwrap_err(),
+            DropReason::SessionTableFull
+        );
+        assert_eq!(table.learned_count(), 1);
+        assert_eq!(table.sessions().len(), 2);
+    }
+
+    #[test]
+    fn idle_learned_sessions_expire_and_workers_forget_them() {
+        let table = SessionTable::new(&config(10));
+        let mut r = SessionResolver::new(table.clone());
+        let first = r
+            .resolve(key("10.0.0.1", 1), Timestamp::from_nanos(100_000_000_000))
+            .unwrap()
+            .id;
+        assert_eq!(table.expire_idle(100 + 600), 0);
+        assert_eq!(table.expire_idle(100 + 601), 1);
+        assert_eq!(table.learned_count(), 0);
+        r.refresh();
+        let again = r
+            .resolve(key("10.0.0.1", 1), Timestamp::from_nanos(800_000_000_000))
+            .unwrap()
+            .id;
+        assert_ne!(first, again, "a re-learned session is a new session");
+    }
+
+    #[test]
+    fn ipv4_mapped_sources_are_checked_as_ipv4() {
+        let allow = Allowlist::new(crate::config::default_allowlist());
+        assert!(allow.allows("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!allow.allows("::ffff:8.8.8.8".parse().unwrap()));
+        assert!(allow.allows("fd00::1".parse().unwrap()));
+    }
+}
