@@ -4,4 +4,5 @@
 
 pub mod pcap;
 pub mod replay;
+pub mod send;
 pub mod udp;
