@@ -6,6 +6,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::Config;
+use crate::ingest::interface::{InterfaceError, InterfaceIngest};
 use crate::ingest::udp::{IngestError, UdpIngest};
 use crate::modules::Registry;
 use crate::pipeline::{Pipeline, PipelineError, PipelineReport, Timestamp};
@@ -19,6 +20,9 @@ pub enum DaemonError {
     /// The listeners could not start.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// Interface capture could not start.
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
     /// The control-plane runtime could not start.
     #[error("cannot start the control-plane runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -38,7 +42,14 @@ pub fn run(config: Config, registry: Registry) -> Result<PipelineReport, DaemonE
         .registry(registry)
         .live(true)
         .build()?;
-    let ingest = UdpIngest::start(&pipeline, &pipeline.config().ingest)?;
+    let listeners = &pipeline.config().ingest;
+    // A config may name only interfaces to capture from; then no UDP listener is wanted.
+    let ingest = if listeners.vxlan.is_empty() && listeners.geneve.is_empty() {
+        None
+    } else {
+        Some(UdpIngest::start(&pipeline, listeners)?)
+    };
+    let capture = InterfaceIngest::start(&pipeline, &pipeline.config().ingest.interfaces)?;
     tracing::info!(
         message = "vxtap is running.",
         shards = pipeline.shard_counters().len(),
@@ -51,7 +62,10 @@ pub fn run(config: Config, registry: Registry) -> Result<PipelineReport, DaemonE
         sweeper.abort();
     });
     tracing::info!(message = "Stopping: draining sockets and flushing modules.");
-    ingest.stop();
+    if let Some(ingest) = ingest {
+        ingest.stop();
+    }
+    capture.stop();
     let report = pipeline.finish();
     let c = &report.counts;
     tracing::info!(

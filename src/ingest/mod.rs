@@ -2,6 +2,7 @@
 //! capture files. Each source owns an [`Ingress`](crate::pipeline::Ingress) per thread and feeds it
 //! payloads; nothing past the payload is source-specific.
 
+pub mod interface;
 pub mod pcap;
 pub mod replay;
 pub mod send;

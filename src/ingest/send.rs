@@ -236,6 +236,7 @@ struct Queued {
 
 struct Sender {
     to: SocketAddr,
+    dest: socket2::SockAddr,
     vni: u32,
     ports: SourcePorts,
     sockets: Vec<Option<Socket>>,
@@ -263,6 +264,7 @@ impl Sender {
         let batch = options.batch.clamp(1, 1024);
         let mut sender = Sender {
             to: options.to,
+            dest: options.to.into(),
             vni: options.vni,
             ports: options.source_ports,
             sockets: (0..pool).map(|_| None).collect(),
@@ -298,7 +300,8 @@ impl Sender {
                 SocketAddr::V6(_) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into(),
             };
             s.bind(&local.into()).map_err(err("bind"))?;
-            s.connect(&to.into()).map_err(err("connect"))?;
+            // Not connected: a connected UDP socket fails its next send after an ICMP error (a port
+            // with no listener), losing that datagram; an unconnected one sends everything.
             // A large send buffer lets a whole batch of jumbo datagrams go in one call.
             let _ = s.set_send_buffer_size(4 << 20);
             self.sockets[i] = Some(s);
@@ -413,13 +416,16 @@ impl Sender {
         for i in 0..self.iovecs.len() {
             // SAFETY: mmsghdr is a plain C struct for which all-zero is valid.
             let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = self.dest.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = self.dest.len();
             h.msg_hdr.msg_iov = &mut self.iovecs[i];
             h.msg_hdr.msg_iovlen = 1;
             self.hdrs.push(h);
         }
         let mut done = 0;
         while done < self.hdrs.len() {
-            // SAFETY: every header points at an iovec into the arena, all alive and unmoved here.
+            // SAFETY: every header points at an iovec into the arena and at `dest`, all alive and
+            // unmoved here.
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
@@ -442,8 +448,7 @@ impl Sender {
                 Some(libc::ENOBUFS | libc::EAGAIN) => {
                     std::thread::sleep(Duration::from_micros(200))
                 }
-                // An ICMP error from an earlier datagram (nothing listening, for instance) is
-                // reported on the next send; the datagram it is reported on is not sent.
+                // Errors the network reports for one datagram: count it and go on.
                 Some(
                     libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EMSGSIZE,
                 ) => {
