@@ -402,3 +402,46 @@ fn sample_captures_are_reproducible() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Raw IP captures (tcpdump on a tun device, or LINKTYPE_RAW exports) reach modules as Ethernet frames,
+/// with their original length kept.
+#[test]
+fn raw_ip_captures_become_ethernet_frames() {
+    let mut v4 = Vec::new();
+    etherparse::PacketBuilder::ipv4([192, 168, 1, 1], [192, 168, 1, 2], 64)
+        .udp(1000, 2000)
+        .write(&mut v4, &[7; 100])
+        .unwrap();
+    let mut v6 = Vec::new();
+    etherparse::PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+        .tcp(3000, 443, 1, 100)
+        .write(&mut v6, &[])
+        .unwrap();
+    // Big-endian nanosecond pcap, link type 101; the IPv4 record is cut to 40 bytes.
+    let mut file = vec![0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+    file.extend_from_slice(&65535u32.to_be_bytes());
+    file.extend_from_slice(&101u32.to_be_bytes());
+    for (i, (data, orig)) in [(&v4[..40], v4.len()), (&v6[..], v6.len())]
+        .into_iter()
+        .enumerate()
+    {
+        for v in [1_700_000_000, i as u32 * 5, data.len() as u32, orig as u32] {
+            file.extend_from_slice(&v.to_be_bytes());
+        }
+        file.extend_from_slice(data);
+    }
+    let path = std::env::temp_dir().join(format!("{}.pcap", unique("vxtap-raw")));
+    std::fs::write(&path, &file).unwrap();
+    let (log, report) = run(std::slice::from_ref(&path), 1, "");
+    std::fs::remove_file(&path).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(report.plain_sessions, [name]);
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("1700")).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("1700000000.000000000 {name} len=54 orig=142 17 192.168.1.1:1000 > 192.168.1.2:2000 ip_len=128 cut=payload payload=12"),
+            format!("1700000000.000000005 {name} len=74 orig=74 6 fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:3000 > fefe:fefe:fefe:fefe:fefe:fefe:fefe:fefe:443 ip_len=60 tcp_flags=0x00 payload=0"),
+        ]
+    );
+}

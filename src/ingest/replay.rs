@@ -283,3 +283,61 @@ pub fn mirror_datagram(
     let encap = Encap::for_port(port)?;
     Some((source, encap, udp.get(8..).unwrap_or(&[])))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn udp_frame(vlans: &[u16], dport: u16) -> Vec<u8> {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4([10, 1, 1, 1], [10, 2, 2, 2], 64)
+            .udp(40000, dport)
+            .write(&mut ip, &[0x08, 0, 0, 0, 0, 0, 5, 0, 0xee])
+            .unwrap();
+        let mut f = vec![0u8; 12];
+        for v in vlans {
+            f.extend_from_slice(&ether_type::VLAN.to_be_bytes());
+            f.extend_from_slice(&v.to_be_bytes());
+        }
+        f.extend_from_slice(&ether_type::IPV4.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    fn find(link: LinkType, frame: &[u8]) -> Option<(std::net::IpAddr, Encap, Vec<u8>)> {
+        let l3 = pcap::l3(link, frame)?;
+        mirror_datagram(link, l3).map(|(s, e, p)| (s, e, p.to_vec()))
+    }
+
+    #[test]
+    fn finds_mirror_datagrams_behind_vlan_tags() {
+        let payload = vec![0x08, 0, 0, 0, 0, 0, 5, 0, 0xee];
+        let src = std::net::IpAddr::from([10, 1, 1, 1]);
+        for vlans in [&[][..], &[7], &[7, 8]] {
+            assert_eq!(
+                find(LinkType::Ethernet, &udp_frame(vlans, 4789)),
+                Some((src, Encap::Vxlan, payload.clone())),
+                "{vlans:?}"
+            );
+        }
+        assert_eq!(
+            find(LinkType::Ethernet, &udp_frame(&[1, 2, 3], 4789)),
+            None,
+            "three tags are more than the two looked through"
+        );
+        assert_eq!(
+            find(LinkType::Ethernet, &udp_frame(&[], 6081)).map(|d| d.1),
+            Some(Encap::Geneve)
+        );
+        assert_eq!(find(LinkType::Ethernet, &udp_frame(&[], 53)), None);
+        // Raw IP: the same datagram without its Ethernet header.
+        let f = udp_frame(&[], 4789);
+        assert_eq!(
+            find(LinkType::RawIp, &f[14..]).map(|d| d.1),
+            Some(Encap::Vxlan)
+        );
+        // A UDP header cut before its ports is not a mirror datagram.
+        assert_eq!(find(LinkType::RawIp, &f[14..14 + 21]), None);
+    }
+}

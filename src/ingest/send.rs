@@ -531,3 +531,54 @@ pub fn resolve(to: &str) -> Result<SocketAddr, SendError> {
         .next()
         .ok_or_else(|| SendError::Options(format!("--to {to}: no address")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn geneve(protocol: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+        let v = vni.to_be_bytes();
+        let mut g = vec![0x00, 0x00];
+        g.extend_from_slice(&protocol.to_be_bytes());
+        g.extend_from_slice(&[v[1], v[2], v[3], 0]);
+        g.extend_from_slice(inner);
+        g
+    }
+
+    fn mirror_ip(dport: u16) -> Vec<u8> {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4([10, 1, 2, 3], [10, 0, 0, 200], 64)
+            .udp(51000, dport)
+            .write(&mut ip, &[0x08, 0, 0, 0, 0, 0x10, 0x92, 0, 0xab])
+            .unwrap();
+        ip
+    }
+
+    #[test]
+    fn geneve_from_a_gwlb_is_unwrapped_to_the_mirror_vxlan() {
+        match geneve_to_vxlan(&geneve(geneve::PROTO_IPV4, 0, &mirror_ip(4789))) {
+            Some(GeneveInner::Vxlan { payload, sport }) => {
+                assert_eq!(payload, &[0x08, 0, 0, 0, 0, 0x10, 0x92, 0, 0xab]);
+                assert_eq!(sport, 51000);
+            }
+            _ => panic!("expected the VXLAN payload"),
+        }
+        // IPv4 that is not the mirror's VXLAN: nothing to send.
+        assert!(geneve_to_vxlan(&geneve(geneve::PROTO_IPV4, 0, &mirror_ip(53))).is_none());
+        // An Ethernet frame that is not a mirror packet is the mirrored frame itself.
+        let frame = [0xffu8; 20];
+        match geneve_to_vxlan(&geneve(geneve::PROTO_ETHERNET, 77, &frame)) {
+            Some(GeneveInner::Frame { vni, frame: f }) => assert_eq!((vni, f), (77, &frame[..])),
+            _ => panic!("expected the frame"),
+        }
+        assert!(geneve_to_vxlan(&[0, 0, 8]).is_none());
+    }
+
+    #[test]
+    fn vxlan_header_carries_the_vni() {
+        let mut out = Vec::new();
+        push_vxlan_header(&mut out, 0x00ab_cdef);
+        assert_eq!(out, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
+    }
+}
