@@ -240,6 +240,11 @@ struct Sender {
     vni: u32,
     ports: SourcePorts,
     sockets: Vec<Option<Socket>>,
+    /// Datagrams gathered before a flush: `batch` per socket for up to eight sockets, so that each
+    /// sendmmsg still carries several datagrams when flows spread over many ports. Paced sends flush
+    /// before every wait, so this adds no delay.
+    window: usize,
+    /// Datagrams per sendmmsg call.
     batch: usize,
     arena: Vec<u8>,
     queued: Vec<Queued>,
@@ -262,17 +267,19 @@ impl Sender {
             }
         };
         let batch = options.batch.clamp(1, 1024);
+        let window = batch * pool.min(8);
         let mut sender = Sender {
             to: options.to,
             dest: options.to.into(),
             vni: options.vni,
             ports: options.source_ports,
             sockets: (0..pool).map(|_| None).collect(),
+            window,
             batch,
-            arena: Vec::with_capacity(batch * 1600),
-            queued: Vec::with_capacity(batch),
-            iovecs: Vec::with_capacity(batch),
-            hdrs: Vec::with_capacity(batch),
+            arena: Vec::with_capacity(window * 1600),
+            queued: Vec::with_capacity(window),
+            iovecs: Vec::with_capacity(window),
+            hdrs: Vec::with_capacity(window),
             scratch: Vec::with_capacity(9216),
             report: SendReport::default(),
         };
@@ -374,7 +381,7 @@ impl Sender {
             start,
             len: payload.len() as u32,
         });
-        if self.queued.len() >= self.batch {
+        if self.queued.len() >= self.window {
             self.flush()?;
         }
         Ok(true)
@@ -430,7 +437,7 @@ impl Sender {
                 libc::sendmmsg(
                     fd,
                     self.hdrs[done..].as_mut_ptr(),
-                    (self.hdrs.len() - done) as libc::c_uint,
+                    (self.hdrs.len() - done).min(self.batch) as libc::c_uint,
                     0,
                 )
             };
