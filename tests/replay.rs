@@ -445,3 +445,69 @@ fn raw_ip_captures_become_ethernet_frames() {
         ]
     );
 }
+
+/// A classic pcap (little-endian, microseconds, Ethernet) of `(seconds, frame)` records.
+fn write_pcap(records: &[(u32, Vec<u8>)]) -> PathBuf {
+    let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    for (secs, frame) in records {
+        for v in [*secs, 0, frame.len() as u32, frame.len() as u32] {
+            file.extend_from_slice(&v.to_le_bytes());
+        }
+        file.extend_from_slice(frame);
+    }
+    let path = std::env::temp_dir().join(format!("{}.pcap", unique("vxtap-gen")));
+    std::fs::write(&path, &file).unwrap();
+    path
+}
+
+/// An Ethernet/IPv4/UDP datagram from `source` to port 4789 carrying a VXLAN header with `vni` and a
+/// small inner frame.
+fn mirror_frame(source: [u8; 4], vni: u32) -> Vec<u8> {
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([172, 31, 0, 1], [172, 31, 0, 2], 64)
+        .udp(1000, 2000)
+        .write(&mut inner, b"x")
+        .unwrap();
+    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 0, 0];
+    payload[4..7].copy_from_slice(&vni.to_be_bytes()[1..]);
+    payload.extend_from_slice(&inner);
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([6; 6], [8; 6])
+        .ipv4(source, [10, 0, 0, 100], 64)
+        .udp(50000, 4789)
+        .write(&mut f, &payload)
+        .unwrap();
+    f
+}
+
+/// Learned sessions expire on packet time during replay as they would live, so a long capture does
+/// not fill the session table where a live run would not.
+#[test]
+fn idle_learned_sessions_expire_on_packet_time() {
+    let t0 = 1_700_000_000;
+    let path = write_pcap(&[
+        (t0, mirror_frame([10, 0, 0, 1], 1)),
+        (t0 + 5, mirror_frame([10, 0, 0, 1], 1)),
+        // Session 10.0.0.2/2 arrives while the first is still fresh: the table (one slot) is full.
+        (t0 + 6, mirror_frame([10, 0, 0, 2], 2)),
+        // Two minutes later the first has been idle longer than its 60 s timeout.
+        (t0 + 125, mirror_frame([10, 0, 0, 2], 2)),
+    ]);
+    let (log, report) = run(
+        std::slice::from_ref(&path),
+        1,
+        "[sessions]\nmax_learned = 1\nidle_timeout_secs = 60\n",
+    );
+    std::fs::remove_file(&path).unwrap();
+    let c = &report.pipeline.counts;
+    assert_eq!(c.dispatched, 3, "{report}");
+    assert_eq!(c.drops_by_reason(), [("session_table_full", 1)], "{report}");
+    assert!(
+        log.contains(&format!("{}.000000000 10.0.0.2/2 ", t0 + 125)),
+        "{log}"
+    );
+    assert_eq!(report.session_names(), ["10.0.0.2/2"]);
+}

@@ -152,7 +152,13 @@ pub struct Feeder {
     scratch: Vec<u8>,
     plain_names: Vec<String>,
     used_names: BTreeMap<String, usize>,
+    /// Packet time (seconds) of the next sweep of idle learned sessions.
+    next_sweep: u64,
 }
+
+/// How often, in packet time, idle learned sessions are forgotten: as often as a live run does on the
+/// wall clock, so a long capture does not fill the session table where a live run would not.
+const SWEEP_SECS: u64 = 10;
 
 impl Feeder {
     /// Opens and feeds one file; problems are in the returned summary.
@@ -194,7 +200,10 @@ impl Feeder {
         while let Some(item) = reader.next_item()? {
             summary.records += 1;
             let record = match item {
-                Item::Frame(r) => r,
+                Item::Frame(r) => {
+                    self.sweep(pipeline, ingress, r.ts.secs());
+                    r
+                }
                 Item::Bad { why } => {
                     summary.bad_records += 1;
                     ingress.refuse(0, DropReason::BadCaptureRecord);
@@ -238,6 +247,18 @@ impl Feeder {
             }
         }
         Ok(())
+    }
+
+    fn sweep(&mut self, pipeline: &Pipeline, ingress: &mut Ingress, now: u64) {
+        if now < self.next_sweep {
+            return;
+        }
+        let first = self.next_sweep == 0;
+        self.next_sweep = now + SWEEP_SECS;
+        if !first && pipeline.sessions().expire_idle(now) > 0 {
+            // Lets this ingress drop its cached copies of the expired sessions.
+            ingress.flush();
+        }
     }
 
     /// The plain session's name: the file name, made unique if two files share it.
