@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use vxtap::ingest::pcap::{self, CaptureReader, Item};
-use vxtap::ingest::replay::{mirror_datagram, FileSummary, Feeder};
+use vxtap::ingest::replay::{mirror_datagram, Feeder, FileSummary};
 use vxtap::pipeline::{Ingress, Pipeline};
 
 struct Replay {
@@ -19,9 +19,13 @@ struct Replay {
 fn replay() -> &'static Mutex<Replay> {
     static REPLAY: OnceLock<Mutex<Replay>> = OnceLock::new();
     REPLAY.get_or_init(|| {
-        let config = "[pipeline]\nshards = 1\n[sessions]\nmax_learned = 64\n[[module]]\nkind = \"stats\"\n";
+        let config =
+            "[pipeline]\nshards = 1\n[sessions]\nmax_learned = 64\n[[module]]\nkind = \"stats\"\n";
         let config = vxtap::Config::parse(config, "fuzz.toml").expect("valid fuzz config");
-        let pipeline = Pipeline::builder(config).live(false).build().expect("pipeline builds");
+        let pipeline = Pipeline::builder(config)
+            .live(false)
+            .build()
+            .expect("pipeline builds");
         let ingress = pipeline.ingress();
         Mutex::new(Replay { pipeline, ingress })
     })
@@ -33,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
         let mut n = 0;
         while let Ok(Some(item)) = reader.next_item() {
             n += 1;
-            assert!(n <= data.len(), "more records than input bytes: the reader loops");
+            assert!(
+                n <= data.len(),
+                "more records than input bytes: the reader loops"
+            );
             if let Item::Frame(r) = item {
                 if let Some(l3) = pcap::l3(r.link, r.data) {
                     let _ = mirror_datagram(r.link, l3);
