@@ -831,6 +831,49 @@ mod tests {
     }
 
     #[test]
+    fn pcapng_big_endian_with_an_offset_and_simple_packets() {
+        let be_block = |ty: u32, body: &[u8]| {
+            let len = (body.len() + 12) as u32;
+            let mut b = ty.to_be_bytes().to_vec();
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&len.to_be_bytes());
+            b
+        };
+        let mut shb = 0x1a2b_3c4du32.to_be_bytes().to_vec();
+        shb.extend_from_slice(&[0, 1, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_be_bytes());
+        let mut f = be_block(0x0a0d_0d0a, &shb);
+        // Raw IP, snap length 2, if_tsoffset = 100 s.
+        let mut idb = 101u16.to_be_bytes().to_vec();
+        idb.extend_from_slice(&[0, 0]);
+        idb.extend_from_slice(&2u32.to_be_bytes());
+        idb.extend_from_slice(&14u16.to_be_bytes());
+        idb.extend_from_slice(&8u16.to_be_bytes());
+        idb.extend_from_slice(&100i64.to_be_bytes());
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend(be_block(1, &idb));
+        let mut epb = 0u32.to_be_bytes().to_vec();
+        epb.extend_from_slice(&0u32.to_be_bytes());
+        epb.extend_from_slice(&7u32.to_be_bytes()); // 7 microseconds
+        epb.extend_from_slice(&4u32.to_be_bytes());
+        epb.extend_from_slice(&4u32.to_be_bytes());
+        epb.extend_from_slice(&[0x45, 1, 2, 3]);
+        f.extend(be_block(6, &epb));
+        // A simple packet: original length 4, cut to the interface's snap length of 2.
+        let mut spb = 4u32.to_be_bytes().to_vec();
+        spb.extend_from_slice(&[0x60, 9, 9, 9]);
+        f.extend(be_block(3, &spb));
+        assert_eq!(
+            read_all(&f),
+            vec![
+                Ok((100_000_007_000, LinkType::RawIp, vec![0x45, 1, 2, 3], 4, 0)),
+                Ok((100_000_000_000, LinkType::RawIp, vec![0x60, 9], 4, 0)),
+            ]
+        );
+    }
+
+    #[test]
     fn pcapng_corrupt_block_length_is_an_error() {
         let mut f = shb();
         f.extend_from_slice(&6u32.to_le_bytes());
