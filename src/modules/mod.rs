@@ -60,6 +60,7 @@ pub struct Emitter<'a> {
     sink: &'a mut dyn Sink,
     counters: &'a ModuleCounters,
     scratch: &'a mut String,
+    now: Timestamp,
 }
 
 impl<'a> Emitter<'a> {
@@ -67,17 +68,19 @@ impl<'a> Emitter<'a> {
         sink: &'a mut dyn Sink,
         counters: &'a ModuleCounters,
         scratch: &'a mut String,
+        now: Timestamp,
     ) -> Self {
         Emitter {
             sink,
             counters,
             scratch,
+            now,
         }
     }
 
     /// Emits one complete record.
     pub fn emit(&mut self, record: &[u8]) {
-        match self.sink.write(record) {
+        match self.sink.write(self.now, record) {
             Ok(()) => bump(&self.counters.events, 1),
             Err(_) => bump(&self.counters.errors, 1),
         }
@@ -112,8 +115,14 @@ impl<'a> Emitter<'a> {
         bump(&self.counters.errors, 1);
     }
 
+    /// Counts `n` records a module wrote itself, through sink-layer files it holds (as `pcap` does,
+    /// whose files carry per-file state).
+    pub fn wrote(&mut self, n: u64) {
+        bump(&self.counters.events, n);
+    }
+
     pub(crate) fn flush_sink(&mut self) {
-        if self.sink.flush().is_err() {
+        if self.sink.flush(self.now).is_err() {
             bump(&self.counters.errors, 1);
         }
     }
