@@ -5,6 +5,7 @@
 //! (Vector's shape: a serde config struct with `deny_unknown_fields` and a `build`), so a library user
 //! adds a kind with one [`Registry::register`] call.
 
+pub mod flowlog;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -259,6 +260,7 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         r.register::<stats::StatsConfig>("stats");
+        r.register::<flowlog::FlowLogConfig>("flowlog");
         r
     }
 

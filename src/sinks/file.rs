@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -24,7 +24,7 @@ use super::Sink;
 use crate::pipeline::Timestamp;
 
 /// A file output, as a module's `[module.output]` table gives it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileOutputConfig {
     /// The directory to write into; created if missing.
@@ -50,6 +50,9 @@ pub struct FileOutputConfig {
     /// AWS's own log delivery, e.g. `AWSLogs/{account}/vpcflowlogs/{region}/YYYY/MM/DD/`).
     #[serde(default)]
     pub layout: Layout,
+    /// The size cap, made once and shared by every shard's series (see [`FileOutputConfig::prepare_dir`]).
+    #[serde(skip)]
+    shared_cap: Arc<OnceLock<Option<Arc<SizeCap>>>>,
 }
 
 fn default_rotate_bytes() -> u64 {
@@ -73,6 +76,7 @@ impl FileOutputConfig {
             max_total_bytes: 0,
             buffer_bytes: default_buffer_bytes(),
             layout: Layout::Flat,
+            shared_cap: Arc::default(),
         }
     }
 
@@ -96,15 +100,20 @@ impl FileOutputConfig {
         Ok(())
     }
 
-    /// Creates the directory and, with `max_total_bytes`, the size cap shared by every series written
-    /// into it whose names end in one of `suffixes`.
+    /// Creates the directory (and checks that it is writable, so a wrong path fails at start rather
+    /// than at the first record) and returns the size cap shared by every series of this output: made
+    /// on the first call, over the files in `dir` whose names end in one of `suffixes`.
     pub fn prepare_dir(&self, suffixes: &[&str]) -> io::Result<Option<Arc<SizeCap>>> {
+        if let Some(cap) = self.shared_cap.get() {
+            return Ok(cap.clone());
+        }
         std::fs::create_dir_all(&self.dir)?;
         let probe = self.dir.join(".vxtap-write-test");
         File::create(&probe)?;
         let _ = std::fs::remove_file(&probe);
-        Ok((self.max_total_bytes > 0)
-            .then(|| Arc::new(SizeCap::new(self.max_total_bytes, &self.dir, suffixes))))
+        let cap = (self.max_total_bytes > 0)
+            .then(|| Arc::new(SizeCap::new(self.max_total_bytes, &self.dir, suffixes)));
+        Ok(self.shared_cap.get_or_init(|| cap).clone())
     }
 }
 
