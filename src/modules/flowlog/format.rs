@@ -83,12 +83,48 @@ const FIELDS: [(Field, &str, u8, &str, Kind); 29] = [
     (Field::PktDstAddr, "pkt-dstaddr", 3, "pkt_dstaddr", Text),
     (Field::Region, "region", 4, "region", Text),
     (Field::AzId, "az-id", 4, "az_id", Text),
-    (Field::SublocationType, "sublocation-type", 4, "sublocation_type", Text),
-    (Field::SublocationId, "sublocation-id", 4, "sublocation_id", Text),
-    (Field::PktSrcAwsService, "pkt-src-aws-service", 5, "pkt_src_aws_service", Text),
-    (Field::PktDstAwsService, "pkt-dst-aws-service", 5, "pkt_dst_aws_service", Text),
-    (Field::FlowDirection, "flow-direction", 5, "flow_direction", Text),
-    (Field::TrafficPath, "traffic-path", 5, "traffic_path", Number),
+    (
+        Field::SublocationType,
+        "sublocation-type",
+        4,
+        "sublocation_type",
+        Text,
+    ),
+    (
+        Field::SublocationId,
+        "sublocation-id",
+        4,
+        "sublocation_id",
+        Text,
+    ),
+    (
+        Field::PktSrcAwsService,
+        "pkt-src-aws-service",
+        5,
+        "pkt_src_aws_service",
+        Text,
+    ),
+    (
+        Field::PktDstAwsService,
+        "pkt-dst-aws-service",
+        5,
+        "pkt_dst_aws_service",
+        Text,
+    ),
+    (
+        Field::FlowDirection,
+        "flow-direction",
+        5,
+        "flow_direction",
+        Text,
+    ),
+    (
+        Field::TrafficPath,
+        "traffic-path",
+        5,
+        "traffic_path",
+        Number,
+    ),
 ];
 
 impl Field {
@@ -202,7 +238,9 @@ impl Format {
                 .strip_prefix("${")
                 .and_then(|t| t.strip_suffix('}'))
                 .ok_or_else(|| {
-                    format!("{token:?} is not a field; write fields as ${{name}}, separated by spaces")
+                    format!(
+                        "{token:?} is not a field; write fields as ${{name}}, separated by spaces"
+                    )
                 })?;
             let field = FIELDS
                 .iter()
@@ -267,9 +305,9 @@ impl Format {
             Field::SubnetId => text(&r.meta.subnet_id),
             Field::InstanceId => text(&r.meta.instance_id),
             Field::TcpFlags => from_flow(|f| Value::Number(u64::from(f.tcp_flags))),
-            Field::Type => from_flow(|f| {
-                Value::Text(if f.key.src.is_ipv4() { "IPv4" } else { "IPv6" })
-            }),
+            Field::Type => {
+                from_flow(|f| Value::Text(if f.key.src.is_ipv4() { "IPv4" } else { "IPv6" }))
+            }
             Field::Region => text(&r.meta.region),
             Field::AzId => text(&r.meta.az_id),
             Field::FlowDirection => from_flow(|f| match f.direction {
@@ -301,7 +339,7 @@ impl Format {
                 }
                 Value::Number(n) => write!(out, "{n}"),
                 Value::Addr(a) => write!(out, "{a}"),
-                Value::Text(t) if t.is_empty() => {
+                Value::Text("") => {
                     out.push('-');
                     Ok(())
                 }
@@ -429,8 +467,10 @@ mod tests {
 
     #[test]
     fn version_is_the_highest_selected_and_unknowns_are_dashes() {
-        let f = Format::parse("${srcaddr}  ${flow-direction} ${vpc-id} ${traffic-path} ${az-id} ${type}")
-            .unwrap();
+        let f = Format::parse(
+            "${srcaddr}  ${flow-direction} ${vpc-id} ${traffic-path} ${az-id} ${type}",
+        )
+        .unwrap();
         assert_eq!(f.version(), 5);
         let (m, c) = (meta(), ping());
         let r = Record {

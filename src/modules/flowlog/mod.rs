@@ -24,7 +24,9 @@ use self::table::{DirKey, Entry, FlowTable};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
 use crate::pipeline::{Packet, Timestamp};
 use crate::session::Session;
-use crate::sinks::{FileOutputConfig, FileSink, Layout, RotatingFile, SeriesName, Sink, StdoutSink};
+use crate::sinks::{
+    FileOutputConfig, FileSink, Layout, RotatingFile, SeriesName, Sink, StdoutSink,
+};
 use crate::wire::inner::Transport;
 
 const NANOS: u64 = 1_000_000_000;
@@ -221,7 +223,12 @@ struct FlowLog {
 fn aws_tcp_flags(flags: u8) -> u8 {
     const FIN_SYN_RST: u8 = 0x07;
     const SYN_ACK: u8 = 0x12;
-    (flags & FIN_SYN_RST) | if flags & SYN_ACK == SYN_ACK { SYN_ACK } else { 0 }
+    (flags & FIN_SYN_RST)
+        | if flags & SYN_ACK == SYN_ACK {
+            SYN_ACK
+        } else {
+            0
+        }
 }
 
 fn session_meta(s: &Session) -> (SessionMeta, Vec<std::net::IpAddr>) {
