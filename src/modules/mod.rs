@@ -6,6 +6,7 @@
 //! adds a kind with one [`Registry::register`] call.
 
 pub mod flowlog;
+pub mod pcap;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -83,7 +84,7 @@ impl<'a> Emitter<'a> {
     pub fn emit(&mut self, record: &[u8]) {
         match self.sink.write(self.now, record) {
             Ok(()) => bump(&self.counters.events, 1),
-            Err(_) => bump(&self.counters.errors, 1),
+            Err(_) => bump(&self.counters.errors, 1 + self.sink.take_lost()),
         }
     }
 
@@ -116,6 +117,11 @@ impl<'a> Emitter<'a> {
         bump(&self.counters.errors, 1);
     }
 
+    /// Counts `n` errors (e.g. records a failed write lost).
+    pub fn errors(&mut self, n: u64) {
+        bump(&self.counters.errors, n);
+    }
+
     /// Counts `n` records a module wrote itself, through sink-layer files it holds (as `pcap` does,
     /// whose files carry per-file state).
     pub fn wrote(&mut self, n: u64) {
@@ -124,7 +130,7 @@ impl<'a> Emitter<'a> {
 
     pub(crate) fn flush_sink(&mut self) {
         if self.sink.flush(self.now).is_err() {
-            bump(&self.counters.errors, 1);
+            bump(&self.counters.errors, self.sink.take_lost().max(1));
         }
     }
 }
@@ -261,6 +267,7 @@ impl Registry {
         let mut r = Registry::empty();
         r.register::<stats::StatsConfig>("stats");
         r.register::<flowlog::FlowLogConfig>("flowlog");
+        r.register::<pcap::PcapConfig>("pcap");
         r
     }
 

@@ -200,6 +200,10 @@ pub struct RotatingFile {
     seq: u32,
     stopped_until: Option<Timestamp>,
     files_opened: u64,
+    /// Records in `buf`.
+    buffered: u64,
+    /// Records accepted earlier that a failed write lost, not yet reported.
+    lost: u64,
 }
 
 impl std::fmt::Debug for RotatingFile {
@@ -234,6 +238,8 @@ impl RotatingFile {
             seq: 0,
             stopped_until: None,
             files_opened: 0,
+            buffered: 0,
+            lost: 0,
         }
     }
 
@@ -245,6 +251,12 @@ impl RotatingFile {
     /// Files opened so far.
     pub fn files_opened(&self) -> u64 {
         self.files_opened
+    }
+
+    /// Records that were accepted by [`RotatingFile::append`] but lost to a later failed write, since
+    /// the last call (the caller counts them with the record that failed).
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     /// Gets ready for a record of `len` bytes at packet time `now`: opens the first file, rotates when
@@ -290,6 +302,7 @@ impl RotatingFile {
             self.write_out(now, record)?;
         } else {
             self.buf.extend_from_slice(record);
+            self.buffered += 1;
         }
         if let Some(open) = &mut self.open {
             open.written += record.len() as u64;
@@ -320,7 +333,9 @@ impl RotatingFile {
         if !self.buf.is_empty() {
             let result = write_to(&mut open.writer, &self.buf);
             self.buf.clear();
+            let records = std::mem::take(&mut self.buffered);
             if let Err(error) = result {
+                self.lost += records;
                 undo(&mut open);
                 warn_failed(
                     "Failed to write an output file while closing it.",
@@ -428,6 +443,8 @@ impl RotatingFile {
         let header = std::mem::take(&mut self.header);
         let result = self.append(now, &header);
         self.header = header;
+        // The header is not a record of the caller's.
+        self.buffered = self.buffered.saturating_sub(1);
         result
     }
 
@@ -439,6 +456,7 @@ impl RotatingFile {
         let result = self.write_out(now, &buf);
         self.buf = buf;
         self.buf.clear();
+        self.buffered = 0;
         result
     }
 
@@ -479,6 +497,7 @@ impl RotatingFile {
             stopped = "until the next rotation",
         );
         self.buf.clear();
+        self.lost += std::mem::take(&mut self.buffered);
         if let Some(open) = self.open.take() {
             if let Some(cap) = &self.cap {
                 cap.closed(&open.path, &open.path, open.on_disk);
@@ -540,6 +559,10 @@ impl Sink for FileSink {
 
     fn flush(&mut self, now: Timestamp) -> io::Result<()> {
         self.file.tick(now)
+    }
+
+    fn take_lost(&mut self) -> u64 {
+        self.file.take_lost()
     }
 }
 

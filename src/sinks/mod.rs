@@ -32,6 +32,10 @@ pub trait Sink: Send {
     /// Pushes buffered records out and applies time-based rotation (called after every tick, at drain
     /// and at shutdown).
     fn flush(&mut self, now: Timestamp) -> io::Result<()>;
+    /// Records accepted earlier (buffered) that a failed write has since lost, counted once.
+    fn take_lost(&mut self) -> u64 {
+        0
+    }
 }
 
 /// Discards records: for modules that only count.
