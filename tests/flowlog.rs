@@ -487,3 +487,78 @@ fn bad_module_config_is_refused_with_the_key() {
     let e = check("[module.output]\ndir = \"/tmp/x\"\nlayout = \"aws_logs\"");
     assert!(e.contains("needs account_id and region"), "{e}");
 }
+
+#[test]
+fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("stdout");
+    let config = dir.join("vxtap.toml");
+    // The embedded default's flowlog table, on a loopback port.
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [[module]]\nkind = \"flowlog\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.contains("vxtap is running") && Instant::now() < deadline {
+        let n = stderr.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        log.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let before = Timestamp::now().secs();
+    for _ in 0..3 {
+        let f = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 443, b"hello");
+        tx.send_to(&vxlan(5, &f), ("127.0.0.1", port)).unwrap();
+    }
+    let f = tcp4([10, 0, 0, 2], 443, [10, 0, 0, 1], 40000, &[0; 100]);
+    tx.send_to(&vxlan(5, &f), ("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let after = Timestamp::now().secs();
+    assert!(out.status.success(), "{log}");
+    let mut lines: Vec<_> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let a = fields(&lines[0]);
+    let b = fields(&lines[1]);
+    assert_eq!(
+        a[..10].join(" "),
+        "2 - - 10.0.0.1 10.0.0.2 40000 443 6 3 135"
+    );
+    assert_eq!(
+        b[..10].join(" "),
+        "2 - - 10.0.0.2 10.0.0.1 443 40000 6 1 140"
+    );
+    for f in [&a, &b] {
+        let (start, end): (u64, u64) = (f[10].parse().unwrap(), f[11].parse().unwrap());
+        assert!(before <= start && start <= end && end <= after, "{f:?}");
+        assert_eq!(f[12..].join(" "), "ACCEPT OK");
+    }
+}
