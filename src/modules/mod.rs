@@ -6,6 +6,8 @@
 //! adds a kind with one [`Registry::register`] call.
 
 pub mod flowlog;
+#[cfg(test)]
+mod no_alloc_tests;
 pub mod pcap;
 pub mod stats;
 
