@@ -248,6 +248,12 @@ impl RotatingFile {
         self.open.as_ref().map(|o| o.path.as_path())
     }
 
+    /// Whether the series has no open file and is not waiting to retry after a failure: it holds
+    /// nothing and may be dropped.
+    pub fn is_idle(&self) -> bool {
+        self.open.is_none() && self.stopped_until.is_none()
+    }
+
     /// Files opened so far.
     pub fn files_opened(&self) -> u64 {
         self.files_opened
@@ -499,8 +505,10 @@ impl RotatingFile {
         self.buf.clear();
         self.lost += std::mem::take(&mut self.buffered);
         if let Some(open) = self.open.take() {
+            // A file that never got a byte (a full disk at its first write) would only litter.
+            let empty = open.on_disk == 0 && std::fs::remove_file(&open.path).is_ok();
             if let Some(cap) = &self.cap {
-                cap.closed(&open.path, &open.path, open.on_disk);
+                cap.closed(&open.path, &open.path, if empty { 0 } else { open.on_disk });
             }
         }
         self.stopped_until = Some(retry);

@@ -297,7 +297,7 @@ impl Module for PcapWriter {
         out.errors(failed);
         // A session whose file was closed by rotation and that sent nothing since gives back its
         // buffer and file handle; it gets a new series with its next packet.
-        self.per_session.retain(|_, f| f.current_path().is_some());
+        self.per_session.retain(|_, f| !f.is_idle());
     }
 
     fn flush(&mut self, out: &mut Emitter<'_>) {
