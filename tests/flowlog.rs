@@ -5,12 +5,11 @@
 mod common;
 
 use std::io::Read;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use common::*;
 use vxtap::config::Config;
-use vxtap::pipeline::{Encap, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Timestamp};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
 
@@ -68,52 +67,21 @@ fn records(dir: &Path, header: Option<&str>) -> Vec<String> {
 
 const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
 
-/// A datagram to feed the core: time, outer source, encapsulation, UDP payload.
-type Datagram = (Timestamp, IpAddr, Encap, Vec<u8>);
-
-fn capture(name: &str) -> Vec<Datagram> {
-    read_pcap(&format!("{DIR}{name}"))
-        .into_iter()
-        .map(|r| {
-            let (src, udp) = vxtap::pipeline::decap::ip_udp(&r.data[14..]).unwrap();
-            let encap = Encap::for_port(u16::from_be_bytes([udp[2], udp[3]])).unwrap();
-            (r.ts, src, encap, udp[8..].to_vec())
-        })
-        .collect()
+/// Runs `datagrams` offline; `config` configures one flowlog module, first. Returns its counters:
+/// (packets, drops, errors).
+fn run(config: &str, datagrams: &[Datagram]) -> Run {
+    let (packets, _, errors, drops) = run_offline(config, datagrams)[0];
+    Run {
+        counters: (packets, drops, errors),
+    }
 }
 
 struct Run {
-    /// (packets, drops, errors) of the flowlog module, summed over shards.
     counters: (u64, u64, u64),
 }
 
-/// Runs `datagrams` through an offline pipeline with `config` (which must configure one flowlog
-/// module, first), then finishes it (the modules' flush).
-fn run(config: &str, datagrams: &[Datagram]) -> Run {
-    let config = Config::parse(config, "test.toml").unwrap();
-    let pipeline = Pipeline::builder(config)
-        .registry(registry())
-        .live(false)
-        .build()
-        .unwrap();
-    let shards = pipeline.shard_counters().to_vec();
-    let mut ingress = pipeline.ingress();
-    for (ts, src, encap, payload) in datagrams {
-        ingress.datagram(*ts, *src, *encap, payload);
-    }
-    drop(ingress);
-    pipeline.finish();
-    let sum = |f: fn(&vxtap::modules::ModuleCounters) -> u64| -> u64 {
-        shards.iter().map(|s| f(&s.modules[0])).sum()
-    };
-    use std::sync::atomic::Ordering::Relaxed;
-    Run {
-        counters: (
-            sum(|m| m.packets.load(Relaxed)),
-            sum(|m| m.drops.load(Relaxed)),
-            sum(|m| m.errors.load(Relaxed)),
-        ),
-    }
+fn capture(name: &str) -> Vec<Datagram> {
+    capture_datagrams(&format!("{DIR}{name}"))
 }
 
 /// From a Zeek conn.log baseline, the connection whose originator is `orig`:
@@ -490,8 +458,8 @@ fn bad_module_config_is_refused_with_the_key() {
 
 #[test]
 fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::Stdio;
+    use std::time::Duration;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -508,23 +476,7 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut log = String::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.contains("vxtap is running") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        log.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (child, stderr, mut log) = spawn_vxtap(&config, Stdio::piped());
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let before = Timestamp::now().secs();
     for _ in 0..3 {
@@ -538,6 +490,8 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let after = Timestamp::now().secs();
+    let mut stderr = stderr;
+    stderr.read_to_string(&mut log).unwrap();
     assert!(out.status.success(), "{log}");
     let mut lines: Vec<_> = String::from_utf8(out.stdout)
         .unwrap()

@@ -7,19 +7,15 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{IpAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vxtap::config::Config;
-use vxtap::pipeline::{Encap, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Timestamp};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
-const VXTAP: &str = env!("CARGO_BIN_EXE_vxtap");
 
 /// tshark, or `None` (skip) when it is missing outside CI.
 fn tshark() -> Option<&'static str> {
@@ -83,49 +79,12 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-type Datagram = (Timestamp, IpAddr, Encap, Vec<u8>);
-
 fn capture(name: &str) -> Vec<Datagram> {
-    read_pcap(&format!("{DIR}{name}"))
-        .into_iter()
-        .map(|r| {
-            let (src, udp) = vxtap::pipeline::decap::ip_udp(&r.data[14..]).unwrap();
-            let encap = Encap::for_port(u16::from_be_bytes([udp[2], udp[3]])).unwrap();
-            (r.ts, src, encap, udp[8..].to_vec())
-        })
-        .collect()
+    capture_datagrams(&format!("{DIR}{name}"))
 }
 
-/// Module counters (packets, events, errors, drops) of module `index`, summed over shards.
-type Counters = Vec<(u64, u64, u64, u64)>;
-
-fn run(config: &str, datagrams: &[Datagram]) -> Counters {
-    let config = Config::parse(config, "test.toml").unwrap();
-    let pipeline = Pipeline::builder(config)
-        .registry(registry())
-        .live(false)
-        .build()
-        .unwrap();
-    let shards = pipeline.shard_counters().to_vec();
-    let mut ingress = pipeline.ingress();
-    for (ts, src, encap, payload) in datagrams {
-        ingress.datagram(*ts, *src, *encap, payload);
-    }
-    drop(ingress);
-    pipeline.finish();
-    (0..shards[0].modules.len())
-        .map(|m| {
-            shards.iter().fold((0, 0, 0, 0), |a, s| {
-                let c = &s.modules[m];
-                (
-                    a.0 + c.packets.load(Relaxed),
-                    a.1 + c.events.load(Relaxed),
-                    a.2 + c.errors.load(Relaxed),
-                    a.3 + c.drops.load(Relaxed),
-                )
-            })
-        })
-        .collect()
+fn run(config: &str, datagrams: &[Datagram]) -> Vec<ModuleTotals> {
+    run_offline(config, datagrams)
 }
 
 fn pcap_module(dir: &Path, extra: &str, output: &str) -> String {
@@ -462,24 +421,7 @@ fn kill_9_mid_write_leaves_files_tshark_reads() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(VXTAP)
-        .args(["run", "--config", config_path.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut log = String::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.contains("vxtap is running") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        log.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    assert!(log.contains("vxtap is running"), "{log}");
+    let (mut child, _stderr, log) = spawn_vxtap(&config_path, Stdio::null());
     // Keep sending (bounded: at most 5 s) until the files hold at least 200 kB, then kill -9 while
     // packets are still arriving and being written.
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
