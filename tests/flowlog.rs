@@ -516,3 +516,42 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
         assert_eq!(f[12..].join(" "), "ACCEPT OK");
     }
 }
+
+#[test]
+fn ipv6_flows_count_the_payload_length_plus_the_fixed_header() {
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv6(
+            "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            64,
+        )
+        .udp(5353, 53)
+        .write(&mut frame, &[0; 30])
+        .unwrap();
+    let t = 1_700_000_000;
+    let d = |n: u64| {
+        (
+            Timestamp::from_secs(t + n),
+            "fd00::99".parse().unwrap(),
+            Encap::Vxlan,
+            vxlan(9, &frame),
+        )
+    };
+    let dir = temp_dir("ipv6");
+    // vxtap's own snap length cuts the frame; bytes still come from the IPv6 header.
+    let config = format!(
+        "[truncation]\nsnaplen = 60\n{}",
+        module(&dir, "format = \"${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${type} ${flow-direction}\"")
+    );
+    run(&config, &[d(0), d(1), d(2)]);
+    // 40 (IPv6 header) + 8 (UDP) + 30 = 78 bytes per packet. The learned session's only known address
+    // is its outer source, so the direction is unknown.
+    assert_eq!(
+        records(
+            &dir,
+            Some("srcaddr dstaddr srcport dstport protocol packets bytes type flow-direction")
+        ),
+        ["fd00::1 fd00::2 5353 53 17 3 234 IPv6 -"]
+    );
+}
