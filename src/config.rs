@@ -428,7 +428,7 @@ mod tests {
                 .iter()
                 .map(|m| m.kind.as_str())
                 .collect::<Vec<_>>(),
-            ["stats"]
+            ["stats", "flowlog"]
         );
     }
 

@@ -43,11 +43,11 @@ struct PacketLogConfig {
 struct VecSink(Log);
 
 impl Sink for VecSink {
-    fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, _now: Timestamp, record: &[u8]) -> std::io::Result<()> {
         self.0.lock().unwrap().extend_from_slice(record);
         Ok(())
     }
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self, _now: Timestamp) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -510,4 +510,36 @@ fn idle_learned_sessions_expire_on_packet_time() {
         "{log}"
     );
     assert_eq!(report.session_names(), ["10.0.0.2/2"]);
+}
+
+/// `vxtap replay` on the embedded default config: the flowlog module's VPC Flow Logs records for the
+/// sample captures, the same on every run, and the same set with four shards.
+#[test]
+fn cli_replay_with_the_default_modules() {
+    let replay = |shards: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+            .current_dir(ROOT)
+            .env_remove("VXTAP_CONFIG")
+            .args(["replay", "--log-level", "error", "--shards", shards])
+            .args([
+                "pcaps/aws-mirror.pcap",
+                "pcaps/gwlb-geneve.pcapng",
+                "pcaps/plain.pcapng",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let (records, summary) = replay("1");
+    assert!(records.lines().count() > 20, "{records}");
+    golden("cli-default.txt", &format!("{records}--\n{summary}"));
+    let (four, _) = replay("4");
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&records), sorted(&four));
 }
