@@ -299,3 +299,25 @@ fn bad_arguments_are_clear_errors() {
     let e = run(&["README.md", "--to", "127.0.0.1:9"]);
     assert!(e.contains("README.md: not a pcap or pcapng file"), "{e}");
 }
+
+#[test]
+fn sends_to_an_ipv6_receiver() {
+    let rx = match UdpSocket::bind("[::1]:0") {
+        Ok(rx) => rx,
+        Err(e) => return eprintln!("skipped: no IPv6 loopback ({e})"),
+    };
+    let to = rx.local_addr().unwrap().to_string();
+    let out = vxtap_send(&["pcaps/plain-sll.pcap", "--to", &to, "--top-speed"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sent 12 datagrams"));
+    let got = receive(&rx, 12);
+    assert_eq!(got.len(), 12);
+    // VXLAN around the cooked frames, now Ethernet: the app session's IPv4, IPv6 and VLAN frames.
+    let mut types: Vec<u16> = got
+        .iter()
+        .inspect(|(_, p)| assert_eq!(&p[..8], &[0x08, 0, 0, 0, 0, 0, 1, 0]))
+        .map(|(_, p)| u16::from_be_bytes([p[8 + 12], p[8 + 13]]))
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(types, [0x0800, 0x8100, 0x86dd]);
+}
