@@ -86,6 +86,16 @@ pub struct L3<'a> {
     pub bytes: &'a [u8],
 }
 
+impl L3<'_> {
+    /// Appends this network layer behind an Ethernet header with no addresses: modules (and VXLAN)
+    /// carry Ethernet frames whatever link type a capture used.
+    pub fn push_as_ethernet(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0; 12]);
+        out.extend_from_slice(&self.ether_type.to_be_bytes());
+        out.extend_from_slice(self.bytes);
+    }
+}
+
 /// Finds the network layer of a frame of link type `link`, or `None` if the link header is cut or
 /// the link type is not one vxtap reads. For Ethernet, VLAN tags are not skipped here: the caller
 /// gives Ethernet frames to the pipeline whole.

@@ -236,13 +236,13 @@ impl Feeder {
             if record.link == LinkType::Ethernet {
                 ingress.plain_frame(record.ts, session, record.data, record.orig_len);
             } else {
-                // Modules are given Ethernet frames; other link types get a header with no addresses.
-                let header = record.data.len() - l3.bytes.len();
+                let link_header = (record.data.len() - l3.bytes.len()) as u32;
                 self.scratch.clear();
-                self.scratch.extend_from_slice(&[0; 12]);
-                self.scratch.extend_from_slice(&l3.ether_type.to_be_bytes());
-                self.scratch.extend_from_slice(l3.bytes);
-                let orig = record.orig_len.saturating_sub(header as u32) + 14;
+                l3.push_as_ethernet(&mut self.scratch);
+                let orig = record
+                    .orig_len
+                    .saturating_sub(link_header)
+                    .saturating_add(14);
                 ingress.plain_frame(record.ts, session, &self.scratch, orig);
             }
         }

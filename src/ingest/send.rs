@@ -194,7 +194,7 @@ pub fn send(
                         let (t0, w0) =
                             *first.get_or_insert_with(|| (record.ts.nanos(), Instant::now()));
                         let offset = record.ts.nanos().saturating_sub(t0) as f64 / speed;
-                        Some(w0 + Duration::from_nanos(offset as u64))
+                        w0.checked_add(Duration::from_nanos(offset as u64))
                     }
                 };
                 if let Some(due) = due {
@@ -357,9 +357,7 @@ impl Sender {
                 if link == LinkType::Ethernet {
                     self.scratch.extend_from_slice(data);
                 } else {
-                    self.scratch.extend_from_slice(&[0; 12]);
-                    self.scratch.extend_from_slice(&l3.ether_type.to_be_bytes());
-                    self.scratch.extend_from_slice(l3.bytes);
+                    l3.push_as_ethernet(&mut self.scratch);
                 }
                 let key = flow_key(&self.scratch[vxlan::HEADER_LEN..]);
                 (&self.scratch[..], key)
