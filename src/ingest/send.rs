@@ -221,7 +221,7 @@ pub fn send(
         }
     }
     sender.report.elapsed = start.elapsed();
-    sender.report.source_ports = sender.sockets.iter().filter(|s| s.is_some()).count();
+    sender.report.source_ports = sender.used.iter().filter(|u| **u).count();
     Ok(sender.report)
 }
 
@@ -240,6 +240,8 @@ struct Sender {
     vni: u32,
     ports: SourcePorts,
     sockets: Vec<Option<Socket>>,
+    /// Which sockets have sent something (the first is opened early, to fail fast).
+    used: Vec<bool>,
     /// Datagrams gathered before a flush: `batch` per socket for up to eight sockets, so that each
     /// sendmmsg still carries several datagrams when flows spread over many ports. Paced sends flush
     /// before every wait, so this adds no delay.
@@ -274,6 +276,7 @@ impl Sender {
             vni: options.vni,
             ports: options.source_ports,
             sockets: (0..pool).map(|_| None).collect(),
+            used: vec![false; pool],
             window,
             batch,
             arena: Vec::with_capacity(window * 1600),
@@ -445,6 +448,7 @@ impl Sender {
                     self.report.bytes += u64::from(q.len);
                 }
                 done += n as usize;
+                self.used[socket] |= n > 0;
                 continue;
             }
             let e = io::Error::last_os_error();
