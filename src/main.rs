@@ -49,7 +49,7 @@ enum Command {
     /// UDP datagrams to 4789 (VXLAN) and 6081 (GENEVE) are decapsulated as a live run would; other
     /// frames form one session per file, named after it. Module records go to stdout as configured.
     Replay {
-        /// Capture files, replayed in order.
+        /// Capture files, replayed in order; `-` reads one from standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// The TOML configuration file (sessions, modules); listener settings are ignored.

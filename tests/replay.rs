@@ -543,3 +543,44 @@ fn cli_replay_with_the_default_modules() {
     };
     assert_eq!(sorted(&records), sorted(&four));
 }
+
+/// `tcpdump -w - | vxtap replay -`: a capture streamed through a pipe gives the same records as the
+/// file itself.
+#[test]
+fn cli_replay_from_a_pipe() {
+    let replay = |args: &[&str], input: Option<Vec<u8>>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+            .current_dir(ROOT)
+            .env_remove("VXTAP_CONFIG")
+            .args(["replay", "--log-level", "error"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            if let Some(bytes) = input {
+                // Small writes, as a capturing tcpdump would make.
+                for chunk in bytes.chunks(1000) {
+                    std::io::Write::write_all(&mut stdin, chunk).unwrap();
+                }
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let bytes = std::fs::read(capture("aws-mirror.pcap")).unwrap();
+    let (piped, summary) = replay(&["-"], Some(bytes));
+    let (direct, _) = replay(&["pcaps/aws-mirror.pcap"], None);
+    assert_eq!(piped, direct);
+    assert!(piped.lines().count() > 10);
+    assert!(
+        summary.starts_with("file -: 53 records, 52 encapsulated, 0 plain, 1 unusable\n"),
+        "{summary}"
+    );
+}

@@ -161,7 +161,7 @@ pub struct Feeder {
 const SWEEP_SECS: u64 = 10;
 
 impl Feeder {
-    /// Opens and feeds one file; problems are in the returned summary.
+    /// Opens and feeds one file (`-` is standard input); problems are in the returned summary.
     pub fn feed_file(
         &mut self,
         pipeline: &Pipeline,
@@ -172,13 +172,17 @@ impl Feeder {
             path: path.to_owned(),
             ..FileSummary::default()
         };
-        match CaptureReader::open(path) {
-            Ok(mut reader) => {
-                if let Err(e) = self.feed(pipeline, ingress, &mut reader, &mut summary) {
-                    summary.error = Some(e.to_string());
-                }
-            }
-            Err(e) => summary.error = Some(e.to_string()),
+        let result = if path == Path::new("-") {
+            // A capture streamed on stdin: `tcpdump -w - ... | vxtap replay -`.
+            let stdin = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
+            CaptureReader::new(stdin, path)
+                .and_then(|mut reader| self.feed(pipeline, ingress, &mut reader, &mut summary))
+        } else {
+            CaptureReader::open(path)
+                .and_then(|mut reader| self.feed(pipeline, ingress, &mut reader, &mut summary))
+        };
+        if let Err(e) = result {
+            summary.error = Some(e.to_string());
         }
         if let Some(error) = &summary.error {
             tracing::error!(message = "Cannot replay the whole capture.", file = %path.display(), %error);
@@ -263,10 +267,14 @@ impl Feeder {
 
     /// The plain session's name: the file name, made unique if two files share it.
     fn plain_name(&mut self, path: &Path) -> String {
-        let base = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let base = if path == Path::new("-") {
+            "stdin".to_owned()
+        } else {
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
         let n = self.used_names.entry(base.clone()).or_insert(0);
         *n += 1;
         let name = if *n == 1 { base } else { format!("{base}#{n}") };
