@@ -57,6 +57,7 @@ pub struct Session {
     pub learned: bool,
     first_seen: AtomicU64,
     last_seen: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// The AWS identifiers a static session may carry.
@@ -90,6 +91,7 @@ impl Session {
             learned,
             first_seen: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +145,16 @@ impl Session {
     /// Time of the latest datagram, to within a second; 0 if none yet.
     pub fn last_seen(&self) -> u64 {
         self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// Packets of this session dropped after it was identified (shard queues full or stopped).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counted on the drop path only, where a shared atomic costs nothing that matters.
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     fn touch(&self, secs: u64) {

@@ -22,8 +22,8 @@ use thiserror::Error;
 pub use self::accounting::{Accounting, Counts, DropReason, WorkerCounters};
 pub use self::decap::Encap;
 pub use self::packet::{FlowKey, Packet, Timestamp};
-pub use self::shard::ShardCounters;
 use self::shard::{Batch, Entry, ModuleSlot, Shard};
+pub use self::shard::{SessionTally, ShardCounters};
 use crate::config::{Config, ConfigError};
 use crate::modules::{BuildError, ModuleContext, ModuleCounters, ModuleSpec, Registry};
 use crate::session::{Session, SessionKey, SessionResolver, SessionTable};
@@ -122,6 +122,7 @@ impl PipelineBuilder {
                 next_tick: None,
                 last_ts: Timestamp::default(),
                 scratch: String::new(),
+                tallies: Default::default(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("vxtap-shard-{index}"))
@@ -315,11 +316,13 @@ impl Lane {
         match self.tx.try_send(batch) {
             Ok(()) => (n, None),
             Err(TrySendError::Full(mut b)) => {
+                b.count_dropped();
                 b.clear();
                 self.current = Some(b);
                 (0, Some((DropReason::ShardQueueFull, n)))
             }
             Err(TrySendError::Disconnected(mut b)) => {
+                b.count_dropped();
                 b.clear();
                 self.current = Some(b);
                 (0, Some((DropReason::ShardStopped, n)))
@@ -415,12 +418,16 @@ impl Ingress {
     ) {
         let full = match self.lanes[shard].batch() {
             Some(b) => b.is_full_for(frame.len()),
-            None => return self.counters.dropped(DropReason::ShardQueueFull, 1),
+            None => {
+                session.count_dropped(1);
+                return self.counters.dropped(DropReason::ShardQueueFull, 1);
+            }
         };
         if full {
             self.send(shard);
         }
         let Some(batch) = self.lanes[shard].batch() else {
+            session.count_dropped(1);
             return self.counters.dropped(DropReason::ShardQueueFull, 1);
         };
         let session = batch.session_index(session);
