@@ -68,6 +68,8 @@ pub struct DaemonOptions {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often health is re-evaluated for the health port (a drain is applied at once regardless).
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long start-up waits for every worker's first heartbeat before it reports READY anyway.
+const STARTUP_GRACE: Duration = Duration::from_secs(2);
 /// How often systemd's STATUS line is refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -124,6 +126,12 @@ pub fn run_with(
         let admin_addr = admin_listener.local_addr().unwrap_or(running.admin.listen);
         tracing::info!(message = "Health endpoint listening.", addr = %health_addr, when_unhealthy = ?running.health.when_unhealthy);
         tracing::info!(message = "Admin endpoint listening.", addr = %admin_addr);
+        // Workers beat within one receive timeout (100 ms) of starting; wait for that so the node is
+        // healthy from the moment it reports READY, instead of flapping its health port at start.
+        let started = Instant::now();
+        while liveness.threads_alive().is_err() && started.elapsed() < STARTUP_GRACE {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         health_state.refresh();
         tokio::spawn(health::serve(
             health_listener,

@@ -203,3 +203,46 @@ pub(crate) async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_worker_or_shard_makes_the_node_unhealthy() {
+        let accounting = Arc::new(Accounting::default());
+        let shard = Arc::new(ShardCounters::default());
+        let l = Liveness::new(
+            accounting.clone(),
+            vec![shard.clone()],
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        );
+        assert_eq!(l.check(), Err("starting"), "no worker yet");
+        let worker = accounting.register();
+        let now = Timestamp::now().nanos();
+        worker.beat(now);
+        assert_eq!(l.check(), Err("starting"), "shard has not beaten yet");
+        shard.heartbeat.store(now, Ordering::Relaxed);
+        assert_eq!(l.check(), Ok(()));
+        worker.beat(now - 6_000_000_000);
+        assert_eq!(l.check(), Err("stalled"));
+        worker.beat(now);
+        shard
+            .heartbeat
+            .store(now - 5_500_000_000, Ordering::Relaxed);
+        assert_eq!(l.check(), Ok(()), "an idle shard gets one tick of slack");
+        shard
+            .heartbeat
+            .store(now - 7_000_000_000, Ordering::Relaxed);
+        assert_eq!(l.threads_alive(), Err("stalled"));
+        shard.heartbeat.store(now, Ordering::Relaxed);
+        l.start_draining();
+        assert_eq!(l.check(), Err("draining"));
+        assert_eq!(
+            l.threads_alive(),
+            Ok(()),
+            "the watchdog is fed while draining"
+        );
+    }
+}
