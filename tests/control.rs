@@ -61,6 +61,7 @@ struct Daemon {
     health: SocketAddr,
     admin: SocketAddr,
     config: PathBuf,
+    stdout: PathBuf,
     _dir: TempDir,
 }
 
@@ -69,6 +70,7 @@ impl Daemon {
         let dir = TempDir::new(tag);
         let config = dir.0.join("vxtap.toml");
         std::fs::write(&config, format!("{BASE}\n[health]\n{health}\n{extra}")).unwrap();
+        let stdout = dir.0.join("stdout");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vxtap"));
         cmd.args([
             "--log-format",
@@ -84,7 +86,7 @@ impl Daemon {
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -110,6 +112,7 @@ impl Daemon {
             health: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             config,
+            stdout,
             _dir: dir,
         };
         let addr = |v: &Value| v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap();
@@ -484,16 +487,19 @@ fn sighup_applies_a_good_file_and_keeps_running_on_a_bad_one() {
         (d.metric("vxtap_datagrams_dropped_total{reason=\"session_unknown\"}") == 10).then_some(())
     });
 
-    // Good file: a second static session, and a listener change that needs a restart.
+    // Good file: a second static session, new module settings, and a listener change that needs
+    // a restart.
     let good = std::fs::read_to_string(&d.config)
         .unwrap()
         .replace("workers = 2", "workers = 3")
+        .replace("interval_secs = 1\n", "interval_secs = 1\noutput = \"stdout\"\n")
         + "[[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 9\nname = \"beta\"\neni = \"eni-0beta\"\nlabels = { team = \"blue\" }\n";
     std::fs::write(&d.config, good).unwrap();
     d.signal(libc::SIGHUP);
     let reloaded = d.wait_log("Configuration reloaded.", SECS(5));
+    let changed = reloaded["changed"].as_str().unwrap();
     assert!(
-        reloaded["changed"].as_str().unwrap().contains("sessions"),
+        changed.contains("sessions") && changed.contains("module"),
         "{reloaded}"
     );
     let restart = d.wait_log(
@@ -504,6 +510,9 @@ fn sighup_applies_a_good_file_and_keeps_running_on_a_bad_one() {
         .as_str()
         .unwrap()
         .contains("ingest"));
+    // Each shard swaps its module instances between two batches.
+    d.wait_log("New module settings applied.", SECS(5));
+    d.wait_log("New module settings applied.", SECS(5));
     assert_eq!(
         d.metric("vxtap_config_reloads_total{result=\"success\"}"),
         1
@@ -521,6 +530,14 @@ fn sighup_applies_a_good_file_and_keeps_running_on_a_bad_one() {
     assert_eq!(beta["key"], "127.0.0.1/9");
     assert!(beta["first_seen"].as_u64().unwrap() > 1_600_000_000);
     assert_eq!(beta["dropped"], 0);
+    // The stats module now writes records: its new settings took effect without a restart.
+    eventually("stats records on stdout", SECS(10), || {
+        let out = std::fs::read_to_string(&d.stdout).ok()?;
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|r| r["session"] == "beta" && r["packets"].as_u64() > Some(0))
+            .then_some(())
+    });
 
     // Bad file: refused with the line and key, counted, and the running config stays.
     let bad = std::fs::read_to_string(&d.config)

@@ -1,9 +1,11 @@
 //! SIGHUP: re-read the config file and apply what can change while packets flow.
 //!
 //! Applied live: `[sessions]` (static sessions, allowlist, learning; workers drop their session caches
-//! before their next batch), `[truncation]`, `[health] drain_seconds` and `stale_after_seconds`, and
-//! `[admin] max_learned_session_series`. Everything else is bound to sockets, threads or module
-//! instances: a change there is logged by name and waits for a restart; the running values stay.
+//! before their next batch), `[truncation]`, `[health] drain_seconds` and `stale_after_seconds`,
+//! `[admin] max_learned_session_series`, and the settings inside `[[module]]` tables as long as the
+//! list of kinds stays the same (each shard flushes its old instances and builds new ones between two
+//! batches). Everything else is bound to sockets or threads: a change there is logged by name and
+//! waits for a restart; the running values stay.
 //! An invalid file changes nothing.
 
 use std::path::Path;
@@ -71,7 +73,13 @@ pub(crate) fn merge(running: &mut Config, new: &Config) -> Applied {
             .collect::<Vec<_>>()
     };
     if modules(running) != modules(new) {
-        restart.push("module");
+        let kinds = |c: &Config| c.modules.iter().map(|m| m.kind.clone()).collect::<Vec<_>>();
+        if kinds(running) == kinds(new) {
+            running.modules = new.modules.clone();
+            changed.push("module");
+        } else {
+            restart.push("module");
+        }
     }
     Applied { changed, restart }
 }
@@ -95,10 +103,17 @@ impl Reload<'_> {
         };
         // Module tables are checked by their kinds now, so a bad one is refused here rather than
         // surprising the next restart.
-        if let Err(e) = self.registry.resolve(&new) {
-            return self.refused(&e);
-        }
+        let specs = match self.registry.resolve(&new) {
+            Ok(specs) => specs,
+            Err(e) => return self.refused(&e),
+        };
         let applied = merge(running, &new);
+        if applied.changed.contains(&"module") {
+            // merge() only takes module changes that keep the kinds and their order.
+            if let Err(e) = self.pipeline.reconfigure_modules(&specs) {
+                tracing::warn!(message = "Module settings not applied.", error = %e);
+            }
+        }
         self.pipeline.sessions().apply(&running.sessions);
         self.pipeline.set_snaplen(running.truncation.snaplen);
         self.liveness
@@ -153,5 +168,18 @@ mod tests {
         assert_eq!(running.ingest.workers, 1, "running listeners are kept");
         let same = running.clone();
         assert_eq!(merge(&mut running, &same).changed.len(), 0);
+
+        let mut running = Config::parse("[[module]]\nkind = \"stats\"\n", "c").unwrap();
+        let retuned =
+            Config::parse("[[module]]\nkind = \"stats\"\ninterval_secs = 3\n", "d").unwrap();
+        let applied = merge(&mut running, &retuned);
+        assert_eq!(
+            (applied.changed, applied.restart.len()),
+            (vec!["module"], 0)
+        );
+        assert_eq!(
+            running.modules[0].table.get("interval_secs"),
+            Some(&toml::Value::Integer(3))
+        );
     }
 }

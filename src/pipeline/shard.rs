@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
 
 use super::packet::{Packet, Timestamp};
-use crate::modules::{Emitter, Module, ModuleCounters};
+use crate::modules::{Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::session::{Session, SessionKey};
 use crate::sinks::Sink;
 use crate::wire::inner::Layers;
@@ -177,9 +177,15 @@ pub(crate) struct ModuleSlot {
     pub(crate) failed: bool,
 }
 
+/// New module settings for a shard; see [`Pipeline::reconfigure_modules`](super::Pipeline::reconfigure_modules).
+pub(crate) struct Reconfigure(pub(crate) Vec<ModuleSpec>);
+
 pub(crate) struct Shard {
     pub(crate) index: usize,
     pub(crate) rx: Receiver<Box<Batch>>,
+    pub(crate) control: Receiver<Reconfigure>,
+    /// What this shard's module instances were built from, to build them again on reload.
+    pub(crate) ctx: ModuleContext,
     pub(crate) modules: Vec<ModuleSlot>,
     pub(crate) counters: Arc<ShardCounters>,
     pub(crate) tick_ns: u64,
@@ -198,8 +204,11 @@ impl Shard {
             self.counters
                 .heartbeat
                 .store(Timestamp::now().nanos(), Ordering::Relaxed);
+            self.apply_control();
             match self.rx.recv_timeout(idle) {
                 Ok(mut batch) => {
+                    // Settings that arrived while this shard waited apply from this batch on.
+                    self.apply_control();
                     self.process(&batch);
                     batch.clear();
                     let home = batch.home.clone();
@@ -282,6 +291,41 @@ impl Shard {
                 disable(slot, self.index, "flush");
             }
         }
+    }
+}
+
+impl Shard {
+    fn apply_control(&mut self) {
+        while let Ok(Reconfigure(specs)) = self.control.try_recv() {
+            self.reconfigure(&specs);
+        }
+    }
+
+    fn reconfigure(&mut self, specs: &[ModuleSpec]) {
+        let mut fresh = Vec::with_capacity(specs.len());
+        for (spec, slot) in specs.iter().zip(&self.modules) {
+            let built = spec
+                .factory
+                .build(&self.ctx)
+                .and_then(|m| Ok((m, spec.factory.sink(&self.ctx)?)));
+            match built {
+                Ok(pair) => fresh.push(pair),
+                Err(error) => {
+                    let e = &slot.counters.errors;
+                    e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    tracing::error!(message = "Cannot apply new module settings; keeping the old ones on this shard.", kind = %spec.kind, shard = self.index, %error);
+                    return;
+                }
+            }
+        }
+        // The old instances emit what they hold before they go: a reload loses no record.
+        self.flush();
+        for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
+            slot.module = module;
+            slot.sink = sink;
+            slot.failed = false;
+        }
+        tracing::info!(message = "New module settings applied.", shard = self.index);
     }
 }
 
