@@ -267,6 +267,46 @@ fn listed_sessions(sessions: &[SessionView], max_learned: usize) -> Vec<&Session
 mod tests {
     use super::*;
 
+    fn view(key: &str, learned: bool, packets: u64) -> SessionView {
+        SessionView {
+            key: key.into(),
+            source: "10.0.0.1".parse().unwrap(),
+            vni: 1,
+            eni: None,
+            name: key.into(),
+            labels: Default::default(),
+            learned,
+            packets,
+            bytes: 0,
+            dropped: 0,
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+
+    #[test]
+    fn configured_sessions_always_get_series_and_learned_ones_are_capped() {
+        let all = [
+            view("s1", false, 0),
+            view("l1", true, 5),
+            view("l2", true, 50),
+            view("l3", true, 7),
+            view("s2", false, 1),
+        ];
+        let keys = |max| {
+            listed_sessions(&all, max)
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(2),
+            ["s1", "s2", "l2", "l3"],
+            "the busiest learned ones"
+        );
+        assert_eq!(keys(0), ["s1", "s2"]);
+    }
+
     #[test]
     fn label_values_are_escaped() {
         let mut m = Exposition { out: String::new() };
