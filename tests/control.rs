@@ -571,7 +571,7 @@ fn metrics_pass_promtool_and_add_up() {
     let d = Daemon::start(
         "metrics",
         "listen = \"127.0.0.1:0\"",
-        "[[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 5\nname = 'quote\" and \\ backslash'\neni = \"eni-05\"\n",
+        "[[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 5\nname = 'quote\" and \\ backslash'\neni = \"eni-05\"\nlabels = { team = \"blue\", \"cost-centre\" = \"42\" }\n",
         &[],
     );
     send(d.udp, 5, 30);
@@ -590,6 +590,9 @@ fn metrics_pass_promtool_and_add_up() {
     let (_, body) = get(d.admin, "/metrics").unwrap();
     assert!(body.contains(
         "vxtap_session_packets_total{session=\"quote\\\" and \\\\ backslash\",source=\"127.0.0.1\",vni=\"5\",eni=\"eni-05\"} 30"
+    ), "{body}");
+    assert!(body.contains(
+        "vxtap_session_info{session=\"quote\\\" and \\\\ backslash\",label_cost_centre=\"42\",label_team=\"blue\"} 1"
     ), "{body}");
     assert_eq!(d.metric("vxtap_datagrams_dispatched_total"), 42);
     assert_eq!(

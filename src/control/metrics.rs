@@ -222,6 +222,28 @@ pub(crate) fn render(state: &AdminState) -> String {
         }
     }
 
+    m.family(
+        "vxtap_session_info",
+        "gauge",
+        "Always 1 per listed session; carries its configured labels as label_<key> for joins.",
+    );
+    for s in &listed {
+        let names: Vec<String> = s
+            .labels
+            .keys()
+            .map(|k| format!("label_{}", label_name(k)))
+            .collect();
+        let mut labels = vec![("session", s.name.as_str())];
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, value) in names.iter().zip(s.labels.values()) {
+            // Two keys that differ only in characters Prometheus refuses would clash: keep the first.
+            if seen.insert(name.as_str()) {
+                labels.push((name.as_str(), value.as_str()));
+            }
+        }
+        m.sample("vxtap_session_info", &labels, 1);
+    }
+
     let r = &state.reloads;
     m.family(
         "vxtap_config_reloads_total",
@@ -251,6 +273,13 @@ pub(crate) fn render(state: &AdminState) -> String {
         u8::from(r.restart_pending.load(Ordering::Relaxed)),
     );
     m.out
+}
+
+/// A Prometheus label name from a config label key: `[a-zA-Z0-9_]`, anything else becomes `_`.
+fn label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// Configured sessions, then the busiest learned ones up to the cap.
