@@ -76,6 +76,7 @@ impl ModuleConfig for StatsConfig {
             interval_ns: self.interval_secs * 1_000_000_000,
             write_records: self.output.is_some(),
             next: None,
+            last_ts: Timestamp::default(),
             counts: FxHashMap::default(),
             board: self.board.clone(),
         }))
@@ -95,6 +96,7 @@ struct Stats {
     interval_ns: u64,
     write_records: bool,
     next: Option<Timestamp>,
+    last_ts: Timestamp,
     counts: FxHashMap<u32, SessionCounts>,
     board: Arc<Board>,
 }
@@ -182,6 +184,7 @@ impl Module for Stats {
             });
         c.packets += 1;
         c.bytes += u64::from(pkt.orig_len);
+        self.last_ts = self.last_ts.max(pkt.ts);
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {

@@ -200,13 +200,15 @@ impl Pipeline {
     pub fn ingress(&self) -> Ingress {
         Ingress {
             resolver: SessionResolver::new(self.sessions.clone()),
-            lanes: self
-                .senders
-                .iter()
-                .map(|tx| Lane::new(tx.clone(), self.queue_batches + 1))
-                .collect(),
-            counters: self.accounting.register(),
-            snaplen: self.snaplen.clone(),
+            router: Router {
+                lanes: self
+                    .senders
+                    .iter()
+                    .map(|tx| Lane::new(tx.clone(), self.queue_batches + 1))
+                    .collect(),
+                counters: self.accounting.register(),
+                snaplen: self.snaplen.clone(),
+            },
         }
     }
 
@@ -364,15 +366,13 @@ impl Lane {
 /// One ingest thread's door into the pipeline.
 pub struct Ingress {
     resolver: SessionResolver,
-    lanes: Vec<Lane>,
-    counters: Arc<WorkerCounters>,
-    snaplen: Arc<AtomicU32>,
+    router: Router,
 }
 
 impl std::fmt::Debug for Ingress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingress")
-            .field("shards", &self.lanes.len())
+            .field("shards", &self.router.lanes.len())
             .finish()
     }
 }
@@ -381,27 +381,30 @@ impl Ingress {
     /// Handles one UDP payload that arrived from `source` on a listener of kind `encap`.
     #[inline]
     pub fn datagram(&mut self, ts: Timestamp, source: IpAddr, encap: Encap, payload: &[u8]) {
-        self.counters.received(payload.len());
+        self.router.counters.received(payload.len());
         let d = match decap::decapsulate(encap, payload) {
             Ok(d) => d,
-            Err(reason) => return self.counters.dropped(reason, 1),
+            Err(reason) => return self.router.counters.dropped(reason, 1),
         };
         let key = SessionKey {
             source: d.source.unwrap_or(source).to_canonical(),
             vni: d.vni,
         };
-        let session = match self.resolver.resolve(key, ts) {
-            Ok(s) => s.clone(),
-            Err(reason) => return self.counters.dropped(reason, 1),
-        };
-        self.frame_in(ts, &session, d.frame, d.frame.len() as u32);
+        // Disjoint borrows: the session stays borrowed from the worker's cache, so the hot path takes
+        // no reference count (an atomic on a cache line shared by every worker receiving that session).
+        match self.resolver.resolve(key, ts) {
+            Ok(session) => self
+                .router
+                .frame_in(ts, session, d.frame, d.frame.len() as u32),
+            Err(reason) => self.router.counters.dropped(reason, 1),
+        }
     }
 
     /// Counts a datagram that was received but is unusable before decapsulation (e.g. cut by the
     /// kernel because it exceeded the buffer).
     pub fn refuse(&mut self, bytes: usize, reason: DropReason) {
-        self.counters.received(bytes);
-        self.counters.dropped(reason, 1);
+        self.router.counters.received(bytes);
+        self.router.counters.dropped(reason, 1);
     }
 
     /// Handles a frame that arrived without encapsulation, in a session the caller chose (replay of a
@@ -413,13 +416,37 @@ impl Ingress {
         frame: &[u8],
         orig_len: u32,
     ) {
-        self.counters.received(frame.len());
+        self.router.counters.received(frame.len());
         if frame.is_empty() {
-            return self.counters.dropped(DropReason::EmptyFrame, 1);
+            return self.router.counters.dropped(DropReason::EmptyFrame, 1);
         }
-        self.frame_in(ts, session, frame, orig_len.max(frame.len() as u32));
+        self.router
+            .frame_in(ts, session, frame, orig_len.max(frame.len() as u32));
     }
 
+    /// Hands every partly filled batch to its shard. Call after each receive batch, so packets never
+    /// wait for more traffic.
+    pub fn flush(&mut self) {
+        for shard in 0..self.router.lanes.len() {
+            self.router.send(shard);
+        }
+        self.resolver.refresh();
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.router.counters
+    }
+}
+
+/// The part of an [`Ingress`] past session lookup: truncation, dissection, steering and batching.
+struct Router {
+    lanes: Vec<Lane>,
+    counters: Arc<WorkerCounters>,
+    snaplen: Arc<AtomicU32>,
+}
+
+impl Router {
     #[inline]
     fn frame_in(&mut self, ts: Timestamp, session: &Arc<Session>, frame: &[u8], orig_len: u32) {
         let snap = match (session.truncate, self.snaplen.load(Ordering::Relaxed)) {
@@ -479,20 +506,6 @@ impl Ingress {
         if let Some((reason, n)) = dropped {
             self.counters.dropped(reason, n);
         }
-    }
-
-    /// Hands every partly filled batch to its shard. Call after each receive batch, so packets never
-    /// wait for more traffic.
-    pub fn flush(&mut self) {
-        for shard in 0..self.lanes.len() {
-            self.send(shard);
-        }
-        self.resolver.refresh();
-    }
-
-    /// This worker's counters.
-    pub fn counters(&self) -> &Arc<WorkerCounters> {
-        &self.counters
     }
 }
 

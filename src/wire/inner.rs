@@ -9,8 +9,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
-    Ethernet2Slice, IpNumber, Ipv6ExtensionSlice, LaxIpv4Slice, LaxIpv6Slice, SingleVlanSlice,
-    TcpHeaderSlice,
+    Ethernet2Slice, IpNumber, LaxIpv4Slice, LaxIpv6Slice, SingleVlanSlice, TcpHeaderSlice,
 };
 
 /// EtherTypes that vxtap looks at.
@@ -280,15 +279,10 @@ fn dissect_ipv6(frame: &[u8], l3: usize, layers: &mut Layers) {
     let payload = ip.payload();
     let fragment = if !payload.fragmented {
         Fragment::None
+    } else if first_fragment_offset(header.next_header().0, ip.extensions().slice()) == Some(0) {
+        Fragment::First
     } else {
-        let first = ip.extensions().clone().into_iter().any(|ext| {
-            matches!(ext, Ipv6ExtensionSlice::Fragment(f) if f.fragment_offset().value() == 0)
-        });
-        if first {
-            Fragment::First
-        } else {
-            Fragment::Later
-        }
+        Fragment::Later
     };
     layers.ip = Some(IpLayer {
         src: IpAddr::V6(Ipv6Addr::from(header.source())),
@@ -310,6 +304,33 @@ fn dissect_ipv6(frame: &[u8], l3: usize, layers: &mut Layers) {
     if fragment != Fragment::Later {
         dissect_transport(frame, l4, payload.ip_number, payload.payload.len(), layers);
     }
+}
+
+/// The fragment offset of the first IPv6 Fragment header among the extension headers in `exts`, whose
+/// chain starts with `next`.
+///
+/// etherparse's own iterator over `Ipv6ExtensionsSlice` trusts the chain's "next header" values and
+/// reads past the slice when a Fragment header names a further extension header (found by fuzzing:
+/// undefined behaviour in release builds), so the chain is walked here, bounded by the slice.
+fn first_fragment_offset(mut next: u8, exts: &[u8]) -> Option<u16> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    let mut at = 0;
+    while at + 8 <= exts.len() {
+        let h = &exts[at..];
+        let len = match next {
+            FRAGMENT => return Some(u16::from_be_bytes([h[2], h[3]]) >> 3),
+            HOP_BY_HOP | ROUTING | DEST_OPTS => (usize::from(h[1]) + 1) * 8,
+            AUTH => (usize::from(h[1]) + 2) * 4,
+            _ => return None,
+        };
+        next = h[0];
+        at += len;
+    }
+    None
 }
 
 /// Reads the transport header starting at `l4`, of which `avail` bytes belong to this IP packet.
@@ -487,6 +508,23 @@ mod tests {
         let l = dissect(&frame);
         assert_eq!(l.ip.unwrap().fragment, Fragment::First);
         assert_eq!(l.transport.ports(), Some((40000, 443)));
+    }
+
+    /// The fuzzer's find: hop-by-hop, then a later Fragment header whose "next header" names another
+    /// hop-by-hop header that is not there.
+    #[test]
+    fn ipv6_fragment_followed_by_a_missing_extension_header() {
+        let mut frame = vec![2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 0x86, 0xdd];
+        frame.extend_from_slice(&[0x60, 0, 0, 0, 0x00, 0x10, 0x00, 0x40]);
+        frame.extend_from_slice(&[0; 15]);
+        frame.push(1);
+        frame.extend_from_slice(&[0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        frame.extend_from_slice(&[0x2c, 0x00, b'm', b'o', b'd', b'u', b'l', b'e']); // hop-by-hop -> fragment
+        frame.extend_from_slice(&[0x00, 0x01, 0x2e, 0x00, 0, 0, 0, 0]); // fragment (offset 0x5c0) -> hop-by-hop
+        frame.extend_from_slice(&[0; 12]);
+        let l = dissect(&frame);
+        assert_eq!(l.ip.unwrap().fragment, Fragment::Later);
+        assert_eq!(l.transport, Transport::None);
     }
 
     #[test]

@@ -1,0 +1,268 @@
+//! Shared test scaffolding: a module that records what it is given, a pipeline on loopback sockets, and
+//! a minimal classic-pcap reader for the reference captures.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use vxtap::config::Config;
+use vxtap::ingest::udp::UdpIngest;
+use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, Registry};
+use vxtap::pipeline::{Counts, Encap, FlowKey, Packet, Pipeline, PipelineReport, Timestamp};
+use vxtap::wire::inner::Layer;
+
+/// What the recorder saw of one packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub shard: usize,
+    pub session: String,
+    pub source: IpAddr,
+    pub vni: u32,
+    pub eni: Option<String>,
+    pub ts: Timestamp,
+    pub len: usize,
+    pub orig_len: u32,
+    pub ip_len: Option<u32>,
+    pub flow: Option<FlowKey>,
+    pub cut: Option<Layer>,
+    pub vlans: Vec<u16>,
+    pub ether_type: u16,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Tap {
+    pub packets: Vec<Seen>,
+    pub flushes: usize,
+    pub ticks: usize,
+}
+
+static TAPS: LazyLock<Mutex<HashMap<String, Arc<Mutex<Tap>>>>> = LazyLock::new(Default::default);
+
+/// The tap a `[[module]] kind = "recorder" tap = NAME` writes into.
+pub fn tap(name: &str) -> Arc<Mutex<Tap>> {
+    TAPS.lock()
+        .unwrap()
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderConfig {
+    tap: String,
+}
+
+impl ModuleConfig for RecorderConfig {
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        Ok(Box::new(Recorder {
+            shard: ctx.shard,
+            tap: tap(&self.tap),
+        }))
+    }
+}
+
+struct Recorder {
+    shard: usize,
+    tap: Arc<Mutex<Tap>>,
+}
+
+impl Module for Recorder {
+    fn on_packet(&mut self, pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
+        let seen = Seen {
+            shard: self.shard,
+            session: pkt.session.name.clone(),
+            source: pkt.session.key.source,
+            vni: pkt.session.key.vni,
+            eni: pkt.session.eni.clone(),
+            ts: pkt.ts,
+            len: pkt.frame.len(),
+            orig_len: pkt.orig_len,
+            ip_len: pkt.ip_len(),
+            flow: pkt.flow(),
+            cut: pkt.layers.cut,
+            vlans: pkt.layers.vlan_ids().to_vec(),
+            ether_type: pkt.layers.ether_type,
+            payload: pkt.payload().to_vec(),
+        };
+        self.tap.lock().unwrap().packets.push(seen);
+    }
+
+    fn on_tick(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {
+        self.tap.lock().unwrap().ticks += 1;
+    }
+
+    fn flush(&mut self, _out: &mut Emitter<'_>) {
+        self.tap.lock().unwrap().flushes += 1;
+    }
+}
+
+pub fn registry() -> Registry {
+    let mut r = Registry::with_builtins();
+    r.register::<RecorderConfig>("recorder");
+    r
+}
+
+/// A unique tap name per test.
+pub fn unique(name: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{name}-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// A live pipeline with UDP listeners, as `vxtap run` builds it.
+pub struct Live {
+    pub pipeline: Pipeline,
+    pub ingest: UdpIngest,
+}
+
+impl Live {
+    pub fn start(config: &str) -> Live {
+        let config = Config::parse(config, "test.toml").expect("test config is valid");
+        let pipeline = Pipeline::builder(config)
+            .registry(registry())
+            .live(true)
+            .build()
+            .expect("pipeline builds");
+        let ingest =
+            UdpIngest::start(&pipeline, &pipeline.config().ingest).expect("listeners bind");
+        Live { pipeline, ingest }
+    }
+
+    pub fn addr(&self, encap: Encap, v6: bool) -> SocketAddr {
+        self.ingest
+            .local_addrs()
+            .iter()
+            .find(|(e, a)| *e == encap && a.is_ipv6() == v6)
+            .map(|(_, a)| *a)
+            .expect("listener for that family")
+    }
+
+    /// Waits (bounded) until `n` datagrams have been received, then stops and flushes everything.
+    pub fn finish_after(self, n: u64) -> PipelineReport {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.pipeline.accounting().snapshot().received < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.ingest.stop();
+        self.pipeline.finish()
+    }
+}
+
+/// A sender socket on loopback of the family of `to`.
+pub fn sender(to: SocketAddr) -> UdpSocket {
+    let bind: SocketAddr = if to.is_ipv6() {
+        "[::1]:0".parse().unwrap()
+    } else {
+        "127.0.0.1:0".parse().unwrap()
+    };
+    UdpSocket::bind(bind).unwrap()
+}
+
+/// A VXLAN payload: header with the I flag and `vni`, then `frame`.
+pub fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x08, 0, 0, 0, 0, 0, 0, 0];
+    p[4..7].copy_from_slice(&vni.to_be_bytes()[1..]);
+    p.extend_from_slice(frame);
+    p
+}
+
+/// An Ethernet/IPv4/TCP frame.
+pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 65535)
+        .ack(1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// An Ethernet/IPv4/UDP frame.
+pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+pub fn counts_line(c: &Counts) -> String {
+    format!(
+        "received={} dispatched={} drops={:?}",
+        c.received,
+        c.dispatched,
+        c.drops_by_reason()
+    )
+}
+
+/// One record of a classic pcap file.
+pub struct Record {
+    pub ts: Timestamp,
+    pub data: Vec<u8>,
+    pub orig_len: u32,
+}
+
+/// Reads a little-endian, microsecond classic pcap with Ethernet link type (the reference captures).
+pub fn read_pcap(path: &str) -> Vec<Record> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(
+        &bytes[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "{path}: little-endian microsecond pcap"
+    );
+    assert_eq!(
+        u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
+        1,
+        "{path}: Ethernet"
+    );
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let f = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
+        let (sec, usec, incl, orig) = (f(0), f(4), f(8) as usize, f(12));
+        let data = bytes[at + 16..at + 16 + incl].to_vec();
+        out.push(Record {
+            ts: Timestamp::from_nanos(u64::from(sec) * 1_000_000_000 + u64::from(usec) * 1000),
+            data,
+            orig_len: orig,
+        });
+        at += 16 + incl;
+    }
+    out
+}
+
+/// Feeds every UDP-encapsulated record of a capture through an offline pipeline, as replay does.
+pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
+    let name = unique("capture");
+    let config = format!("{config}\n[[module]]\nkind = \"recorder\"\ntap = \"{name}\"\n");
+    let config = Config::parse(&config, "test.toml").unwrap();
+    let pipeline = Pipeline::builder(config)
+        .registry(registry())
+        .live(false)
+        .build()
+        .unwrap();
+    let mut ingress = pipeline.ingress();
+    for r in read_pcap(path) {
+        let ip = &r.data[14..];
+        let (src, udp) =
+            vxtap::pipeline::decap::ip_udp(ip).expect("every reference record is IP/UDP");
+        let dport = u16::from_be_bytes([udp[2], udp[3]]);
+        let encap = Encap::for_port(dport).expect("to 4789 or 6081");
+        ingress.datagram(r.ts, src, encap, &udp[8..]);
+    }
+    drop(ingress);
+    let report = pipeline.finish();
+    let mut packets = std::mem::take(&mut tap(&name).lock().unwrap().packets);
+    packets.sort_by_key(|s| s.ts);
+    (report, packets)
+}

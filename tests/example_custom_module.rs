@@ -1,0 +1,99 @@
+//! The custom-module example is a real program: run it, send it mirrored SYNs over loopback, stop it
+//! with SIGINT, and read what its module printed.
+
+mod common;
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{tcp4, vxlan};
+
+fn example_binary() -> std::path::PathBuf {
+    // Integration tests live in target/<profile>/deps; cargo builds examples into target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = profile_dir.join("examples").join("custom_module");
+    if !path.exists() {
+        // `cargo test` builds examples; `cargo test --test example_custom_module` alone does not.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", "custom_module"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the example failed");
+    }
+    path
+}
+
+#[test]
+fn syn_counter_example_counts_syns_per_port() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("vxtap-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("example.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [[module]]\nkind = \"syn_counter\"\nports = [443]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(example_binary())
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cargo test builds the examples");
+
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stderr = child.stderr.take().unwrap();
+    // Wait until the example logs that it runs, then send.
+    let mut log = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&log).contains("vxtap is running") && Instant::now() < deadline {
+        let n = stderr.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        log.extend_from_slice(&buf[..n]);
+    }
+    let syn = |sport: u16, dport: u16| {
+        let mut f = tcp4([10, 0, 0, 1], sport, [10, 0, 0, 2], dport, &[]);
+        f[14 + 20 + 13] = 0x02; // SYN only
+        vxlan(3, &f)
+    };
+    for i in 0..3 {
+        tx.send_to(&syn(30000 + i, 443), &to).unwrap();
+    }
+    tx.send_to(&syn(31000, 22), &to).unwrap(); // not a reported port
+    tx.send_to(
+        &vxlan(3, &tcp4([10, 0, 0, 1], 30000, [10, 0, 0, 2], 443, b"x")),
+        &to,
+    )
+    .unwrap(); // ACK, not SYN
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "syn_counter session=127.0.0.1/3 port=443 syns=3"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
