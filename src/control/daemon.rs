@@ -139,7 +139,11 @@ pub fn run_with(
             running.health.when_unhealthy,
             health_state.clone(),
         ));
-        tokio::spawn(http::serve(admin_listener, admin::handler(admin.clone())));
+        tokio::spawn(http::serve(
+            admin_listener,
+            admin::handler(admin.clone()),
+            http::Reuse::KeepAlive,
+        ));
         tokio::spawn(sweep_sessions(pipeline.sessions().clone()));
         tokio::spawn(report_status(
             health_state.clone(),

@@ -189,7 +189,7 @@ pub(crate) async fn serve(
         match &listener {
             Some(l) => {
                 tokio::select! {
-                    _ = http::accept_one(l, &handler, &limit) => {}
+                    _ = http::accept_one(l, &handler, &limit, http::Reuse::Close) => {}
                     changed = changes.changed() => if changed.is_err() { return },
                 }
             }

@@ -60,6 +60,8 @@ pub(crate) type Handler = Arc<dyn Fn(&Method, &str) -> Reply + Send + Sync>;
 const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is cut off (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection (keep-alive included).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// Binds a TCP listener with SO_REUSEADDR, so the health port can be closed and opened again at once
 /// while old connections sit in TIME_WAIT.
@@ -79,16 +81,31 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// How connections are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// One request per connection: load-balancer checks open a new one each time anyway, and an
+    /// idle connection must not hold one of the limited slots of the health port.
+    Close,
+    /// HTTP keep-alive, for scrapers.
+    KeepAlive,
+}
+
 /// Serves every connection on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, handler: Handler) {
+pub(crate) async fn serve(listener: TcpListener, handler: Handler, reuse: Reuse) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        accept_one(&listener, &handler, &limit).await;
+        accept_one(&listener, &handler, &limit, reuse).await;
     }
 }
 
 /// Accepts one connection and serves it on its own task.
-pub(crate) async fn accept_one(listener: &TcpListener, handler: &Handler, limit: &Arc<Semaphore>) {
+pub(crate) async fn accept_one(
+    listener: &TcpListener,
+    handler: &Handler,
+    limit: &Arc<Semaphore>,
+    reuse: Reuse,
+) {
     let Ok(permit) = limit.clone().acquire_owned().await else {
         return;
     };
@@ -96,7 +113,7 @@ pub(crate) async fn accept_one(listener: &TcpListener, handler: &Handler, limit:
         Ok((stream, _)) => {
             let handler = handler.clone();
             tokio::spawn(async move {
-                connection(stream, handler).await;
+                connection(stream, handler, reuse).await;
                 drop(permit);
             });
         }
@@ -108,7 +125,7 @@ pub(crate) async fn accept_one(listener: &TcpListener, handler: &Handler, limit:
     }
 }
 
-async fn connection(stream: TcpStream, handler: Handler) {
+async fn connection(stream: TcpStream, handler: Handler, reuse: Reuse) {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let reply = handler(req.method(), req.uri().path());
         let mut response = Response::new(Full::new(reply.body));
@@ -122,8 +139,13 @@ async fn connection(stream: TcpStream, handler: Handler) {
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+        .keep_alive(reuse == Reuse::KeepAlive)
+        .serve_connection(TokioIo::new(stream), service);
+    // Whatever a client does, a connection ends; a stuck one must not keep its slot for ever.
+    let result = match tokio::time::timeout(CONNECTION_LIFETIME, result).await {
+        Ok(r) => r,
+        Err(_) => return,
+    };
     if let Err(error) = result {
         tracing::debug!(message = "HTTP connection ended with an error.", %error);
     }
