@@ -46,7 +46,11 @@ fn free_port() -> u16 {
 fn healthz(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut r = String::new();
     s.read_to_string(&mut r).ok()?;
     Some(r.split_once("\r\n\r\n")?.1.trim().to_string())
