@@ -478,7 +478,7 @@ mod tests {
                 .iter()
                 .map(|m| m.kind.as_str())
                 .collect::<Vec<_>>(),
-            ["stats"]
+            ["stats", "flowlog"]
         );
     }
 

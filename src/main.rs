@@ -32,7 +32,8 @@ enum Command {
     /// without waiting. SIGHUP reloads the config file.
     ///
     /// Without --config, the embedded default is used: VXLAN on 0.0.0.0:4789 and [::]:4789, one worker
-    /// per core, private-range sources only, and per-session statistics logged every 10 seconds.
+    /// per core, private-range sources only, per-session statistics logged every 10 seconds, and VPC
+    /// Flow Logs records on standard output.
     Run {
         /// The TOML configuration file (see docs/configuration.md).
         #[arg(short, long, env = "VXTAP_CONFIG")]

@@ -245,7 +245,12 @@ impl Shard {
             self.last_ts = self.last_ts.max(pkt.ts);
             for slot in self.modules.iter_mut().filter(|s| !s.failed) {
                 slot.counters.packet();
-                let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+                let mut out = Emitter::new(
+                    slot.sink.as_mut(),
+                    &slot.counters,
+                    &mut self.scratch,
+                    pkt.ts,
+                );
                 let module = &mut slot.module;
                 if catch_unwind(AssertUnwindSafe(|| module.on_packet(&pkt, &mut out))).is_err() {
                     disable(slot, self.index, "on_packet");
@@ -263,7 +268,7 @@ impl Shard {
             (now.nanos() / self.tick_ns + 1) * self.tick_ns,
         ));
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
             if catch_unwind(AssertUnwindSafe(|| {
                 module.on_tick(now, &mut out);
@@ -279,8 +284,9 @@ impl Shard {
 
     fn flush(&mut self) {
         self.tallies.publish(&self.counters.sessions);
+        let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch);
+            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
             if catch_unwind(AssertUnwindSafe(|| {
                 module.flush(&mut out);

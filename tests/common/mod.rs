@@ -266,3 +266,86 @@ pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
     packets.sort_by_key(|s| s.ts);
     (report, packets)
 }
+
+/// A datagram as the pipeline core takes it: receive time, outer source, encapsulation, UDP payload.
+pub type Datagram = (Timestamp, IpAddr, Encap, Vec<u8>);
+
+/// The mirror datagrams of a reference capture.
+pub fn capture_datagrams(path: &str) -> Vec<Datagram> {
+    read_pcap(path)
+        .into_iter()
+        .map(|r| {
+            let (src, udp) = vxtap::pipeline::decap::ip_udp(&r.data[14..])
+                .expect("reference records are IP/UDP");
+            let encap =
+                Encap::for_port(u16::from_be_bytes([udp[2], udp[3]])).expect("4789 or 6081");
+            (r.ts, src, encap, udp[8..].to_vec())
+        })
+        .collect()
+}
+
+/// One module's counters summed over shards: packets, events, errors, drops.
+pub type ModuleTotals = (u64, u64, u64, u64);
+
+/// Runs `datagrams` through an offline pipeline built from `config`, finishes it (so modules flush),
+/// and returns every configured module's counters, in config order.
+pub fn run_offline(config: &str, datagrams: &[Datagram]) -> Vec<ModuleTotals> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let config = Config::parse(config, "test.toml").expect("test config is valid");
+    let pipeline = Pipeline::builder(config)
+        .registry(registry())
+        .live(false)
+        .build()
+        .expect("pipeline builds");
+    let shards = pipeline.shard_counters().to_vec();
+    let mut ingress = pipeline.ingress();
+    for (ts, src, encap, payload) in datagrams {
+        ingress.datagram(*ts, *src, *encap, payload);
+    }
+    drop(ingress);
+    pipeline.finish();
+    (0..shards[0].modules.len())
+        .map(|m| {
+            shards.iter().fold((0, 0, 0, 0), |a, s| {
+                let c = &s.modules[m];
+                (
+                    a.0 + c.packets.load(Relaxed),
+                    a.1 + c.events.load(Relaxed),
+                    a.2 + c.errors.load(Relaxed),
+                    a.3 + c.drops.load(Relaxed),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Starts `vxtap run --config CONFIG` and waits (at most 10 s) until it logs that it is running.
+/// Returns the child (stdout as given) and its stderr, with what it logged so far.
+pub fn spawn_vxtap(
+    config: &std::path::Path,
+    stdout: std::process::Stdio,
+) -> (std::process::Child, std::process::ChildStderr, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vxtap"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the vxtap binary starts");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let mut log = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.contains("vxtap is running") && Instant::now() < deadline {
+        match stderr.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => log.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(
+        log.contains("vxtap is running"),
+        "vxtap did not start: {log}"
+    );
+    (child, stderr, log)
+}

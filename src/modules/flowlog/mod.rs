@@ -1,0 +1,402 @@
+//! `flowlog`: mirrored traffic as VPC Flow Logs records, so the queries, Athena tables and tools people
+//! already run on VPC Flow Logs work unchanged — and VPC Flow Logs never record mirrored traffic.
+//!
+//! As AWS does, each record is one direction of one flow (srcaddr → dstaddr with its own packets and
+//! bytes) of one network interface (the mirror session) over one aggregation interval. Intervals are
+//! aligned to multiples of `interval_secs` of packet time, so every shard closes them at the same
+//! moments and a replay gives the same records as the live run.
+//!
+//! Bounds: each shard's table holds at most `max_flows` entries. An entry idle for `idle_timeout_secs`
+//! is emitted early and its slot freed (a flow that resumes gets a second record in the interval, as
+//! AWS's records may also be split). When the table is full, a packet of a flow not in it is not
+//! counted in any record: its session gets one `SKIPDATA` record for the interval (AWS's status for
+//! "records were skipped because capacity was exceeded") and the packet is counted in the module's
+//! `drops`. Existing flows are never evicted to make room, so the records that are written are exact.
+
+mod format;
+mod table;
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
+use self::table::{DirKey, Entry, FlowTable};
+use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+use crate::pipeline::{Packet, Timestamp};
+use crate::session::Session;
+use crate::sinks::{
+    FileOutputConfig, FileSink, Layout, RotatingFile, SeriesName, Sink, StdoutSink,
+};
+use crate::wire::inner::Transport;
+
+const NANOS: u64 = 1_000_000_000;
+
+/// `[[module]] kind = "flowlog"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogConfig {
+    /// The maximum aggregation interval, in seconds of packet time: 60 or 600, as AWS offers.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Emit a flow direction early once it has been idle this long; at most `interval_secs`.
+    /// Default: `interval_secs`.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Flow directions each shard holds at once (memory is reserved for them at start).
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// The record format in AWS's syntax; default AWS's version 2 default format.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// `text` (AWS's space-separated records) or `json` (one object per line, Athena column names).
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// For `layout = "aws_logs"`: the account and region in the object key path.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// For `layout = "aws_logs"`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The flow log id in file names with `layout = "aws_logs"`.
+    #[serde(default = "default_flow_log_id")]
+    pub flow_log_id: String,
+    /// Files to write; without it, records go to standard output.
+    #[serde(default)]
+    pub output: Option<FileOutputConfig>,
+}
+
+/// How records are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// Space-separated fields, as AWS delivers them.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+fn default_interval() -> u64 {
+    60
+}
+fn default_max_flows() -> usize {
+    65_536
+}
+fn default_format() -> String {
+    DEFAULT_FORMAT.to_owned()
+}
+fn default_flow_log_id() -> String {
+    "fl-vxtap".to_owned()
+}
+
+impl FlowLogConfig {
+    fn idle_timeout(&self) -> u64 {
+        self.idle_timeout_secs.unwrap_or(self.interval_secs)
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.encoding {
+            Encoding::Text => "log",
+            Encoding::Json => "json",
+        }
+    }
+}
+
+impl ModuleConfig for FlowLogConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.interval_secs != 60 && self.interval_secs != 600 {
+            return Err(format!(
+                "interval_secs: {} is not an interval AWS offers; use 60 or 600",
+                self.interval_secs
+            ));
+        }
+        let idle = self.idle_timeout();
+        if idle == 0 || idle > self.interval_secs {
+            return Err(format!(
+                "idle_timeout_secs: {idle} must be between 1 and interval_secs ({})",
+                self.interval_secs
+            ));
+        }
+        if self.max_flows == 0 || self.max_flows > 1 << 26 {
+            return Err(format!(
+                "max_flows: {} is out of range 1..=67108864",
+                self.max_flows
+            ));
+        }
+        Format::parse(&self.format).map_err(|e| format!("format: {e}"))?;
+        if let Some(out) = &self.output {
+            out.validate()?;
+            if out.layout == Layout::AwsLogs && (self.account_id.is_none() || self.region.is_none())
+            {
+                return Err(
+                    "output.layout: \"aws_logs\" needs account_id and region on the module, for the \
+                     AWSLogs/{account_id}/vpcflowlogs/{region}/ path"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        let format = Format::parse(&self.format).map_err(BuildError::new)?;
+        Ok(Box::new(FlowLog {
+            format,
+            encoding: self.encoding,
+            interval_ns: self.interval_secs * NANOS,
+            idle_ns: self.idle_timeout() * NANOS,
+            table: FlowTable::new(self.max_flows),
+            sessions: FxHashMap::default(),
+            skipped: FxHashMap::default(),
+            interval_end: None,
+        }))
+    }
+
+    fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        let Some(out) = &self.output else {
+            return Ok(Box::new(StdoutSink));
+        };
+        let ext = self.extension();
+        let cap = out
+            .prepare_dir(&[&format!(".{ext}"), &format!(".{ext}.gz")])
+            .map_err(|e| BuildError::new(format!("output.dir {}: {e}", out.dir.display())))?;
+        let name = match (out.layout, &self.account_id, &self.region) {
+            (Layout::AwsLogs, Some(account), Some(region)) => SeriesName {
+                // AWS names objects {account}_vpcflowlogs_{region}_{flow-log-id}_{time}_{hash}.
+                stem: format!(
+                    "{}_vpcflowlogs_{}_{}-{}",
+                    SeriesName::sanitize(account),
+                    SeriesName::sanitize(region),
+                    SeriesName::sanitize(&self.flow_log_id),
+                    ctx.shard
+                ),
+                ext: ext.into(),
+                aws_prefix: Some(
+                    ["AWSLogs", account, "vpcflowlogs", region]
+                        .iter()
+                        .map(|s| SeriesName::sanitize(s))
+                        .collect(),
+                ),
+            },
+            _ => SeriesName {
+                stem: format!("flowlog-shard{}", ctx.shard),
+                ext: ext.into(),
+                aws_prefix: None,
+            },
+        };
+        let header = match self.encoding {
+            // Athena skips it (`skip.header.line.count`), as for AWS's own files.
+            Encoding::Text => Format::parse(&self.format)
+                .map_err(BuildError::new)?
+                .header()
+                .into_bytes(),
+            Encoding::Json => Vec::new(),
+        };
+        Ok(Box::new(FileSink::new(RotatingFile::new(
+            out, name, header, cap,
+        ))))
+    }
+}
+
+/// Packets of one session that a full table kept out of records, in the current interval.
+#[derive(Debug, Clone, Copy)]
+struct Skipped {
+    first: Timestamp,
+    last: Timestamp,
+}
+
+struct FlowLog {
+    format: Format,
+    encoding: Encoding,
+    interval_ns: u64,
+    idle_ns: u64,
+    table: FlowTable,
+    /// Metadata of the sessions with entries (or skipped packets) in the current interval: copied once
+    /// per session per interval, not per packet.
+    sessions: FxHashMap<u32, (SessionMeta, Vec<std::net::IpAddr>)>,
+    skipped: FxHashMap<u32, Skipped>,
+    interval_end: Option<Timestamp>,
+}
+
+/// TCP flags as VPC Flow Logs report them: FIN (1), SYN (2) and RST (4) as they are, and ACK (16) only
+/// together with SYN, so a handshake reply shows as SYN-ACK (18) while plain ACKs add nothing.
+fn aws_tcp_flags(flags: u8) -> u8 {
+    const FIN_SYN_RST: u8 = 0x07;
+    const SYN_ACK: u8 = 0x12;
+    (flags & FIN_SYN_RST)
+        | if flags & SYN_ACK == SYN_ACK {
+            SYN_ACK
+        } else {
+            0
+        }
+}
+
+fn session_meta(s: &Session) -> (SessionMeta, Vec<std::net::IpAddr>) {
+    (
+        SessionMeta {
+            account_id: s.aws.account_id.clone(),
+            interface_id: s.eni.clone(),
+            vpc_id: s.aws.vpc_id.clone(),
+            subnet_id: s.aws.subnet_id.clone(),
+            instance_id: s.aws.instance_id.clone(),
+            region: s.aws.region.clone(),
+            az_id: s.aws.az_id.clone(),
+        },
+        s.addresses.clone(),
+    )
+}
+
+impl FlowLog {
+    /// Closes the current interval if `now` is past it.
+    fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        match self.interval_end {
+            Some(end) if now < end => {}
+            Some(_) => {
+                self.emit_all(out);
+                self.interval_end = Some(self.end_of_interval(now));
+            }
+            None => self.interval_end = Some(self.end_of_interval(now)),
+        }
+    }
+
+    fn end_of_interval(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_nanos((now.nanos() / self.interval_ns + 1) * self.interval_ns)
+    }
+
+    fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
+        let Some((meta, _)) = self.sessions.get(&e.key.session) else {
+            out.error();
+            return;
+        };
+        let counts = FlowCounts {
+            key: e.key.flow,
+            packets: e.packets,
+            bytes: e.bytes,
+            tcp_flags: e.tcp_flags,
+            direction: e.direction,
+        };
+        self.emit(
+            &Record {
+                meta,
+                flow: Some(&counts),
+                start: e.first.secs(),
+                end: e.last.secs(),
+            },
+            out,
+        );
+    }
+
+    fn emit(&self, r: &Record<'_>, out: &mut Emitter<'_>) {
+        let format = &self.format;
+        match self.encoding {
+            Encoding::Text => out.emit_line(|line| {
+                format.render_text(r, line);
+                Ok(())
+            }),
+            Encoding::Json => out.emit_line(|line| {
+                format.render_json(r, line);
+                Ok(())
+            }),
+        }
+    }
+
+    /// Emits every entry (least recently seen first), then one SKIPDATA record per session that lost
+    /// packets to a full table, and starts the next interval empty.
+    fn emit_all(&mut self, out: &mut Emitter<'_>) {
+        while let Some(e) = self.table.pop_front() {
+            self.emit_entry(&e, out);
+        }
+        let mut skipped: Vec<_> = self.skipped.drain().collect();
+        skipped.sort_by_key(|(id, s)| (s.first, *id));
+        for (id, s) in skipped {
+            if let Some((meta, _)) = self.sessions.get(&id) {
+                self.emit(
+                    &Record {
+                        meta,
+                        flow: None,
+                        start: s.first.secs(),
+                        end: s.last.secs(),
+                    },
+                    out,
+                );
+            }
+        }
+        self.sessions.clear();
+    }
+}
+
+impl Module for FlowLog {
+    fn on_packet(&mut self, pkt: &Packet<'_>, out: &mut Emitter<'_>) {
+        // VPC Flow Logs record IP traffic only; ARP and other non-IP frames have no record.
+        let (Some(flow), Some(ip_len)) = (pkt.flow(), pkt.ip_len()) else {
+            return;
+        };
+        self.advance(pkt.ts, out);
+        let session = pkt.session;
+        let (_, addresses) = self
+            .sessions
+            .entry(session.id)
+            .or_insert_with(|| session_meta(session));
+        let flags = match *pkt.transport() {
+            Transport::Tcp { flags, .. } => aws_tcp_flags(flags),
+            _ => 0,
+        };
+        let key = DirKey {
+            session: session.id,
+            flow,
+        };
+        let direction = || {
+            if addresses.contains(&flow.dst) {
+                Direction::Ingress
+            } else if addresses.contains(&flow.src) {
+                Direction::Egress
+            } else {
+                Direction::Unknown
+            }
+        };
+        // Bytes are the IP length the sender put on the wire (from the IP header), which AWS's and
+        // vxtap's truncation leave intact.
+        if self
+            .table
+            .update(key, pkt.ts, u64::from(ip_len), flags, direction)
+            .is_err()
+        {
+            let s = self.skipped.entry(session.id).or_insert(Skipped {
+                first: pkt.ts,
+                last: pkt.ts,
+            });
+            s.first = s.first.min(pkt.ts);
+            s.last = s.last.max(pkt.ts);
+            out.dropped(1);
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        self.advance(now, out);
+        let cutoff = Timestamp::from_nanos(now.nanos().saturating_sub(self.idle_ns));
+        while let Some(e) = self.table.pop_idle(cutoff) {
+            self.emit_entry(&e, out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Emitter<'_>) {
+        self.emit_all(out);
+        self.interval_end = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_flags_use_awss_encoding() {
+        assert_eq!(aws_tcp_flags(0x02), 2, "SYN");
+        assert_eq!(aws_tcp_flags(0x12), 18, "SYN-ACK");
+        assert_eq!(aws_tcp_flags(0x10), 0, "a plain ACK adds nothing");
+        assert_eq!(aws_tcp_flags(0x18), 0, "PSH-ACK neither");
+        assert_eq!(aws_tcp_flags(0x11), 1, "FIN-ACK is FIN");
+        assert_eq!(aws_tcp_flags(0x14), 4, "RST-ACK is RST");
+        assert_eq!(aws_tcp_flags(0x12) | aws_tcp_flags(0x11), 19);
+    }
+}
