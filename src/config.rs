@@ -60,6 +60,12 @@ pub struct Config {
     /// Truncation of inner packets before modules see them.
     #[serde(default)]
     pub truncation: TruncationConfig,
+    /// The load balancer's health endpoint and the drain on shutdown.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// The operators' endpoint: metrics, sessions, modules.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Inspection modules, in the order they see each packet.
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleTable>,
@@ -76,7 +82,7 @@ pub(crate) struct ConfigSource {
 }
 
 /// `[ingest]`: listeners and receive tuning.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Addresses to receive VXLAN on; AWS always sends to port 4789.
@@ -132,7 +138,7 @@ impl Default for IngestConfig {
 }
 
 /// `[pipeline]`: how packets reach module instances.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Module shards (each a thread with its own module instances); 0 = one per core.
@@ -155,7 +161,7 @@ impl Default for PipelineConfig {
 }
 
 /// `[sessions]`: which sources may send, and what their sessions are called.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
     /// Outer source networks that may send. Anyone can send UDP to 4789, so the default is private
@@ -238,8 +244,68 @@ pub struct StaticSession {
     pub labels: BTreeMap<String, String>,
 }
 
+/// `[health]`: what the NLB health check sees, and how long a stopping node keeps receiving.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Where `GET /healthz` (and a plain TCP check) is served. Point the target group's health check
+    /// port here: a UDP target group cannot be checked on 4789 itself.
+    pub listen: SocketAddr,
+    /// Seconds a stopping node (SIGTERM) keeps receiving and processing while reporting unhealthy, so the
+    /// NLB stops sending before ingest ends. See docs/operations.md for pairing it with the
+    /// deregistration delay.
+    pub drain_seconds: u64,
+    /// A receive worker or shard with no sign of life for this long makes the node unhealthy.
+    pub stale_after_seconds: u64,
+    /// What the health port does while the node is unhealthy: `close` stops listening, so both TCP and
+    /// HTTP checks fail; `respond` keeps listening and answers 503 with the reason.
+    pub when_unhealthy: UnhealthyMode,
+}
+
+/// See [`HealthConfig::when_unhealthy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnhealthyMode {
+    /// Close the listening socket: connection attempts are refused.
+    Close,
+    /// Keep listening and answer `503` with a one-word reason.
+    Respond,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            drain_seconds: 30,
+            stale_after_seconds: 5,
+            when_unhealthy: UnhealthyMode::Close,
+        }
+    }
+}
+
+/// `[admin]`: metrics and state for operators. It shows session names, ENIs and labels, so it listens
+/// on loopback by default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where `/metrics`, `/sessions`, `/modules` and `/healthz` are served.
+    pub listen: SocketAddr,
+    /// Learned sessions that get their own metric series (the busiest ones); configured sessions
+    /// always do. Keeps the series count bounded when many sources appear.
+    pub max_learned_session_series: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_learned_session_series: 64,
+        }
+    }
+}
+
 /// `[truncation]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TruncationConfig {
     /// Bytes of each inner frame to keep (0 = all). The original length is still given to modules.
@@ -332,6 +398,18 @@ impl Config {
         }
         if self.pipeline.queue_batches == 0 {
             return fail("pipeline.queue_batches", "must be at least 1".into());
+        }
+        if self.health.stale_after_seconds == 0 {
+            return fail("health.stale_after_seconds", "must be at least 1".into());
+        }
+        if self.health.drain_seconds > 3600 {
+            return fail(
+                "health.drain_seconds",
+                format!(
+                    "{} is out of range 0..=3600 (the NLB's longest deregistration delay)",
+                    self.health.drain_seconds
+                ),
+            );
         }
         if self.pipeline.tick_ms == 0 {
             return fail("pipeline.tick_ms", "must be at least 1".into());

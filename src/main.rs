@@ -27,6 +27,10 @@ struct Cli {
 enum Command {
     /// Listen for mirrored traffic and run the configured modules until SIGINT or SIGTERM.
     ///
+    /// SIGTERM drains: the health endpoint turns unhealthy at once while packets are still received for
+    /// [health] drain_seconds; then modules flush and vxtap exits 0. SIGINT (or a second SIGTERM) stops
+    /// without waiting. SIGHUP reloads the config file.
+    ///
     /// Without --config, the embedded default is used: VXLAN on 0.0.0.0:4789 and [::]:4789, one worker
     /// per core, private-range sources only, per-session statistics logged every 10 seconds, and VPC
     /// Flow Logs records on standard output.
@@ -115,8 +119,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
+            let options = vxtap::control::daemon::DaemonOptions {
+                config_path: config.clone(),
+            };
             let config = load(config.as_deref())?;
-            vxtap::control::daemon::run(config, Registry::with_builtins())?;
+            vxtap::control::daemon::run_with(config, Registry::with_builtins(), options)?;
             Ok(())
         }
         Command::CheckConfig { file } => {

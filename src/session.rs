@@ -57,6 +57,7 @@ pub struct Session {
     pub learned: bool,
     first_seen: AtomicU64,
     last_seen: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// The AWS identifiers a static session may carry.
@@ -90,6 +91,7 @@ impl Session {
             learned,
             first_seen: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +145,16 @@ impl Session {
     /// Time of the latest datagram, to within a second; 0 if none yet.
     pub fn last_seen(&self) -> u64 {
         self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// Packets of this session dropped after it was identified (shard queues full or stopped).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counted on the drop path only, where a shared atomic costs nothing that matters.
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     fn touch(&self, secs: u64) {
@@ -229,18 +241,36 @@ impl SessionTable {
             s.max_learned = config.max_learned;
             s.idle_timeout_secs = config.idle_timeout_secs;
         }
-        self.map.retain(|_, s| s.learned);
+        let mut previous: FxHashMap<SessionKey, Arc<Session>> = FxHashMap::default();
+        self.map.retain(|key, s| {
+            if !s.learned {
+                previous.insert(*key, s.clone());
+            }
+            s.learned
+        });
         for s in &config.static_sessions {
             let key = SessionKey {
                 source: s.source,
                 vni: s.vni,
             };
-            let mut session = Session::from_config(s, self.alloc_id());
-            if let Some((_, old)) = self.map.remove(&key) {
-                // A learned session became static: keep its history.
-                self.learned.fetch_sub(1, Ordering::Relaxed);
-                session.first_seen = AtomicU64::new(old.first_seen());
-                session.last_seen = AtomicU64::new(old.last_seen());
+            let old = match self.map.remove(&key) {
+                Some((_, learned)) => {
+                    self.learned.fetch_sub(1, Ordering::Relaxed);
+                    Some(learned)
+                }
+                None => previous.remove(&key),
+            };
+            // A session that was already known (static before the reload, or learned) keeps its id
+            // and history: the id feeds the steering hash, so its flows stay on the shards, and
+            // with the module instances, that hold their state.
+            let id = old.as_ref().map_or_else(|| self.alloc_id(), |o| o.id);
+            let session = Session::from_config(s, id);
+            if let Some(old) = old {
+                session
+                    .first_seen
+                    .store(old.first_seen(), Ordering::Relaxed);
+                session.last_seen.store(old.last_seen(), Ordering::Relaxed);
+                session.dropped.store(old.dropped(), Ordering::Relaxed);
             }
             self.map.insert(key, Arc::new(session));
         }
@@ -484,6 +514,32 @@ mod tests {
             .unwrap()
             .id;
         assert_ne!(first, again, "a re-learned session is a new session");
+    }
+
+    #[test]
+    fn reapplying_keeps_ids_and_history_of_known_sessions() {
+        let table = SessionTable::new(&config(10));
+        let mut r = SessionResolver::new(table.clone());
+        let ts = Timestamp::from_nanos(42_000_000_000);
+        let static_id = r.resolve(key("203.0.113.7", 7), ts).unwrap().id;
+        let learned_id = r.resolve(key("10.0.0.1", 1), ts).unwrap().id;
+        let mut reloaded = config(10);
+        reloaded.static_sessions[0].name = Some("renamed".into());
+        let mut promoted = reloaded.static_sessions[0].clone();
+        promoted.source = "10.0.0.1".parse().unwrap();
+        promoted.vni = 1;
+        promoted.name = Some("promoted".into());
+        reloaded.static_sessions.push(promoted);
+        table.apply(&reloaded);
+        r.refresh();
+        let s = r.resolve(key("203.0.113.7", 7), ts).unwrap();
+        assert_eq!(
+            (s.id, s.name.as_str(), s.first_seen()),
+            (static_id, "renamed", 42)
+        );
+        let p = r.resolve(key("10.0.0.1", 1), ts).unwrap();
+        assert_eq!((p.id, p.learned), (learned_id, false));
+        assert_eq!(table.learned_count(), 0);
     }
 
     #[test]

@@ -86,7 +86,8 @@ fn run_reports_sessions_and_counts_and_exits_cleanly_on_ctrl_c() {
         "run.toml",
         &format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 2\nreceive_buffer_bytes = 0\n\
-             [[module]]\nkind = \"stats\"\ninterval_secs = 1\n"
+             [[module]]\nkind = \"stats\"\ninterval_secs = 1\n\
+             [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
         ),
     );
     let mut child = Command::new(VXTAP)

@@ -472,6 +472,7 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
         &config,
         format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [[module]]\nkind = \"flowlog\"\n"
         ),
     )

@@ -415,6 +415,7 @@ fn kill_9_mid_write_leaves_files_tshark_reads() {
         &config_path,
         format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [pipeline]\nshards = 2\ntick_ms = 20\n\
              [[module]]\nkind = \"pcap\"\n[module.output]\ndir = \"{}\"\nbuffer_bytes = 3000\n",
             out_dir.display()

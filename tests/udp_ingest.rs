@@ -316,6 +316,11 @@ fn both_directions_of_a_connection_reach_one_module_instance() {
         let rev = tcp4([10, 0, 0, 2], 443, [10, 0, 0, 1], 20000 + i, b"response");
         a.send_to(&vxlan(1, &fwd), to).unwrap();
         b.send_to(&vxlan(1, &rev), to).unwrap();
+        // Paced in bursts, so that the kernel's default socket buffers never overflow on a loaded
+        // machine: what this test checks is steering, and a kernel drop would only make it flaky.
+        if i % 25 == 24 {
+            live.wait_received(u64::from(i + 1) * 2);
+        }
     }
     let report = live.finish_after(u64::from(CONNECTIONS) * 2);
     assert_eq!(

@@ -22,8 +22,8 @@ use thiserror::Error;
 pub use self::accounting::{Accounting, Counts, DropReason, WorkerCounters};
 pub use self::decap::Encap;
 pub use self::packet::{FlowKey, Packet, Timestamp};
-pub use self::shard::ShardCounters;
-use self::shard::{Batch, Entry, ModuleSlot, Shard};
+use self::shard::{Batch, Entry, ModuleSlot, Reconfigure, Shard};
+pub use self::shard::{SessionTally, ShardCounters};
 use crate::config::{Config, ConfigError};
 use crate::modules::{BuildError, ModuleContext, ModuleCounters, ModuleSpec, Registry};
 use crate::session::{Session, SessionKey, SessionResolver, SessionTable};
@@ -49,6 +49,11 @@ pub enum PipelineError {
     #[error("cannot start shard thread: {0}")]
     Spawn(#[source] std::io::Error),
 }
+
+/// The module list itself changed (kinds added, removed or reordered): that needs a restart.
+#[derive(Debug, Error)]
+#[error("the list of modules changed; that takes effect after a restart")]
+pub struct ModulesChanged;
 
 /// Builds a [`Pipeline`].
 #[derive(Debug)]
@@ -83,6 +88,7 @@ impl PipelineBuilder {
         };
         let sessions = SessionTable::new(&self.config.sessions);
         let mut senders = Vec::with_capacity(shards);
+        let mut controls = Vec::with_capacity(shards);
         let mut handles = Vec::with_capacity(shards);
         let mut counters = Vec::with_capacity(shards);
         let mut gone = Vec::with_capacity(shards);
@@ -115,9 +121,12 @@ impl PipelineBuilder {
             // Every worker keeps at most `queue_batches` batches in flight per shard, so this bound is
             // never the one that drops; it only keeps a stalled shard from growing without limit.
             let (tx, rx) = crossbeam_channel::bounded(self.config.pipeline.queue_batches * 64);
+            let (control_tx, control) = crossbeam_channel::unbounded();
             let shard = Shard {
                 index,
                 rx,
+                control,
+                ctx,
                 modules,
                 counters: shard_counters.clone(),
                 tick_ns: self.config.pipeline.tick_ms * 1_000_000,
@@ -125,6 +134,7 @@ impl PipelineBuilder {
                 next_tick: None,
                 last_ts: Timestamp::default(),
                 scratch: String::new(),
+                tallies: Default::default(),
             };
             let stopped = Arc::new(AtomicBool::new(false));
             let flag = ShardGone(stopped.clone());
@@ -137,6 +147,7 @@ impl PipelineBuilder {
                 .map_err(PipelineError::Spawn)?;
             gone.push(stopped);
             senders.push(tx);
+            controls.push(control_tx);
             handles.push(handle);
             counters.push(shard_counters);
         }
@@ -148,6 +159,7 @@ impl PipelineBuilder {
             sessions,
             accounting: Arc::new(Accounting::default()),
             senders,
+            controls,
             handles,
             shard_counters: counters,
             next_plain_id: AtomicU32::new(u32::MAX),
@@ -165,6 +177,8 @@ pub struct Pipeline {
     sessions: Arc<SessionTable>,
     accounting: Arc<Accounting>,
     senders: Vec<Sender<Box<Batch>>>,
+    /// New module settings for each shard (config reload), applied between batches.
+    controls: Vec<Sender<Reconfigure>>,
     handles: Vec<JoinHandle<()>>,
     shard_counters: Vec<Arc<ShardCounters>>,
     snaplen: Arc<AtomicU32>,
@@ -257,6 +271,23 @@ impl Pipeline {
     /// Changes the global snap length (0 = off) for packets ingested from now on.
     pub fn set_snaplen(&self, snaplen: u32) {
         self.snaplen.store(snaplen, Ordering::Relaxed);
+    }
+
+    /// Gives every shard new settings for its modules (config reload). The kinds must be those the
+    /// pipeline was built with, in the same order; adding, removing or reordering modules needs a
+    /// restart. Each shard builds fresh instances between two batches, flushes the old ones (so what
+    /// they held is emitted, not lost) and swaps them in; counters carry on. A shard that cannot build
+    /// the new instances keeps the old ones and logs why.
+    pub fn reconfigure_modules(&self, specs: &[ModuleSpec]) -> Result<(), ModulesChanged> {
+        let kinds = |s: &[ModuleSpec]| s.iter().map(|m| m.kind.clone()).collect::<Vec<_>>();
+        if kinds(specs) != kinds(&self.specs) {
+            return Err(ModulesChanged);
+        }
+        for tx in &self.controls {
+            // A shard that has stopped needs no new settings.
+            let _ = tx.send(Reconfigure(specs.to_vec()));
+        }
+        Ok(())
     }
 
     /// A session for plain (unencapsulated) frames, named after their source, e.g. a capture file.
@@ -376,11 +407,13 @@ impl Lane {
         match sent {
             Ok(()) => (n, None),
             Err(TrySendError::Full(mut b)) => {
+                b.count_dropped();
                 b.clear();
                 self.current = Some(b);
                 (0, Some((DropReason::ShardQueueFull, n)))
             }
             Err(TrySendError::Disconnected(mut b)) => {
+                b.count_dropped();
                 b.clear();
                 self.current = Some(b);
                 (0, Some((DropReason::ShardStopped, n)))
@@ -501,12 +534,16 @@ impl Router {
     ) {
         let full = match self.lanes[shard].batch() {
             Some(b) => b.is_full_for(frame.len()),
-            None => return self.counters.dropped(DropReason::ShardQueueFull, 1),
+            None => {
+                session.count_dropped(1);
+                return self.counters.dropped(DropReason::ShardQueueFull, 1);
+            }
         };
         if full {
             self.send(shard);
         }
         let Some(batch) = self.lanes[shard].batch() else {
+            session.count_dropped(1);
             return self.counters.dropped(DropReason::ShardQueueFull, 1);
         };
         let session = batch.session_index(session);

@@ -2,14 +2,15 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rustc_hash::FxHashMap;
 
 use super::packet::{Packet, Timestamp};
-use crate::modules::{Emitter, Module, ModuleCounters};
-use crate::session::Session;
+use crate::modules::{Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
+use crate::session::{Session, SessionKey};
 use crate::sinks::Sink;
 use crate::wire::inner::Layers;
 
@@ -68,6 +69,15 @@ impl Batch {
         (self.sessions.len() - 1) as u16
     }
 
+    /// Charges every packet of a batch that could not be sent to its session (drop path only).
+    pub(crate) fn count_dropped(&self) {
+        for e in &self.entries {
+            if let Some(s) = self.sessions.get(usize::from(e.session)) {
+                s.count_dropped(1);
+            }
+        }
+    }
+
     pub(crate) fn is_full_for(&self, frame_len: usize) -> bool {
         self.entries.len() >= BATCH_PACKETS
             || self.sessions.len() >= usize::from(u16::MAX)
@@ -84,6 +94,79 @@ pub struct ShardCounters {
     pub heartbeat: AtomicU64,
     /// One entry per configured module, in config order.
     pub modules: Vec<Arc<ModuleCounters>>,
+    /// Packets and bytes per session processed here, as of the shard's last tick. The shard counts in
+    /// a private map and copies it here once per tick, so the admin endpoint sums shards on scrape and
+    /// the packet path shares nothing.
+    pub sessions: Mutex<FxHashMap<SessionKey, SessionTally>>,
+}
+
+/// What one shard processed for one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTally {
+    /// Packets.
+    pub packets: u64,
+    /// Inner frame bytes as they were on the wire (before truncation).
+    pub bytes: u64,
+    /// The shard tick at which this session last had a packet; only used to bound the map.
+    touched: u64,
+}
+
+/// Sessions a shard keeps tallies for before it forgets the longest idle ones: learned sessions come
+/// and go, and a tally must not outlive them forever.
+const MAX_TALLIED_SESSIONS: usize = 16_384;
+
+/// A shard's private per-session counts.
+#[derive(Debug, Default)]
+pub(crate) struct SessionTallies {
+    map: FxHashMap<SessionKey, SessionTally>,
+    /// Counts for the batch being processed, indexed like `Batch::sessions`, so the map is touched once
+    /// per session per batch rather than per packet.
+    batch: Vec<(u64, u64)>,
+    ticks: u64,
+    dirty: bool,
+}
+
+impl SessionTallies {
+    fn begin(&mut self, sessions: usize) {
+        self.batch.clear();
+        self.batch.resize(sessions, (0, 0));
+    }
+
+    #[inline]
+    fn count(&mut self, session: u16, orig_len: u32) {
+        if let Some(t) = self.batch.get_mut(usize::from(session)) {
+            t.0 += 1;
+            t.1 += u64::from(orig_len);
+        }
+    }
+
+    fn end(&mut self, sessions: &[Arc<Session>]) {
+        for (s, (packets, bytes)) in sessions.iter().zip(&self.batch) {
+            if *packets > 0 {
+                let t = self.map.entry(s.key).or_default();
+                t.packets += packets;
+                t.bytes += bytes;
+                t.touched = self.ticks;
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn publish(&mut self, to: &Mutex<FxHashMap<SessionKey, SessionTally>>) {
+        self.ticks += 1;
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        if self.map.len() > MAX_TALLIED_SESSIONS {
+            let mut touched: Vec<u64> = self.map.values().map(|t| t.touched).collect();
+            touched.sort_unstable();
+            let cut = touched[self.map.len() - MAX_TALLIED_SESSIONS];
+            self.map.retain(|_, t| t.touched >= cut);
+        }
+        let mut published = to.lock().unwrap_or_else(|e| e.into_inner());
+        published.clone_from(&self.map);
+    }
 }
 
 pub(crate) struct ModuleSlot {
@@ -94,9 +177,15 @@ pub(crate) struct ModuleSlot {
     pub(crate) failed: bool,
 }
 
+/// New module settings for a shard; see [`Pipeline::reconfigure_modules`](super::Pipeline::reconfigure_modules).
+pub(crate) struct Reconfigure(pub(crate) Vec<ModuleSpec>);
+
 pub(crate) struct Shard {
     pub(crate) index: usize,
     pub(crate) rx: Receiver<Box<Batch>>,
+    pub(crate) control: Receiver<Reconfigure>,
+    /// What this shard's module instances were built from, to build them again on reload.
+    pub(crate) ctx: ModuleContext,
     pub(crate) modules: Vec<ModuleSlot>,
     pub(crate) counters: Arc<ShardCounters>,
     pub(crate) tick_ns: u64,
@@ -105,6 +194,7 @@ pub(crate) struct Shard {
     pub(crate) next_tick: Option<Timestamp>,
     pub(crate) last_ts: Timestamp,
     pub(crate) scratch: String,
+    pub(crate) tallies: SessionTallies,
 }
 
 impl Shard {
@@ -114,8 +204,11 @@ impl Shard {
             self.counters
                 .heartbeat
                 .store(Timestamp::now().nanos(), Ordering::Relaxed);
+            self.apply_control();
             match self.rx.recv_timeout(idle) {
                 Ok(mut batch) => {
+                    // Settings that arrived while this shard waited apply from this batch on.
+                    self.apply_control();
                     self.process(&batch);
                     batch.clear();
                     let home = batch.home.clone();
@@ -135,7 +228,9 @@ impl Shard {
     }
 
     fn process(&mut self, batch: &Batch) {
+        self.tallies.begin(batch.sessions.len());
         for e in &batch.entries {
+            self.tallies.count(e.session, e.orig_len);
             let start = e.start as usize;
             let pkt = Packet {
                 session: &batch.sessions[usize::from(e.session)],
@@ -162,6 +257,7 @@ impl Shard {
                 }
             }
         }
+        self.tallies.end(&batch.sessions);
         let n = batch.entries.len() as u64;
         let p = &self.counters.packets;
         p.store(p.load(Ordering::Relaxed) + n, Ordering::Relaxed);
@@ -183,9 +279,11 @@ impl Shard {
                 disable(slot, self.index, "on_tick");
             }
         }
+        self.tallies.publish(&self.counters.sessions);
     }
 
     fn flush(&mut self) {
+        self.tallies.publish(&self.counters.sessions);
         let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
             let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
@@ -199,6 +297,41 @@ impl Shard {
                 disable(slot, self.index, "flush");
             }
         }
+    }
+}
+
+impl Shard {
+    fn apply_control(&mut self) {
+        while let Ok(Reconfigure(specs)) = self.control.try_recv() {
+            self.reconfigure(&specs);
+        }
+    }
+
+    fn reconfigure(&mut self, specs: &[ModuleSpec]) {
+        let mut fresh = Vec::with_capacity(specs.len());
+        for (spec, slot) in specs.iter().zip(&self.modules) {
+            let built = spec
+                .factory
+                .build(&self.ctx)
+                .and_then(|m| Ok((m, spec.factory.sink(&self.ctx)?)));
+            match built {
+                Ok(pair) => fresh.push(pair),
+                Err(error) => {
+                    let e = &slot.counters.errors;
+                    e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    tracing::error!(message = "Cannot apply new module settings; keeping the old ones on this shard.", kind = %spec.kind, shard = self.index, %error);
+                    return;
+                }
+            }
+        }
+        // The old instances emit what they hold before they go: a reload loses no record.
+        self.flush();
+        for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
+            slot.module = module;
+            slot.sink = sink;
+            slot.failed = false;
+        }
+        tracing::info!(message = "New module settings applied.", shard = self.index);
     }
 }
 

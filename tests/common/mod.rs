@@ -144,6 +144,14 @@ impl Live {
             .expect("listener for that family")
     }
 
+    /// Waits (bounded) until `n` datagrams have been received.
+    pub fn wait_received(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.pipeline.accounting().snapshot().received < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits (bounded) until `n` datagrams have been received, then stops and flushes everything.
     pub fn finish_after(self, n: u64) -> PipelineReport {
         let deadline = Instant::now() + Duration::from_secs(10);
