@@ -96,6 +96,29 @@ pub struct IngestConfig {
     pub receive_buffer_bytes: usize,
     /// Datagrams per recvmmsg call.
     pub batch_size: usize,
+    /// Network interfaces to capture from (AF_PACKET), for appliances that see mirrored or SPAN
+    /// traffic on a NIC. Empty by default.
+    #[serde(rename = "interface")]
+    pub interfaces: Vec<InterfaceConfig>,
+}
+
+/// `[[ingest.interface]]`: capture every frame on one network interface. Frames carrying VXLAN (UDP
+/// 4789) or GENEVE (UDP 6081) are decapsulated as if a listener had received them; every other frame
+/// goes to modules as a plain frame in a session named after the interface.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    /// The interface name, e.g. `eth1`.
+    pub name: String,
+    /// The name of the session for plain (unencapsulated) frames; defaults to the interface name.
+    pub session: Option<String>,
+    /// Put the interface in promiscuous mode, to see traffic not addressed to this host (a SPAN port).
+    #[serde(default = "yes")]
+    pub promiscuous: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for IngestConfig {
@@ -109,6 +132,7 @@ impl Default for IngestConfig {
             workers: 0,
             receive_buffer_bytes: 32 << 20,
             batch_size: 64,
+            interfaces: Vec::new(),
         }
     }
 }
@@ -356,10 +380,14 @@ impl Config {
                 message,
             })
         };
-        if self.ingest.vxlan.is_empty() && self.ingest.geneve.is_empty() {
+        if self.ingest.vxlan.is_empty()
+            && self.ingest.geneve.is_empty()
+            && self.ingest.interfaces.is_empty()
+        {
             return fail(
                 "ingest.vxlan",
-                "no listen address: give at least one VXLAN or GENEVE address".into(),
+                "no listen address: give at least one VXLAN or GENEVE address or an interface"
+                    .into(),
             );
         }
         if self.ingest.batch_size == 0 || self.ingest.batch_size > 1024 {

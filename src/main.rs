@@ -47,6 +47,61 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Run capture files (pcap or pcapng) through the configured modules on packet time, then flush
+    /// them and print a summary on stderr.
+    ///
+    /// UDP datagrams to 4789 (VXLAN) and 6081 (GENEVE) are decapsulated as a live run would; other
+    /// frames form one session per file, named after it. Module records go to stdout as configured.
+    Replay {
+        /// Capture files, replayed in order; `-` reads one from standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The TOML configuration file (sessions, modules); listener settings are ignored.
+        #[arg(short, long, env = "VXTAP_CONFIG")]
+        config: Option<PathBuf>,
+        /// Module shards. One (the default) makes the order of records across flows the same on
+        /// every run; with more, each shard's records stay in order but shards interleave.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        shards: u16,
+    },
+    /// Send capture files to a receiver as AWS Traffic Mirroring would: plain frames wrapped in VXLAN,
+    /// VXLAN datagrams as captured, GENEVE from a GWLB unwrapped to the mirror's VXLAN.
+    ///
+    /// Paced as captured by default. Counts and rate are printed on stderr at the end, and a progress
+    /// line every second on long sends.
+    Send {
+        /// Capture files (pcap or pcapng), sent in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to send: HOST:PORT of a vxtap (or any VXLAN receiver), e.g. 127.0.0.1:4789.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// VNI for plain frames (AWS: the session's VirtualNetworkId).
+        #[arg(long, default_value_t = 1)]
+        vni: u32,
+        /// Send everything from this one UDP source port. Without it, each flow leaves from one of
+        /// --source-ports sockets chosen by a symmetric hash of its 5-tuple, as AWS does.
+        #[arg(long, conflicts_with = "source_ports")]
+        source_port: Option<u16>,
+        /// How many source ports (sockets) flows are spread over.
+        #[arg(long, default_value_t = 64)]
+        source_ports: usize,
+        /// Pace: the captured timing divided by this factor (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0, conflicts_with_all = ["pps", "top_speed"])]
+        speed: f64,
+        /// Pace: a fixed number of datagrams per second.
+        #[arg(long, conflicts_with = "top_speed")]
+        pps: Option<u64>,
+        /// Pace: as fast as the kernel takes them.
+        #[arg(long)]
+        top_speed: bool,
+        /// Send the files this many times.
+        #[arg(long = "loop", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        loops: u32,
+        /// Datagrams per sendmmsg call.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        batch: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +140,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DefaultConfig => {
             print!("{}", vxtap::config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        Command::Replay {
+            files,
+            config,
+            shards,
+        } => {
+            let mut config = load(config.as_deref())?;
+            config.pipeline.shards = usize::from(shards);
+            let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
+            eprint!("{report}");
+            anyhow::ensure!(
+                report.complete(),
+                "not every capture could be read to its end"
+            );
+            Ok(())
+        }
+        Command::Send {
+            files,
+            to,
+            vni,
+            source_port,
+            source_ports,
+            speed,
+            pps,
+            top_speed,
+            loops,
+            batch,
+        } => {
+            use vxtap::ingest::send::{self, SendOptions, SourcePorts, Timing};
+            let options = SendOptions {
+                to: send::resolve(&to)?,
+                vni,
+                source_ports: source_port
+                    .map_or(SourcePorts::Pool(source_ports), SourcePorts::Fixed),
+                timing: match (top_speed, pps) {
+                    (true, _) => Timing::TopSpeed,
+                    (false, Some(n)) => Timing::Rate(n),
+                    (false, None) => Timing::Speed(speed),
+                },
+                loops,
+                batch: usize::from(batch),
+            };
+            let report = send::send(&files, &options, |r| {
+                eprintln!(
+                    "sending: {} datagrams, {:.0}/s",
+                    r.datagrams,
+                    r.datagrams as f64 / r.elapsed.as_secs_f64().max(1e-9)
+                )
+            })?;
+            eprintln!("{report}");
             Ok(())
         }
     }

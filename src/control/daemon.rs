@@ -23,6 +23,7 @@ use super::reload::Reload;
 use super::signals::{Received, Signals};
 use super::systemd::Notifier;
 use crate::config::Config;
+use crate::ingest::interface::{InterfaceError, InterfaceIngest};
 use crate::ingest::udp::{IngestError, UdpIngest};
 use crate::modules::Registry;
 use crate::pipeline::{Pipeline, PipelineError, PipelineReport, Timestamp};
@@ -36,6 +37,9 @@ pub enum DaemonError {
     /// The listeners could not start.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// Interface capture could not start.
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
     /// The control-plane runtime could not start.
     #[error("cannot start the control-plane runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -92,7 +96,14 @@ pub fn run_with(
         .registry(registry.clone())
         .live(true)
         .build()?;
-    let ingest = UdpIngest::start(&pipeline, &pipeline.config().ingest)?;
+    let listeners = &pipeline.config().ingest;
+    // A config may name only interfaces to capture from; then no UDP listener is wanted.
+    let ingest = if listeners.vxlan.is_empty() && listeners.geneve.is_empty() {
+        None
+    } else {
+        Some(UdpIngest::start(&pipeline, listeners)?)
+    };
+    let capture = InterfaceIngest::start(&pipeline, &pipeline.config().ingest.interfaces)?;
     let liveness = Arc::new(Liveness::new(
         pipeline.accounting().clone(),
         pipeline.shard_counters().to_vec(),
@@ -216,7 +227,10 @@ pub fn run_with(
     let report = runtime
         .block_on(async {
             tokio::task::spawn_blocking(move || {
-                ingest.stop();
+                if let Some(ingest) = ingest {
+                    ingest.stop();
+                }
+                capture.stop();
                 pipeline.finish()
             })
             .await

@@ -12,7 +12,7 @@ pub(crate) mod shard;
 pub mod steer;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -71,7 +71,9 @@ impl PipelineBuilder {
     }
 
     /// Live (the default) ticks modules on the wall clock while no packets arrive; offline replay
-    /// ticks on packet time only, so output does not depend on how fast the file was read.
+    /// ticks on packet time only, so output does not depend on how fast the file was read. Offline,
+    /// ingest also waits for a shard that is behind instead of dropping (`shard_queue_full`): a file
+    /// can be read again, a network cannot be asked to wait.
     pub fn live(mut self, live: bool) -> Self {
         self.live = live;
         self
@@ -89,6 +91,7 @@ impl PipelineBuilder {
         let mut controls = Vec::with_capacity(shards);
         let mut handles = Vec::with_capacity(shards);
         let mut counters = Vec::with_capacity(shards);
+        let mut gone = Vec::with_capacity(shards);
         for index in 0..shards {
             let ctx = ModuleContext {
                 shard: index,
@@ -133,10 +136,16 @@ impl PipelineBuilder {
                 scratch: String::new(),
                 tallies: Default::default(),
             };
+            let stopped = Arc::new(AtomicBool::new(false));
+            let flag = ShardGone(stopped.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("vxtap-shard-{index}"))
-                .spawn(move || shard.run())
+                .spawn(move || {
+                    let _flag = flag;
+                    shard.run()
+                })
                 .map_err(PipelineError::Spawn)?;
+            gone.push(stopped);
             senders.push(tx);
             controls.push(control_tx);
             handles.push(handle);
@@ -154,6 +163,8 @@ impl PipelineBuilder {
             handles,
             shard_counters: counters,
             next_plain_id: AtomicU32::new(u32::MAX),
+            lossless: !self.live,
+            shard_gone: gone,
         })
     }
 }
@@ -173,6 +184,19 @@ pub struct Pipeline {
     snaplen: Arc<AtomicU32>,
     queue_batches: usize,
     next_plain_id: AtomicU32,
+    /// Offline: wait for shards rather than drop.
+    lossless: bool,
+    /// Set when a shard thread has ended, so a lossless ingress never waits on a dead shard.
+    shard_gone: Vec<Arc<AtomicBool>>,
+}
+
+/// Sets its flag when dropped: at the end of a shard thread, however it ends.
+struct ShardGone(Arc<AtomicBool>);
+
+impl Drop for ShardGone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// What a finished pipeline reports.
@@ -204,7 +228,14 @@ impl Pipeline {
                 lanes: self
                     .senders
                     .iter()
-                    .map(|tx| Lane::new(tx.clone(), self.queue_batches + 1))
+                    .zip(&self.shard_gone)
+                    .map(|(tx, gone)| {
+                        let mut lane = Lane::new(tx.clone(), self.queue_batches + 1);
+                        if self.lossless {
+                            lane.wait_on = Some(gone.clone());
+                        }
+                        lane
+                    })
                     .collect(),
                 counters: self.accounting.register(),
                 snaplen: self.snaplen.clone(),
@@ -303,6 +334,9 @@ struct Lane {
     current: Option<Box<Batch>>,
     allocated: usize,
     max_batches: usize,
+    /// Offline: when the allowance is used up, wait for a batch to come back (until this shard's
+    /// thread is gone) instead of dropping.
+    wait_on: Option<Arc<AtomicBool>>,
 }
 
 impl Lane {
@@ -315,6 +349,7 @@ impl Lane {
             current: None,
             allocated: 0,
             max_batches,
+            wait_on: None,
         }
     }
 
@@ -329,10 +364,25 @@ impl Lane {
                     self.allocated += 1;
                     Some(Batch::new(self.free_tx.clone()))
                 }
-                Err(_) => None,
+                Err(_) => self.wait_for_batch(),
             };
         }
         self.current.as_mut()
+    }
+
+    #[cold]
+    fn wait_for_batch(&self) -> Option<Box<Batch>> {
+        let gone = self.wait_on.as_ref()?;
+        loop {
+            match self
+                .free_rx
+                .recv_timeout(std::time::Duration::from_millis(20))
+            {
+                Ok(b) => return Some(b),
+                Err(_) if gone.load(Ordering::Acquire) => return None,
+                Err(_) => {}
+            }
+        }
     }
 
     /// Sends the current batch; returns how many packets went and how many were dropped and why.
@@ -345,7 +395,16 @@ impl Lane {
             self.current = Some(batch);
             return (0, None);
         }
-        match self.tx.try_send(batch) {
+        let sent = if self.wait_on.is_some() {
+            // The channel holds every batch this lane may have in flight, so this wait is brief
+            // unless the shard is stuck; a stopped shard disconnects it.
+            self.tx
+                .send(batch)
+                .map_err(|e| TrySendError::Disconnected(e.into_inner()))
+        } else {
+            self.tx.try_send(batch)
+        };
+        match sent {
             Ok(()) => (n, None),
             Err(TrySendError::Full(mut b)) => {
                 b.count_dropped();
