@@ -213,42 +213,6 @@ pub fn counts_line(c: &Counts) -> String {
     )
 }
 
-/// One record of a classic pcap file.
-pub struct Record {
-    pub ts: Timestamp,
-    pub data: Vec<u8>,
-    pub orig_len: u32,
-}
-
-/// Reads a little-endian, microsecond classic pcap with Ethernet link type (the reference captures).
-pub fn read_pcap(path: &str) -> Vec<Record> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(
-        &bytes[..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "{path}: little-endian microsecond pcap"
-    );
-    assert_eq!(
-        u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
-        1,
-        "{path}: Ethernet"
-    );
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let f = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
-        let (sec, usec, incl, orig) = (f(0), f(4), f(8) as usize, f(12));
-        let data = bytes[at + 16..at + 16 + incl].to_vec();
-        out.push(Record {
-            ts: Timestamp::from_nanos(u64::from(sec) * 1_000_000_000 + u64::from(usec) * 1000),
-            data,
-            orig_len: orig,
-        });
-        at += 16 + incl;
-    }
-    out
-}
-
 /// Feeds every UDP-encapsulated record of a capture through an offline pipeline, as replay does.
 pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
     let name = unique("capture");
@@ -260,13 +224,8 @@ pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
         .build()
         .unwrap();
     let mut ingress = pipeline.ingress();
-    for r in read_pcap(path) {
-        let ip = &r.data[14..];
-        let (src, udp) =
-            vxtap::pipeline::decap::ip_udp(ip).expect("every reference record is IP/UDP");
-        let dport = u16::from_be_bytes([udp[2], udp[3]]);
-        let encap = Encap::for_port(dport).expect("to 4789 or 6081");
-        ingress.datagram(r.ts, src, encap, &udp[8..]);
+    for (ts, src, encap, payload) in capture_datagrams(path) {
+        ingress.datagram(ts, src, encap, &payload);
     }
     drop(ingress);
     let report = pipeline.finish();
@@ -278,18 +237,23 @@ pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
 /// A datagram as the pipeline core takes it: receive time, outer source, encapsulation, UDP payload.
 pub type Datagram = (Timestamp, IpAddr, Encap, Vec<u8>);
 
-/// The mirror datagrams of a reference capture.
+/// The mirror datagrams of a reference capture, read with vxtap's own capture reader: every record of
+/// these captures is IP/UDP to 4789 or 6081.
 pub fn capture_datagrams(path: &str) -> Vec<Datagram> {
-    read_pcap(path)
-        .into_iter()
-        .map(|r| {
-            let (src, udp) = vxtap::pipeline::decap::ip_udp(&r.data[14..])
-                .expect("reference records are IP/UDP");
-            let encap =
-                Encap::for_port(u16::from_be_bytes([udp[2], udp[3]])).expect("4789 or 6081");
-            (r.ts, src, encap, udp[8..].to_vec())
-        })
-        .collect()
+    use vxtap::ingest::pcap::{l3, CaptureReader, Item};
+    let mut reader = CaptureReader::open(path.as_ref()).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut out = Vec::new();
+    while let Some(item) = reader.next_item().unwrap_or_else(|e| panic!("{path}: {e}")) {
+        let Item::Frame(r) = item else {
+            panic!("{path}: a bad record: {item:?}")
+        };
+        let ip = l3(r.link, r.data).expect("reference records are IP");
+        let (src, udp) =
+            vxtap::pipeline::decap::ip_udp(ip.bytes).expect("reference records are IP/UDP");
+        let encap = Encap::for_port(u16::from_be_bytes([udp[2], udp[3]])).expect("4789 or 6081");
+        out.push((r.ts, src, encap, udp[8..].to_vec()));
+    }
+    out
 }
 
 /// One module's counters summed over shards: packets, events, errors, drops.
