@@ -109,11 +109,12 @@ impl Traffic {
         };
         let session = flow % self.sessions;
         let vni = session + 1;
-        let client_port = 1024 + (flow % 60000) as u16;
-        let server_port = [443u16, 80, 53, 8080][(flow / 60000 % 4) as usize];
+        // (client address, client port) is unique per flow: 16 flows per client address.
+        let client_port = 1024 + (flow % 16) as u16 * 4000 + (flow / 16 % 4000) as u16;
+        let server_port = [443u16, 80, 53, 8080][(flow / 7 % 4) as usize];
         let udp = self.udp_every != 0 && flow % self.udp_every == 1;
         let v6 = self.ipv6_every != 0 && flow % self.ipv6_every == 3;
-        let c = flow / 60000 / 4;
+        let c = 1 + flow / 16;
         let (mut src, mut dst, mut sport, mut dport) = if v6 {
             let mut a = [0xfdu8; 16];
             a[12..].copy_from_slice(&c.to_be_bytes());
