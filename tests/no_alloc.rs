@@ -97,7 +97,8 @@ shards = 2
 # Two batches per worker and shard at most: warm-up exhausts that allowance (see `gate`), so the
 # measured stretch cannot legitimately allocate a further batch.
 queue_batches = 1
-tick_ms = 1000
+# Live pipelines tick on the wall clock after a tick of idleness; a minute never passes idle here.
+tick_ms = 60000
 
 [[sessions.static]]
 source = "10.9.9.9"
@@ -295,9 +296,11 @@ fn main() {
     let config = Config::parse(CONFIG, "no_alloc.rs").expect("valid config");
     let mut registry = Registry::with_builtins();
     registry.register::<GateConfig>("gate");
+    // Live, as the UDP workers run it: a full shard queue then drops (and is counted) rather than
+    // making ingest wait, which the held warm-up below relies on.
     let pipeline = Pipeline::builder(config)
         .registry(registry)
-        .live(false)
+        .live(true)
         .build()
         .expect("pipeline builds");
     let mut ingress = pipeline.ingress();
