@@ -15,6 +15,7 @@
 //!     [--threads 2] [--runs 5] [--rcvbuf 33554432] [--size-divisor 4] [--extra-config FILE]
 //! ```
 //! `--extra-config` appends TOML (more `[[module]]` tables, e.g. flowlog) to vxtap's config.
+//! `--vxtap2 PATH` adds a second vxtap build to every round (before/after a change, same runs).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -36,6 +37,8 @@ struct Args {
     size_divisor: usize,
     max_datagrams: u64,
     extra_config: String,
+    /// A second vxtap build to compare in the same runs (e.g. before and after a change).
+    vxtap2: Option<PathBuf>,
 }
 
 fn parse_args() -> io::Result<Args> {
@@ -48,6 +51,7 @@ fn parse_args() -> io::Result<Args> {
         size_divisor: 1,
         max_datagrams: 3_000_000,
         extra_config: String::new(),
+        vxtap2: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +71,7 @@ fn parse_args() -> io::Result<Args> {
             "--size-divisor" => a.size_divisor = num(&value)? as usize,
             "--max-datagrams" => a.max_datagrams = num(&value)?,
             "--extra-config" => a.extra_config = std::fs::read_to_string(value)?,
+            "--vxtap2" => a.vxtap2 = Some(value.into()),
             _ => return Err(io::Error::other(format!("unknown flag {flag}"))),
         }
     }
@@ -77,6 +82,17 @@ fn parse_args() -> io::Result<Args> {
 enum Receiver {
     Bare,
     Vxtap,
+    Vxtap2,
+}
+
+impl Receiver {
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::Bare => "bare",
+            Receiver::Vxtap => "vxtap",
+            Receiver::Vxtap2 => "vxtap2",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -199,7 +215,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,
-        Receiver::Vxtap => {
+        Receiver::Vxtap | Receiver::Vxtap2 => {
             let config = dir.join("vxtap.toml");
             std::fs::write(
                 &config,
@@ -209,7 +225,11 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
                     args.threads, args.rcvbuf, args.extra_config
                 ),
             )?;
-            Command::new(&args.vxtap)
+            let bin = match (which, &args.vxtap2) {
+                (Receiver::Vxtap2, Some(b)) => b,
+                _ => &args.vxtap,
+            };
+            Command::new(bin)
                 .args(["--log-format", "json", "run", "--config"])
                 .arg(&config)
                 .stdout(Stdio::null())
@@ -252,7 +272,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
     let mut out = String::new();
     match which {
         Receiver::Bare => child.stdout.take(),
-        Receiver::Vxtap => None,
+        Receiver::Vxtap | Receiver::Vxtap2 => None,
     }
     .map(|mut s| s.read_to_string(&mut out))
     .transpose()?;
@@ -269,7 +289,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
                 .ok_or_else(|| io::Error::other(format!("bare output unreadable: {out}")))?;
             (n, String::new())
         }
-        Receiver::Vxtap => {
+        Receiver::Vxtap | Receiver::Vxtap2 => {
             let stopped = out
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -309,16 +329,17 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() -> io::Result<()> {
     let args = parse_args()?;
     let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut ratios = Vec::new();
+    let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut unaccounted_total = 0i64;
+    let mut receivers = vec![Receiver::Bare, Receiver::Vxtap];
+    if args.vxtap2.is_some() {
+        receivers.push(Receiver::Vxtap2);
+    }
     for run in 0..args.runs {
-        // Alternate which goes first, so that a drift in machine load favours neither.
-        let order = if run % 2 == 0 {
-            [Receiver::Bare, Receiver::Vxtap]
-        } else {
-            [Receiver::Vxtap, Receiver::Bare]
-        };
-        let mut pair = [0.0f64; 2];
+        // Rotate which goes first, so that a drift in machine load favours none.
+        let mut order = receivers.clone();
+        order.rotate_left(run % receivers.len());
+        let mut round: BTreeMap<&str, f64> = BTreeMap::new();
         for which in order {
             let r = run_once(&args, which, args.size_divisor)?;
             let rate = r.received as f64 / r.secs;
@@ -326,9 +347,9 @@ fn main() -> io::Result<()> {
             let unaccounted = r.sent as i64 - r.kernel_drops as i64 - r.received as i64;
             unaccounted_total += unaccounted;
             println!(
-                "run {run} {:5}: {} datagrams drained in {:.1} ms = {:.3} M/s (sent {}, kernel drops \
+                "run {run} {:6}: {} datagrams drained in {:.1} ms = {:.3} M/s (sent {}, kernel drops \
                  while stopped {}, unaccounted {unaccounted}) {}",
-                format!("{which:?}").to_lowercase(),
+                which.name(),
                 r.received,
                 r.secs * 1e3,
                 rate / 1e6,
@@ -336,19 +357,20 @@ fn main() -> io::Result<()> {
                 r.kernel_drops,
                 r.detail
             );
-            let name = match which {
-                Receiver::Bare => "bare",
-                Receiver::Vxtap => "vxtap",
-            };
-            rates.entry(name).or_default().push(rate);
-            pair[usize::from(which == Receiver::Vxtap)] = rate;
+            rates.entry(which.name()).or_default().push(rate);
+            round.insert(which.name(), rate);
         }
-        ratios.push(pair[1] / pair[0]);
+        for which in &receivers[1..] {
+            ratios
+                .entry(which.name())
+                .or_default()
+                .push(round[which.name()] / round["bare"]);
+        }
     }
     let bare = median(rates.entry("bare").or_default());
     let vxtap = median(rates.entry("vxtap").or_default());
-    let ratio = median(&mut ratios);
-    println!(
+    let ratio = median(ratios.entry("vxtap").or_default());
+    let mut line = format!(
         "RESULT drain threads={} bare_mps={:.3} vxtap_mps={:.3} ratio_median={:.3} unaccounted={}",
         args.threads,
         bare / 1e6,
@@ -356,5 +378,14 @@ fn main() -> io::Result<()> {
         ratio,
         unaccounted_total
     );
+    if args.vxtap2.is_some() {
+        let v2 = median(rates.entry("vxtap2").or_default());
+        let r2 = median(ratios.entry("vxtap2").or_default());
+        line.push_str(&format!(
+            " vxtap2_mps={:.3} ratio2_median={r2:.3}",
+            v2 / 1e6
+        ));
+    }
+    println!("{line}");
     Ok(())
 }
