@@ -149,17 +149,30 @@ if wants micro; then
     cargo bench --quiet --bench datapath 2>/dev/null | tee "$OUT/micro.log"
     # Median column of a divan row, in ns.
     med() {
-        awk -F'│' -v name="$1" '$1 ~ ("[─ ]" name " ") {
-            split($3, m, " "); v = m[1]; u = m[2];
-            if (u == "µs") v *= 1000; else if (u == "ms") v *= 1000000; else if (u == "ps") v /= 1000;
-            print v; exit }' "$OUT/micro.log"
+        awk -F'│' -v name="$1" '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ ("[─ ]" name " ")) {
+                split(f[3], m, " "); v = m[1]; u = m[2];
+                if (u == "µs") v *= 1000; else if (u == "ms") v *= 1000000; else if (u == "ps") v /= 1000;
+                print v; exit } }' "$OUT/micro.log"
+    }
+    # Fastest sample too: the ingest batch waits for the shards between samples, so its median on a
+    # loaded machine includes cold caches and descheduling.
+    fastest() {
+        awk -F'│' -v name="$1" '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ ("[─ ]" name " ")) {
+                n = split(f[1], m, " "); v = m[n-1]; u = m[n];
+                if (u == "µs") v *= 1000; else if (u == "ms") v *= 1000000; else if (u == "ps") v /= 1000;
+                print v; exit } }' "$OUT/micro.log"
     }
     core=$(med core)
     batch=$(med ingress_batch64)
     memcpy=$(med memcpy_frame)
     sliced=$(med etherparse_sliced)
     per_dgram=$(awk -v b="$batch" 'BEGIN {printf "%.1f", b/64}')
-    result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
+    per_dgram_fastest=$(awk -v b="$(fastest ingress_batch64)" 'BEGIN {printf "%.1f", b/64}')
+    result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
 fi
 
 if wants memory; then
