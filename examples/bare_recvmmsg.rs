@@ -3,8 +3,10 @@
 //! and only count. On SIGINT or SIGTERM each thread drains what its socket still holds, then the
 //! process prints `received=N` on stdout.
 //!
-//! `cargo run --release --example bare_recvmmsg -- 127.0.0.1:4789 2 33554432`
-//! (address, threads, SO_RCVBUF bytes).
+//! `cargo run --release --example bare_recvmmsg -- 127.0.0.1:4789 2 33554432 [meta]`
+//! (address, threads, SO_RCVBUF bytes). With `meta` it also asks the kernel for what vxtap needs
+//! besides the bytes: each datagram's source address and an SO_TIMESTAMPNS receive timestamp, to
+//! tell how much of vxtap's gap to the bare loop is kernel work for those.
 
 use std::io;
 use std::mem::zeroed;
@@ -43,6 +45,7 @@ fn main() -> io::Result<()> {
         .ok_or_else(usage)?
         .parse()
         .map_err(|_| usage())?;
+    let meta = args.next().as_deref() == Some("meta");
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -55,10 +58,26 @@ fn main() -> io::Result<()> {
         s.set_reuse_port(true)?;
         s.set_recv_buffer_size(rcvbuf)?;
         s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        if meta {
+            let on: libc::c_int = 1;
+            // SAFETY: a valid socket fd and a c_int option value of the right size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         s.bind(&addr.into())?;
         let total = total.clone();
         handles.push(std::thread::spawn(move || {
-            let n = receive(&s);
+            let n = receive(&s, meta);
             total.fetch_add(n, Ordering::Relaxed);
         }));
     }
@@ -71,8 +90,11 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-fn receive(socket: &Socket) -> u64 {
+fn receive(socket: &Socket, meta: bool) -> u64 {
     let mut bufs = vec![0u8; BATCH * BUFFER];
+    // SAFETY: sockaddr_storage is a plain C struct for which all-zero is valid.
+    let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; BATCH];
+    let mut cmsgs = vec![[0u64; 8]; BATCH];
     let mut iovecs: Vec<libc::iovec> = (0..BATCH)
         .map(|i| libc::iovec {
             iov_base: bufs[i * BUFFER..].as_mut_ptr().cast(),
@@ -85,6 +107,10 @@ fn receive(socket: &Socket) -> u64 {
             let mut h: libc::mmsghdr = unsafe { zeroed() };
             h.msg_hdr.msg_iov = &mut iovecs[i];
             h.msg_hdr.msg_iovlen = 1;
+            if meta {
+                h.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
+            }
             h
         })
         .collect();
@@ -96,6 +122,12 @@ fn receive(socket: &Socket) -> u64 {
         } else {
             libc::MSG_WAITFORONE
         };
+        if meta {
+            for h in &mut hdrs {
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+                h.msg_hdr.msg_controllen = 64;
+            }
+        }
         // SAFETY: every header points at a live buffer of BUFFER bytes.
         let n = unsafe {
             libc::recvmmsg(
@@ -115,6 +147,6 @@ fn receive(socket: &Socket) -> u64 {
             draining = true;
         }
     }
-    drop(bufs);
+    drop((bufs, names, cmsgs));
     count
 }
