@@ -461,9 +461,25 @@ fn timeline() -> Vec<(u64, Event)> {
 /// The symmetric "5-tuple hash" source port: both directions of a flow get the same port, as in
 /// recent real AWS mirror captures.
 fn source_port(frame: &[u8]) -> u16 {
+    use std::hash::{Hash, Hasher};
+    // A frozen copy of vxtap's steering hash as it was when the sample captures were made, so that
+    // they stay the same byte for byte when vxtap's steering changes (it did, for speed).
     let l = vxtap::wire::inner::dissect(frame);
-    let h = vxtap::pipeline::steer::symmetric_hash(0, &l);
-    49152 + (h % 16384) as u16
+    let mut h = rustc_hash::FxHasher::default();
+    0u32.hash(&mut h);
+    if let Some(ip) = l.ip {
+        let ports = match ip.fragment {
+            vxtap::wire::inner::Fragment::None => l.transport.ports().unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
+        let a = (ip.src, ports.0);
+        let b = (ip.dst, ports.1);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        lo.hash(&mut h);
+        hi.hash(&mut h);
+        ip.protocol.hash(&mut h);
+    }
+    49152 + (h.finish() % 16384) as u16
 }
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {

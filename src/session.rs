@@ -6,6 +6,7 @@
 //! per-worker cache and one rarely-written generation counter, so busy sessions cause no cache-line
 //! traffic between cores.
 
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -410,30 +411,28 @@ impl SessionResolver {
     #[inline]
     pub fn resolve(&mut self, key: SessionKey, ts: Timestamp) -> Result<&Arc<Session>, DropReason> {
         let secs = ts.secs();
-        // Two lookups on a hit keep the borrow checker happy without unsafe; both are in the same map.
-        if !self.cache.contains_key(&key) {
-            if self.refused.contains(&key) {
-                return Err(DropReason::SourceRefused);
-            }
-            match self.table.lookup_or_learn(key, &self.allow) {
-                Ok(session) => {
-                    self.cache.insert(key, (session, 0));
+        // One hash lookup on a hit (the entry API; the key is Copy). On a miss, `entry` may grow the
+        // map once even when nothing is inserted, which is bounded by the map's capacity.
+        let (session, touched) = match self.cache.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                if self.refused.contains(&key) {
+                    return Err(DropReason::SourceRefused);
                 }
-                Err(reason) => {
-                    if reason == DropReason::SourceRefused {
-                        if self.refused.len() >= MAX_REFUSED_CACHED {
-                            self.refused.clear();
+                match self.table.lookup_or_learn(key, &self.allow) {
+                    Ok(session) => v.insert((session, 0)),
+                    Err(reason) => {
+                        if reason == DropReason::SourceRefused {
+                            if self.refused.len() >= MAX_REFUSED_CACHED {
+                                self.refused.clear();
+                            }
+                            self.refused.insert(key);
                         }
-                        self.refused.insert(key);
+                        return Err(reason);
                     }
-                    return Err(reason);
                 }
             }
-        }
-        let (session, touched) = self
-            .cache
-            .get_mut(&key)
-            .expect("inserted above when missing");
+        };
         // Shared last-seen is written at most once a second per worker and session.
         if *touched != secs {
             *touched = secs;

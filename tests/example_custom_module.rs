@@ -41,6 +41,7 @@ fn syn_counter_example_counts_syns_per_port() {
         &config,
         format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [pipeline]\nshards = 1\n\
              [[module]]\nkind = \"syn_counter\"\nports = [443]\n\
              [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
         ),

@@ -23,6 +23,8 @@ use crate::pipeline::{DropReason, Encap, Ingress, Pipeline, Timestamp};
 pub const DATAGRAM_BUFFER: usize = 9216;
 /// How long a worker blocks in recvmmsg before it checks for shutdown and reports it is alive.
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+/// Full receive batches in a row after which a worker flushes its shard batches anyway.
+const MAX_UNFLUSHED: u32 = 8;
 /// Room for one SCM_TIMESTAMPNS control message (a cmsghdr and a timespec), with slack.
 const CMSG_SPACE: usize = 64;
 
@@ -261,8 +263,14 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         let mut draining = false;
+        // A full receive batch means the socket probably holds more: the partly filled shard batches
+        // are then kept for the next call (which does not wait), so that under load shards get full
+        // batches and fewer wake-ups. A short batch, an empty socket, or MAX_UNFLUSHED full batches
+        // in a row flush (the flush also refreshes the session cache after a reload).
+        let mut unflushed = false;
+        let mut full_in_a_row = 0u32;
         loop {
-            let flags = if draining {
+            let flags = if draining || unflushed {
                 libc::MSG_DONTWAIT
             } else {
                 libc::MSG_WAITFORONE
@@ -277,7 +285,16 @@ impl Worker {
                             self.ingress.datagram(d.ts, d.source, self.encap, d.payload);
                         }
                     }
-                    self.ingress.flush();
+                    full_in_a_row = if n == self.batch.len() {
+                        full_in_a_row + 1
+                    } else {
+                        0
+                    };
+                    unflushed = (1..MAX_UNFLUSHED).contains(&full_in_a_row);
+                    if !unflushed {
+                        self.ingress.flush();
+                        full_in_a_row = 0;
+                    }
                 }
                 Err(e)
                     if matches!(
@@ -288,12 +305,17 @@ impl Worker {
                     ) =>
                 {
                     self.ingress.flush();
+                    unflushed = false;
+                    full_in_a_row = 0;
                     if draining {
                         break;
                     }
                 }
                 Err(e) => {
                     tracing::error!(message = "recvmmsg failed.", error = %e);
+                    self.ingress.flush();
+                    unflushed = false;
+                    full_in_a_row = 0;
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -354,6 +376,10 @@ impl RecvBatch {
             b.hdrs.push(h);
         }
         b
+    }
+
+    fn len(&self) -> usize {
+        self.hdrs.len()
     }
 
     fn recv(&mut self, socket: &Socket, flags: libc::c_int) -> io::Result<usize> {

@@ -341,7 +341,10 @@ struct Lane {
 
 impl Lane {
     fn new(tx: Sender<Box<Batch>>, max_batches: usize) -> Lane {
-        let (free_tx, free_rx) = crossbeam_channel::unbounded();
+        // Bounded, not unbounded: crossbeam's unbounded channel allocates a block every 31 sends, which
+        // would be a steady allocation on the shard's return path. No more than `max_batches` batches
+        // ever exist for this lane, so the returning send never waits.
+        let (free_tx, free_rx) = crossbeam_channel::bounded(max_batches);
         Lane {
             tx,
             free_tx,

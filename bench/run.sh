@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# vxtap's benchmarks (issue 6), each against a baseline measured in the same run on this machine:
+#   (a) drain:   how fast vxtap empties full UDP sockets vs a bare recvmmsg counting loop
+#                (examples/bare_recvmmsg.rs), same sockets and threads, alternating runs;
+#   (b) offline: `vxtap replay` of a generated VXLAN capture vs a bare single-threaded decap-and-count
+#                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes;
+#   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
+#   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs).
+# Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
+#
+# Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory OUT=target/bench
+# The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
+# Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+PACKETS=${PACKETS:-2000000}
+FLOWS=${FLOWS:-160000}
+THREADS=${THREADS:-2}
+RCVBUF=${RCVBUF:-134217728}
+MEM_FLOWS=${MEM_FLOWS:-1000000}
+SURICATA_RUNS=${SURICATA_RUNS:-3}
+ONLY=${ONLY:-drain,offline,micro,memory}
+OUT=${OUT:-target/bench}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+
+say() { printf '\n==> %s\n' "$*"; }
+result() { echo "RESULT $*" | tee -a "$SUMMARY"; }
+skip() { echo "SKIP $*" | tee -a "$SUMMARY"; }
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) printf "%.0f\n", v[(NR+1)/2]; else printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print "nan"}'; }
+
+say "machine"
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "kernel: $(uname -r)"
+    echo "rustc: $(rustc --version)"
+    echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} | tee "$OUT/machine.txt" | tee -a "$SUMMARY"
+
+say "build (release)"
+cargo build --release --quiet --bin vxtap \
+    --example bare_recvmmsg --example drain_bench --example gen_capture \
+    --example bare_replay --example flow_memory
+BIN=target/release
+EX=target/release/examples
+
+# flowlog (issue 5) joins the drain, replay and memory runs as soon as the build knows the kind.
+printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n\n' >"$OUT/probe.toml"
+cat bench/flowlog.toml >>"$OUT/probe.toml"
+if "$BIN/vxtap" check-config "$OUT/probe.toml" >"$OUT/flowlog-probe.log" 2>&1; then
+    FLOWLOG=1
+    echo "flowlog: in this build; measured with stats + flowlog"
+else
+    FLOWLOG=0
+    skip "flowlog: not in this build ($(tail -1 "$OUT/flowlog-probe.log")); modules measured: stats only"
+fi
+
+if wants drain; then
+    say "(a) drain: vxtap vs bare recvmmsg, $THREADS socket(s)/thread(s), $RUNS alternating pairs"
+    old_rmem=$(cat /proc/sys/net/core/rmem_max)
+    restore_rmem() { [ -w /proc/sys/net/core/rmem_max ] && echo "$old_rmem" >/proc/sys/net/core/rmem_max || true; }
+    if [ "$old_rmem" -lt "$RCVBUF" ]; then
+        if [ -w /proc/sys/net/core/rmem_max ]; then
+            echo "$RCVBUF" >/proc/sys/net/core/rmem_max
+            trap restore_rmem EXIT
+        else
+            echo "net.core.rmem_max is $old_rmem (< $RCVBUF) and not writable: buffers will be smaller"
+        fi
+    fi
+    extra=()
+    [ "$FLOWLOG" = 1 ] && extra=(--extra-config bench/flowlog.toml)
+    "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
+        --runs "$RUNS" --rcvbuf "$RCVBUF" "${extra[@]}" | tee "$OUT/drain.log" | grep -v '^RESULT'
+    grep '^RESULT' "$OUT/drain.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
+    restore_rmem
+fi
+
+# Runs a command, appending "wall_secs peak_rss_kib" to $2.
+timed() {
+    local into=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$OUT/time.tmp" "$@"
+    cat "$OUT/time.tmp" >>"$into"
+}
+
+if wants offline; then
+    say "(b) offline: $PACKETS packets, $FLOWS flows"
+    cap="$OUT/capture-$PACKETS-$FLOWS.pcap"
+    half="$OUT/capture-$((PACKETS / 2))-$FLOWS.pcap"
+    [ -s "$cap" ] || "$EX/gen_capture" "$cap" "$PACKETS" "$FLOWS"
+    [ -s "$half" ] || "$EX/gen_capture" "$half" "$((PACKETS / 2))" "$FLOWS"
+    printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n\n[[module]]\nkind = "stats"\ninterval_secs = 10\n\n' >"$OUT/replay.toml"
+    [ "$FLOWLOG" = 1 ] && cat bench/flowlog.toml >>"$OUT/replay.toml"
+    have_replay=0
+    if "$BIN/vxtap" replay --help >/dev/null 2>&1; then
+        have_replay=1
+    else
+        skip "offline vxtap: this build has no 'vxtap replay' subcommand (issue 4 not merged); baselines only"
+    fi
+    : >"$OUT/bare.times"
+    : >"$OUT/replay.times"
+    : >"$OUT/replay-half.times"
+    for i in $(seq 1 "$RUNS"); do
+        timed "$OUT/bare.times" "$EX/bare_replay" "$cap" >>"$OUT/offline.log"
+        if [ "$have_replay" = 1 ]; then
+            timed "$OUT/replay.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$cap" \
+                >/dev/null 2>>"$OUT/offline.log"
+            timed "$OUT/replay-half.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$half" \
+                >/dev/null 2>>"$OUT/offline.log"
+        fi
+    done
+    bare_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/bare.times" | median)
+    bare_rss=$(awk '{print $2}' "$OUT/bare.times" | median)
+    result "offline bare_loop pps=$bare_pps peak_rss_kib=$bare_rss runs=$RUNS"
+    if [ "$have_replay" = 1 ]; then
+        vx_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/replay.times" | median)
+        vx_rss=$(awk '{print $2}' "$OUT/replay.times" | median)
+        vx_rss_half=$(awk '{print $2}' "$OUT/replay-half.times" | median)
+        result "offline vxtap_replay pps=$vx_pps peak_rss_kib=$vx_rss peak_rss_half_file_kib=$vx_rss_half ratio_vs_bare=$(ratio "$vx_pps" "$bare_pps")"
+    fi
+    if command -v suricata >/dev/null; then
+        : >"$OUT/suricata.times"
+        for i in $(seq 1 "$SURICATA_RUNS"); do
+            rm -rf "$OUT/suricata" && mkdir -p "$OUT/suricata"
+            timed "$OUT/suricata.times" suricata -r "$cap" -l "$OUT/suricata" -k none >>"$OUT/suricata.log" 2>&1
+        done
+        s_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/suricata.times" | median)
+        s_rss=$(awk '{print $2}' "$OUT/suricata.times" | median)
+        line="offline suricata pps=$s_pps peak_rss_kib=$s_rss runs=$SURICATA_RUNS ($(suricata -V | grep -o 'version [^ ]*'), default suricata.yaml, eve log) bare_vs_suricata=$(ratio "$bare_pps" "$s_pps")"
+        [ "$have_replay" = 1 ] && line="$line vxtap_vs_suricata=$(ratio "$vx_pps" "$s_pps")"
+        result "$line"
+    else
+        skip "offline suricata: not installed (Debian: apt-get install -t bookworm-backports suricata)"
+    fi
+fi
+
+if wants micro; then
+    say "(c) micro benchmarks (divan medians, per packet)"
+    cargo bench --quiet --bench datapath 2>/dev/null | tee "$OUT/micro.log"
+    # Median column of a divan row, in ns.
+    med() {
+        awk -F'│' -v name="$1" '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ ("[─ ]" name " ")) {
+                split(f[3], m, " "); v = m[1]; u = m[2];
+                if (u == "µs") v *= 1000; else if (u == "ms") v *= 1000000; else if (u == "ps") v /= 1000;
+                print v; exit } }' "$OUT/micro.log"
+    }
+    # Fastest sample too: the ingest batch waits for the shards between samples, so its median on a
+    # loaded machine includes cold caches and descheduling.
+    fastest() {
+        awk -F'│' -v name="$1" '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ ("[─ ]" name " ")) {
+                n = split(f[1], m, " "); v = m[n-1]; u = m[n];
+                if (u == "µs") v *= 1000; else if (u == "ms") v *= 1000000; else if (u == "ps") v /= 1000;
+                print v; exit } }' "$OUT/micro.log"
+    }
+    core=$(med core)
+    batch=$(med ingress_batch64)
+    memcpy=$(med memcpy_frame)
+    sliced=$(med etherparse_sliced)
+    per_dgram=$(awk -v b="$batch" 'BEGIN {printf "%.1f", b/64}')
+    per_dgram_fastest=$(awk -v b="$(fastest ingress_batch64)" 'BEGIN {printf "%.1f", b/64}')
+    result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
+fi
+
+if wants memory; then
+    say "(d) memory per flow: $MEM_FLOWS concurrent flows"
+    if [ "$FLOWLOG" = 1 ]; then
+        "$EX/flow_memory" "$MEM_FLOWS" bench/flowlog-1m.toml 2>"$OUT/memory.log" >/dev/null
+    else
+        "$EX/flow_memory" "$MEM_FLOWS" 2>"$OUT/memory.log" >/dev/null
+    fi
+    grep '^RESULT' "$OUT/memory.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
+fi
+
+say "summary ($SUMMARY)"
+cat "$SUMMARY"

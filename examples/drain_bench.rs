@@ -1,0 +1,391 @@
+//! The live receive benchmark: how fast a receiver empties full sockets, vxtap against a bare
+//! recvmmsg counting loop (examples/bare_recvmmsg.rs) with the same number of sockets and threads,
+//! in alternating runs. Loopback only.
+//!
+//! A sender on loopback is far slower than a receiver, so a blast would measure the sender. Instead
+//! each run starts the receiver, stops it (SIGSTOP), fills its sockets until the kernel starts to
+//! drop, and then continues it (SIGCONT) and times how long the sockets take to empty (their
+//! rx_queue in /proc/net/udp reaching 0). The receiver then stops on SIGINT and reports how many
+//! datagrams it received; that count over the drain time is its rate. For vxtap the count comes
+//! from its final `Stopped.` log line, with what it dispatched and dropped: every datagram the kernel
+//! queued must be accounted for.
+//!
+//! ```text
+//! drain_bench --vxtap target/release/vxtap --bare target/release/examples/bare_recvmmsg \
+//!     [--threads 2] [--runs 5] [--rcvbuf 33554432] [--size-divisor 4] [--extra-config FILE]
+//! ```
+//! `--extra-config` appends TOML (more `[[module]]` tables, e.g. flowlog) to vxtap's config.
+//! `--vxtap2 PATH` adds a second vxtap build to every round (before/after a change, same runs).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../benches/common/traffic.rs"]
+mod traffic;
+
+struct Args {
+    vxtap: PathBuf,
+    bare: PathBuf,
+    threads: usize,
+    runs: usize,
+    rcvbuf: usize,
+    size_divisor: usize,
+    max_datagrams: u64,
+    extra_config: String,
+    /// A second vxtap build to compare in the same runs (e.g. before and after a change).
+    vxtap2: Option<PathBuf>,
+}
+
+fn parse_args() -> io::Result<Args> {
+    let mut a = Args {
+        vxtap: "target/release/vxtap".into(),
+        bare: "target/release/examples/bare_recvmmsg".into(),
+        threads: 2,
+        runs: 5,
+        rcvbuf: 32 << 20,
+        size_divisor: 1,
+        max_datagrams: 3_000_000,
+        extra_config: String::new(),
+        vxtap2: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| io::Error::other(format!("{flag} needs a value")))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| io::Error::other(format!("{flag}: not a number: {v}")))
+        };
+        match flag.as_str() {
+            "--vxtap" => a.vxtap = value.into(),
+            "--bare" => a.bare = value.into(),
+            "--threads" => a.threads = num(&value)? as usize,
+            "--runs" => a.runs = num(&value)? as usize,
+            "--rcvbuf" => a.rcvbuf = num(&value)? as usize,
+            "--size-divisor" => a.size_divisor = num(&value)? as usize,
+            "--max-datagrams" => a.max_datagrams = num(&value)?,
+            "--extra-config" => a.extra_config = std::fs::read_to_string(value)?,
+            "--vxtap2" => a.vxtap2 = Some(value.into()),
+            _ => return Err(io::Error::other(format!("unknown flag {flag}"))),
+        }
+    }
+    Ok(a)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Receiver {
+    Bare,
+    Vxtap,
+    Vxtap2,
+}
+
+impl Receiver {
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::Bare => "bare",
+            Receiver::Vxtap => "vxtap",
+            Receiver::Vxtap2 => "vxtap2",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RunResult {
+    received: u64,
+    secs: f64,
+    kernel_drops: u64,
+    sent: u64,
+    detail: String,
+}
+
+/// One line of /proc/net/udp for a socket bound to 127.0.0.1:`port`: (rx_queue bytes, drops).
+fn socket_stats(port: u16) -> io::Result<Vec<(u64, u64)>> {
+    let mut text = String::new();
+    std::fs::File::open("/proc/net/udp")?.read_to_string(&mut text)?;
+    let want = format!("0100007F:{port:04X}");
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) != Some(&want.as_str()) {
+                return None;
+            }
+            let rx = f.get(4)?.split(':').nth(1)?;
+            let rx = u64::from_str_radix(rx, 16).ok()?;
+            let drops = f.last()?.parse().ok()?;
+            Some((rx, drops))
+        })
+        .collect())
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+struct Sender {
+    sockets: Vec<UdpSocket>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Sender {
+    fn new(target: SocketAddr, size_divisor: usize) -> io::Result<Sender> {
+        // Many source ports, so that the kernel's SO_REUSEPORT hash fills every receive socket.
+        let sockets = (0..32)
+            .map(|_| {
+                let s = UdpSocket::bind("127.0.0.1:0")?;
+                s.connect(target)?;
+                Ok(s)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut t = traffic::Traffic::new(42, 20_000, 8);
+        t.size_divisor = size_divisor;
+        let payloads = (0..4096).map(|_| t.next().vxlan.to_vec()).collect();
+        Ok(Sender { sockets, payloads })
+    }
+
+    /// Sends until every receive socket has started to drop (its buffer is full) or `max` datagrams.
+    fn fill(&self, port: u16, max: u64) -> io::Result<u64> {
+        let start: Vec<u64> = socket_stats(port)?.iter().map(|s| s.1).collect();
+        let mut sent = 0u64;
+        let mut next = 0usize;
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(64);
+        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(64);
+        while sent < max {
+            for s in &self.sockets {
+                iov.clear();
+                hdrs.clear();
+                for _ in 0..64 {
+                    let p = &self.payloads[next % self.payloads.len()];
+                    next += 1;
+                    iov.push(libc::iovec {
+                        iov_base: p.as_ptr() as *mut libc::c_void,
+                        iov_len: p.len(),
+                    });
+                }
+                for v in &mut iov {
+                    // SAFETY: mmsghdr is a plain C struct for which all-zero is valid.
+                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    h.msg_hdr.msg_iov = v;
+                    h.msg_hdr.msg_iovlen = 1;
+                    hdrs.push(h);
+                }
+                // SAFETY: the headers point at payloads that outlive the call.
+                let n =
+                    unsafe { libc::sendmmsg(s.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as _, 0) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                sent += n as u64;
+            }
+            let now = socket_stats(port)?;
+            if now.len() == start.len() && now.iter().zip(&start).all(|(n, s)| n.1 > *s) {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<RunResult> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let dir = std::env::temp_dir().join(format!("vxtap-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = match which {
+        Receiver::Bare => Command::new(&args.bare)
+            .args([
+                addr.to_string(),
+                args.threads.to_string(),
+                args.rcvbuf.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+        Receiver::Vxtap | Receiver::Vxtap2 => {
+            let config = dir.join("vxtap.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[ingest]\nvxlan = [\"{addr}\"]\nworkers = {}\nreceive_buffer_bytes = {}\n\n\
+                     [[module]]\nkind = \"stats\"\ninterval_secs = 10\n\n{}",
+                    args.threads, args.rcvbuf, args.extra_config
+                ),
+            )?;
+            let bin = match (which, &args.vxtap2) {
+                (Receiver::Vxtap2, Some(b)) => b,
+                _ => &args.vxtap,
+            };
+            Command::new(bin)
+                .args(["--log-format", "json", "run", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket_stats(port)?.len() < args.threads {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(io::Error::other(format!("{which:?} did not bind {addr}")));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Let the threads reach their receive loops before the receiver is frozen.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGSTOP);
+    let sender = Sender::new(addr, sender_divisor)?;
+    let before_drops: u64 = socket_stats(port)?.iter().map(|s| s.1).sum();
+    let sent = sender.fill(port, args.max_datagrams)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let queued = socket_stats(port)?;
+    let kernel_drops = queued.iter().map(|s| s.1).sum::<u64>() - before_drops;
+    let t0 = Instant::now();
+    signal(&child, libc::SIGCONT);
+    let deadline = t0 + Duration::from_secs(30);
+    loop {
+        let q: u64 = socket_stats(port)?.iter().map(|s| s.0).sum();
+        if q == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    signal(&child, libc::SIGINT);
+    let mut out = String::new();
+    match which {
+        Receiver::Bare => child.stdout.take(),
+        Receiver::Vxtap | Receiver::Vxtap2 => None,
+    }
+    .map(|mut s| s.read_to_string(&mut out))
+    .transpose()?;
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut out)?;
+    }
+    child.wait()?;
+    let (received, detail) = match which {
+        Receiver::Bare => {
+            let n = out
+                .lines()
+                .find_map(|l| l.strip_prefix("received="))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| io::Error::other(format!("bare output unreadable: {out}")))?;
+            (n, String::new())
+        }
+        Receiver::Vxtap | Receiver::Vxtap2 => {
+            let stopped = out
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["message"] == "Stopped.")
+                .ok_or_else(|| io::Error::other(format!("no Stopped. line from vxtap: {out}")))?;
+            let n = |k: &str| stopped[k].as_u64().unwrap_or(0);
+            (
+                n("received"),
+                format!(
+                    "dispatched={} dropped={} drops={}",
+                    n("dispatched"),
+                    n("dropped"),
+                    stopped["drops"]
+                ),
+            )
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(RunResult {
+        received,
+        secs,
+        kernel_drops,
+        sent,
+        detail,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn main() -> io::Result<()> {
+    let args = parse_args()?;
+    let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut unaccounted_total = 0i64;
+    let mut receivers = vec![Receiver::Bare, Receiver::Vxtap];
+    if args.vxtap2.is_some() {
+        receivers.push(Receiver::Vxtap2);
+    }
+    for run in 0..args.runs {
+        // Rotate which goes first, so that a drift in machine load favours none.
+        let mut order = receivers.clone();
+        order.rotate_left(run % receivers.len());
+        let mut round: BTreeMap<&str, f64> = BTreeMap::new();
+        for which in order {
+            let r = run_once(&args, which, args.size_divisor)?;
+            let rate = r.received as f64 / r.secs;
+            // What the kernel queued (sent minus its drops) must all have been received.
+            let unaccounted = r.sent as i64 - r.kernel_drops as i64 - r.received as i64;
+            unaccounted_total += unaccounted;
+            println!(
+                "run {run} {:6}: {} datagrams drained in {:.1} ms = {:.3} M/s (sent {}, kernel drops \
+                 while stopped {}, unaccounted {unaccounted}) {}",
+                which.name(),
+                r.received,
+                r.secs * 1e3,
+                rate / 1e6,
+                r.sent,
+                r.kernel_drops,
+                r.detail
+            );
+            rates.entry(which.name()).or_default().push(rate);
+            round.insert(which.name(), rate);
+        }
+        for which in &receivers[1..] {
+            ratios
+                .entry(which.name())
+                .or_default()
+                .push(round[which.name()] / round["bare"]);
+        }
+    }
+    let bare = median(rates.entry("bare").or_default());
+    let vxtap = median(rates.entry("vxtap").or_default());
+    let ratio = median(ratios.entry("vxtap").or_default());
+    let mut line = format!(
+        "RESULT drain threads={} bare_mps={:.3} vxtap_mps={:.3} ratio_median={:.3} unaccounted={}",
+        args.threads,
+        bare / 1e6,
+        vxtap / 1e6,
+        ratio,
+        unaccounted_total
+    );
+    if args.vxtap2.is_some() {
+        let v2 = median(rates.entry("vxtap2").or_default());
+        let r2 = median(ratios.entry("vxtap2").or_default());
+        line.push_str(&format!(
+            " vxtap2_mps={:.3} ratio2_median={r2:.3}",
+            v2 / 1e6
+        ));
+    }
+    println!("{line}");
+    Ok(())
+}

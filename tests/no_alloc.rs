@@ -1,0 +1,366 @@
+//! Proves that the data path allocates nothing per packet once warm.
+//!
+//! A counting `#[global_allocator]` wraps the system allocator. The pipeline is driven through its
+//! public ingest door (`Ingress::datagram`) with a steady stream of varied datagrams — IPv4 and IPv6,
+//! TCP, UDP, ICMP, VLAN and QinQ tags, fragments, truncated and non-IP frames, several sessions (one
+//! static with a snap length), and bad datagrams that are dropped with a reason — until every cache,
+//! batch and table has seen its working set. Then a long measured stretch must allocate nothing at all:
+//! not on the ingest thread, and not on the shard threads running the stats module.
+//!
+//! It runs without libtest's harness (`harness = false`) so that no other test, and no harness thread,
+//! allocates during the measured stretch.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use serde::Deserialize;
+use vxtap::config::Config;
+use vxtap::modules::BuildError;
+use vxtap::pipeline::{DropReason, Encap, Ingress, Pipeline, Timestamp};
+use vxtap::{Emitter, Module, ModuleConfig, ModuleContext, Packet, Registry};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    // `try_with`: a thread being torn down may allocate after its locals are gone.
+    let _ = THREAD_ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting has no side effect on
+// the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn thread_allocs() -> u64 {
+    THREAD_ALLOCS.with(Cell::get)
+}
+
+/// While closed, the `gate` module holds its shard at the first packet, so that warm-up can exhaust
+/// every lane's batch allowance deterministically.
+static GATE_OPEN: AtomicBool = AtomicBool::new(true);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateConfig {}
+
+struct Gate;
+
+impl ModuleConfig for GateConfig {
+    fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        Ok(Box::new(Gate))
+    }
+}
+
+impl Module for Gate {
+    fn on_packet(&mut self, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
+        while !GATE_OPEN.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+const CONFIG: &str = r#"
+[ingest]
+vxlan = ["127.0.0.1:0"]
+
+[pipeline]
+shards = 2
+# Two batches per worker and shard at most: warm-up exhausts that allowance (see `gate`), so the
+# measured stretch cannot legitimately allocate a further batch.
+queue_batches = 1
+# Live pipelines tick on the wall clock after a tick of idleness; a minute never passes idle here.
+tick_ms = 60000
+
+[[sessions.static]]
+source = "10.9.9.9"
+vni = 99
+truncate = 60
+
+[[module]]
+kind = "gate"
+
+[[module]]
+kind = "stats"
+interval_secs = 10
+"#;
+
+fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x08, 0, 0, 0, 0, 0, 0, 0];
+    p[4..7].copy_from_slice(&vni.to_be_bytes()[1..]);
+    p.extend_from_slice(frame);
+    p
+}
+
+/// A mix of inner frames, each built once.
+fn frames() -> Vec<Vec<u8>> {
+    let payload = [0xabu8; 200];
+    let mut out = Vec::new();
+    for i in 0..16u16 {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 1, 0, i as u8], [10, 2, 0, 1], 64)
+            .tcp(40000 + i, 443, 1, 1000)
+            .syn()
+            .write(&mut f, &payload[..usize::from(i) * 8])
+            .expect("builds");
+        out.push(f);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 2, 0, 1], [10, 1, 0, i as u8], 64)
+            .tcp(443, 40000 + i, 1, 1000)
+            .ack(1)
+            .write(&mut f, &payload)
+            .expect("builds");
+        out.push(f);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .single_vlan(100.try_into().expect("valid VLAN id"))
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(5353, 1000 + i)
+            .write(&mut f, &payload[..64])
+            .expect("builds");
+        out.push(f);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .double_vlan(
+                10.try_into().expect("valid VLAN id"),
+                20.try_into().expect("valid VLAN id"),
+            )
+            .ipv4([192, 168, 1, 1], [192, 168, 1, i as u8], 64)
+            .icmpv4_echo_request(7, i)
+            .write(&mut f, &payload[..32])
+            .expect("builds");
+        out.push(f);
+    }
+    // An IPv4 later fragment (offset 185 * 8): no ports.
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([10, 3, 0, 1], [10, 3, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut f, &payload[..100])
+        .expect("builds");
+    f[14 + 6] = 0x20; // more fragments
+    f[14 + 7] = 185;
+    out.push(f.clone());
+    // The same packet cut inside its UDP header, and inside its IP header.
+    out.push(f[..14 + 20 + 4].to_vec());
+    out.push(f[..14 + 10].to_vec());
+    // ARP: not IP, still a frame.
+    let mut arp = vec![0xff; 12];
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+    out.push(arp);
+    // A jumbo frame.
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([10, 4, 0, 1], [10, 4, 0, 2], 64)
+        .udp(9000, 9001)
+        .write(&mut f, &[0x5a; 8900])
+        .expect("builds");
+    out.push(f);
+    out
+}
+
+struct Datagram {
+    source: IpAddr,
+    encap: Encap,
+    payload: Vec<u8>,
+}
+
+fn datagrams() -> Vec<Datagram> {
+    let sources: [IpAddr; 4] = [
+        "10.0.0.1".parse().expect("literal"),
+        "10.0.0.2".parse().expect("literal"),
+        "fd00::7".parse().expect("literal"),
+        "10.9.9.9".parse().expect("literal"),
+    ];
+    let mut out = Vec::new();
+    for (i, frame) in frames().iter().enumerate() {
+        let source = sources[i % sources.len()];
+        let vni = if source == sources[3] {
+            99
+        } else {
+            i as u32 % 3
+        };
+        out.push(Datagram {
+            source,
+            encap: Encap::Vxlan,
+            payload: vxlan(vni, frame),
+        });
+    }
+    // Dropped with reasons: a refused public source, bad flags, too short, empty frame, bad GENEVE.
+    let good = out[0].payload.clone();
+    out.push(Datagram {
+        source: "8.8.8.8".parse().expect("literal"),
+        encap: Encap::Vxlan,
+        payload: good.clone(),
+    });
+    let mut bad = good.clone();
+    bad[0] = 0;
+    out.push(Datagram {
+        source: sources[0],
+        encap: Encap::Vxlan,
+        payload: bad,
+    });
+    out.push(Datagram {
+        source: sources[0],
+        encap: Encap::Vxlan,
+        payload: vec![8, 0, 0],
+    });
+    out.push(Datagram {
+        source: sources[1],
+        encap: Encap::Vxlan,
+        payload: good[..8].to_vec(),
+    });
+    out.push(Datagram {
+        source: sources[1],
+        encap: Encap::Geneve,
+        payload: vec![0xc0; 4],
+    });
+    out
+}
+
+/// All packets stay inside one second of packet time, so no tick (and no stats summary, which
+/// allocates once per interval by design) falls inside the measured stretch.
+const TS: Timestamp = Timestamp::from_nanos(1_700_000_000_250_000_000);
+
+fn drive(ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
+    for _ in 0..rounds {
+        for d in stream {
+            ingress.datagram(TS, d.source, d.encap, &d.payload);
+        }
+        ingress.flush();
+    }
+}
+
+/// Like [`drive`], but waits for the shards after every round so that they see (nearly) every
+/// packet rather than shedding load onto `shard_queue_full`.
+fn drive_paced(pipeline: &Pipeline, ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
+    for _ in 0..rounds {
+        drive(ingress, stream, 1);
+        while processed(pipeline) < pipeline.accounting().snapshot().dispatched {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn processed(pipeline: &Pipeline) -> u64 {
+    pipeline
+        .shard_counters()
+        .iter()
+        .map(|c| c.packets.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// Waits until the shards have processed everything dispatched so far.
+fn settle(pipeline: &Pipeline) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processed(pipeline) < pipeline.accounting().snapshot().dispatched {
+        assert!(Instant::now() < deadline, "shards did not catch up");
+        std::thread::yield_now();
+    }
+    // The last batch is back in its worker's pool only after the shard has counted it.
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+fn main() {
+    let config = Config::parse(CONFIG, "no_alloc.rs").expect("valid config");
+    let mut registry = Registry::with_builtins();
+    registry.register::<GateConfig>("gate");
+    // Live, as the UDP workers run it: a full shard queue then drops (and is counted) rather than
+    // making ingest wait, which the held warm-up below relies on.
+    let pipeline = Pipeline::builder(config)
+        .registry(registry)
+        .live(true)
+        .build()
+        .expect("pipeline builds");
+    let mut ingress = pipeline.ingress();
+    let stream = datagrams();
+    let per_round = stream.len() as u64;
+
+    // Warm-up, first with the shards held: every lane allocates its whole batch allowance and then
+    // sheds packets as shard_queue_full, so no batch is left to allocate later.
+    GATE_OPEN.store(false, Ordering::Release);
+    drive(&mut ingress, &stream, 10);
+    let held = pipeline.accounting().snapshot();
+    assert!(
+        held.dropped(DropReason::ShardQueueFull) > 0,
+        "held shards should have exhausted the batch allowance: {held:?}"
+    );
+    GATE_OPEN.store(true, Ordering::Release);
+    // Then freely: learn the sessions, remember the refused source, and grow every batch, hash map
+    // and channel to its working size.
+    drive(&mut ingress, &stream, 2_000);
+    settle(&pipeline);
+
+    let rounds = 5_000;
+    let (global0, thread0) = (ALLOCS.load(Ordering::Relaxed), thread_allocs());
+    let before = pipeline.accounting().snapshot();
+    drive_paced(&pipeline, &mut ingress, &stream, rounds);
+    let ingest_allocs = thread_allocs() - thread0;
+    settle(&pipeline);
+    let total_allocs = ALLOCS.load(Ordering::Relaxed) - global0;
+    let after = pipeline.accounting().snapshot();
+
+    let received = after.received - before.received;
+    let dispatched = after.dispatched - before.dispatched;
+    assert_eq!(received, per_round * rounds as u64);
+    assert!(after.balanced(), "accounting out of balance: {after:?}");
+    // Paced, the shards keep up: all but the 5 bad datagrams of each round must reach them, for the
+    // shard side of the claim to mean anything.
+    eprintln!(
+        "received {received}, dispatched {dispatched}, ingest allocations {ingest_allocs}, all \
+         allocations {total_allocs}"
+    );
+    assert!(
+        dispatched >= (per_round - 5) * rounds as u64 * 9 / 10,
+        "too little reached the shards: {dispatched} of {received}"
+    );
+    assert_eq!(
+        ingest_allocs, 0,
+        "the ingest thread allocated {ingest_allocs} times for {received} datagrams"
+    );
+    assert_eq!(
+        total_allocs,
+        0,
+        "the shard threads allocated {} times for {dispatched} packets",
+        total_allocs - ingest_allocs
+    );
+
+    drop(ingress);
+    let report = pipeline.finish();
+    assert!(report.counts.balanced());
+    println!(
+        "no_alloc: {received} datagrams ({dispatched} dispatched) after warm-up: 0 allocations on \
+         the ingest thread and the shards"
+    );
+}
