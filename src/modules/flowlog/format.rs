@@ -221,6 +221,29 @@ pub struct Record<'a> {
 }
 
 /// A value of one field.
+/// Numbers and IPv4 addresses are most of a record; `itoa` writes them several times faster than
+/// `Display` through `core::fmt`, which a replay profile showed taking about 40 % of a flowlog shard.
+fn push_number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn push_addr(out: &mut String, a: IpAddr) -> std::fmt::Result {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut buf = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(buf.format(octet));
+            }
+            Ok(())
+        }
+        // IPv6 text form (RFC 5952 zero compression) is left to the standard library.
+        IpAddr::V6(v6) => write!(out, "{v6}"),
+    }
+}
+
 enum Value<'a> {
     Missing,
     Number(u64),
@@ -337,8 +360,11 @@ impl Format {
                     out.push('-');
                     Ok(())
                 }
-                Value::Number(n) => write!(out, "{n}"),
-                Value::Addr(a) => write!(out, "{a}"),
+                Value::Number(n) => {
+                    push_number(out, n);
+                    Ok(())
+                }
+                Value::Addr(a) => push_addr(out, a),
                 Value::Text("") => {
                     out.push('-');
                     Ok(())
@@ -367,9 +393,22 @@ impl Format {
                     out.push_str("null");
                     Ok(())
                 }
-                (Value::Number(n), Number) => write!(out, "{n}"),
-                (Value::Number(n), Text) => write!(out, "\"{n}\""),
-                (Value::Addr(a), _) => write!(out, "\"{a}\""),
+                (Value::Number(n), Number) => {
+                    push_number(out, n);
+                    Ok(())
+                }
+                (Value::Number(n), Text) => {
+                    out.push('"');
+                    push_number(out, n);
+                    out.push('"');
+                    Ok(())
+                }
+                (Value::Addr(a), _) => {
+                    out.push('"');
+                    let r = push_addr(out, a);
+                    out.push('"');
+                    r
+                }
                 (Value::Text(t), _) => {
                     json_string(t, out);
                     Ok(())
