@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::net::UdpSocket;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{tcp4, vxlan};
 
@@ -97,16 +97,7 @@ fn run_reports_sessions_and_counts_and_exits_cleanly_on_ctrl_c() {
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
-    let mut log = String::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.contains("vxtap is running") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        log.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut log = common::wait_until_running(&mut stderr);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let frame = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 443, b"abc");
     for vni in [11, 12] {

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{tcp4, vxlan};
 
@@ -56,18 +55,8 @@ fn syn_counter_example_counts_syns_per_port() {
 
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut stderr = child.stderr.take().unwrap();
-    // Wait until the example logs that it runs, then send.
-    let mut log = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&log).contains("vxtap is running") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        log.extend_from_slice(&buf[..n]);
-    }
+    common::wait_until_running(&mut stderr);
     let syn = |sport: u16, dport: u16| {
         let mut f = tcp4([10, 0, 0, 1], sport, [10, 0, 0, 2], dport, &[]);
         f[14 + 20 + 13] = 0x02; // SYN only

@@ -6,9 +6,11 @@
 //! Needs root (CAP_NET_ADMIN, CAP_NET_RAW) and ip(8). Without them it is skipped with a message,
 //! except under CI=true, where it fails.
 
+mod common;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VXTAP: &str = env!("CARGO_BIN_EXE_vxtap");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -119,16 +121,7 @@ fn captures_mirror_and_plain_traffic_on_a_veth_in_a_namespace() {
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
-    let mut log = String::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log.contains("vxtap is running") && Instant::now() < deadline {
-        let n = stderr.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        log.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut log = common::wait_until_running(&mut stderr);
     assert!(log.contains("Capturing."), "{log}");
 
     // Mirror traffic as AWS sends it, over the veth: 52 datagrams to 4789 (nothing listens there:

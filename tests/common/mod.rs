@@ -293,19 +293,8 @@ pub fn run_offline(config: &str, datagrams: &[Datagram]) -> Vec<ModuleTotals> {
 
 /// Starts `vxtap run --config CONFIG` and waits (at most 10 s) until it logs that it is running.
 /// Returns the child (stdout as given) and its stderr, with what it logged so far.
-pub fn spawn_vxtap(
-    config: &std::path::Path,
-    stdout: std::process::Stdio,
-) -> (std::process::Child, std::process::ChildStderr, String) {
-    use std::io::Read;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vxtap"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(stdout)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the vxtap binary starts");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
+/// Reads a vxtap process's log (bounded in time) until it says it is running, and returns what it read.
+pub fn wait_until_running(stderr: &mut impl std::io::Read) -> String {
     let mut log = String::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -319,5 +308,21 @@ pub fn spawn_vxtap(
         log.contains("vxtap is running"),
         "vxtap did not start: {log}"
     );
+    log
+}
+
+pub fn spawn_vxtap(
+    config: &std::path::Path,
+    stdout: std::process::Stdio,
+) -> (std::process::Child, std::process::ChildStderr, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vxtap"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the vxtap binary starts");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let log = wait_until_running(&mut stderr);
     (child, stderr, log)
 }
