@@ -14,15 +14,14 @@ fn example_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = profile_dir.join("examples").join("custom_module");
-    if !path.exists() {
-        // `cargo test` builds examples; `cargo test --test example_custom_module` alone does not.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "custom_module"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the example failed");
-    }
+    // Always ask cargo: `cargo test --all-targets` builds examples as test harnesses, not this binary,
+    // so a binary left by an earlier build could be stale. Up to date, this is a no-op.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--example", "custom_module"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the example failed");
     path
 }
 
