@@ -486,8 +486,10 @@ impl Ingress {
             .frame_in(ts, session, frame, orig_len.max(frame.len() as u32));
     }
 
-    /// Hands every partly filled batch to its shard. Call after each receive batch, so packets never
-    /// wait for more traffic.
+    /// Hands every partly filled batch to its shard and revalidates the session cache. Call whenever
+    /// the source has nothing more at hand (a short receive batch, an empty socket, the end of a file),
+    /// so packets never wait for more traffic; under load, calling it every few full receive batches
+    /// gives shards fuller batches and fewer wake-ups.
     pub fn flush(&mut self) {
         for shard in 0..self.router.lanes.len() {
             self.router.send(shard);
