@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
 
@@ -229,31 +230,44 @@ impl Shard {
 
     fn process(&mut self, batch: &Batch) {
         self.tallies.begin(batch.sessions.len());
-        for e in &batch.entries {
-            self.tallies.count(e.session, e.orig_len);
-            let start = e.start as usize;
-            let pkt = Packet {
-                session: &batch.sessions[usize::from(e.session)],
-                ts: e.ts,
-                frame: &batch.data[start..start + e.len as usize],
-                orig_len: e.orig_len,
-                layers: &e.layers,
-            };
-            if self.next_tick.is_some_and(|t| pkt.ts >= t) || self.next_tick.is_none() {
-                self.tick(pkt.ts);
-            }
-            self.last_ts = self.last_ts.max(pkt.ts);
+        for entries in batch.entries.chunks(BATCH_PACKETS) {
+            let packets: ArrayVec<Packet<'_>, BATCH_PACKETS> = entries
+                .iter()
+                .map(|e| {
+                    let start = e.start as usize;
+                    Packet {
+                        session: &batch.sessions[usize::from(e.session)],
+                        ts: e.ts,
+                        frame: &batch.data[start..start + e.len as usize],
+                        orig_len: e.orig_len,
+                        layers: &e.layers,
+                    }
+                })
+                .collect();
             for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-                slot.counters.packet();
-                let mut out = Emitter::new(
-                    slot.sink.as_mut(),
-                    &slot.counters,
-                    &mut self.scratch,
-                    pkt.ts,
-                );
                 let module = &mut slot.module;
-                if catch_unwind(AssertUnwindSafe(|| module.on_packet(&pkt, &mut out))).is_err() {
-                    disable(slot, self.index, "on_packet");
+                if catch_unwind(AssertUnwindSafe(|| module.prepare(&packets))).is_err() {
+                    disable(slot, self.index, "prepare");
+                }
+            }
+            for (e, pkt) in entries.iter().zip(&packets) {
+                self.tallies.count(e.session, e.orig_len);
+                if self.next_tick.is_some_and(|t| pkt.ts >= t) || self.next_tick.is_none() {
+                    self.tick(pkt.ts);
+                }
+                self.last_ts = self.last_ts.max(pkt.ts);
+                for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+                    slot.counters.packet();
+                    let mut out = Emitter::new(
+                        slot.sink.as_mut(),
+                        &slot.counters,
+                        &mut self.scratch,
+                        pkt.ts,
+                    );
+                    let module = &mut slot.module;
+                    if catch_unwind(AssertUnwindSafe(|| module.on_packet(pkt, &mut out))).is_err() {
+                        disable(slot, self.index, "on_packet");
+                    }
                 }
             }
         }

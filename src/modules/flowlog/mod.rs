@@ -144,8 +144,7 @@ impl ModuleConfig for FlowLogConfig {
             format,
             encoding: self.encoding,
             interval_ns: self.interval_secs * NANOS,
-            idle_ns: self.idle_timeout() * NANOS,
-            table: FlowTable::new(self.max_flows),
+            table: FlowTable::new(self.max_flows, self.idle_timeout() * NANOS),
             sessions: FxHashMap::default(),
             skipped: FxHashMap::default(),
             interval_end: None,
@@ -209,7 +208,6 @@ struct FlowLog {
     format: Format,
     encoding: Encoding,
     interval_ns: u64,
-    idle_ns: u64,
     table: FlowTable,
     /// Metadata of the sessions with entries (or skipped packets) in the current interval: copied once
     /// per session per interval, not per packet.
@@ -303,7 +301,8 @@ impl FlowLog {
     /// Emits every entry (least recently seen first), then one SKIPDATA record per session that lost
     /// packets to a full table, and starts the next interval empty.
     fn emit_all(&mut self, out: &mut Emitter<'_>) {
-        while let Some(e) = self.table.pop_front() {
+        self.table.take_all();
+        while let Some(e) = self.table.next_out() {
             self.emit_entry(&e, out);
         }
         let mut skipped: Vec<_> = self.skipped.drain().collect();
@@ -325,7 +324,33 @@ impl FlowLog {
     }
 }
 
+impl FlowLog {
+    fn dir_key(pkt: &Packet<'_>) -> Option<DirKey> {
+        Some(DirKey {
+            session: pkt.session.id,
+            flow: pkt.flow()?,
+        })
+    }
+}
+
 impl Module for FlowLog {
+    /// Each packet's lookup reads an index cell and then an entry, both most likely cache misses on
+    /// a large table; loading all the batch's cells, then all their entries, lets the misses overlap.
+    fn prepare(&mut self, packets: &[Packet<'_>]) {
+        let mut hashes = [0u64; 64];
+        for (h, pkt) in hashes.iter_mut().zip(packets) {
+            if let Some(key) = Self::dir_key(pkt) {
+                *h = self.table.hash(&key);
+                self.table.prefetch_index(*h);
+            }
+        }
+        for &h in hashes.iter().take(packets.len()) {
+            if h != 0 {
+                self.table.prefetch_entry(h);
+            }
+        }
+    }
+
     fn on_packet(&mut self, pkt: &Packet<'_>, out: &mut Emitter<'_>) {
         // VPC Flow Logs record IP traffic only; ARP and other non-IP frames have no record.
         let (Some(flow), Some(ip_len)) = (pkt.flow(), pkt.ip_len()) else {
@@ -373,8 +398,8 @@ impl Module for FlowLog {
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         self.advance(now, out);
-        let cutoff = Timestamp::from_nanos(now.nanos().saturating_sub(self.idle_ns));
-        while let Some(e) = self.table.pop_idle(cutoff) {
+        self.table.expire(now);
+        while let Some(e) = self.table.next_out() {
             self.emit_entry(&e, out);
         }
     }

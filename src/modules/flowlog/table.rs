@@ -1,19 +1,27 @@
 //! The per-shard flow table: one entry per direction of a flow per session, bounded, allocated once.
 //!
-//! Entries live in a slab (`Vec` reserved to the cap at start, reused through a free list) and are
-//! indexed by a hash map reserved to the same size, so steady state allocates nothing. An intrusive
-//! list in last-seen order makes idle expiry cost only the entries that expire.
+//! Entries live in a slab (`Vec` reserved to the cap at start, reused through a free list), found
+//! through an index of slab positions ([`Index`]), so steady state allocates nothing and a lookup
+//! touches one cache line of the index and the entry itself, nothing else.
+//!
+//! A packet only updates its own entry. Idle expiry does not keep entries in last-seen order, which
+//! would cost every packet a relink of two neighbouring entries (two more cache misses on a large
+//! table: the previous design spent half the shard's time there). Instead each entry sits in a timing
+//! wheel of one-second slots under the second in which it would expire if no packet came; when that
+//! second is checked, an entry that did see packets is moved to its new second. So an entry costs the
+//! wheel once per idle timeout, not once per packet, and expiry is still exact: [`FlowTable::expire`]
+//! takes out precisely the entries last seen before the cutoff. What is taken out is handed over
+//! least recently seen first (by a per-packet sequence number), the order records had before.
 
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasher, BuildHasherDefault};
 
 use rustc_hash::FxHasher;
 
 use super::format::Direction;
 use crate::pipeline::{FlowKey, Timestamp};
 
-type FxMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
 const NIL: u32 = u32::MAX;
+const NANOS: u64 = 1_000_000_000;
 
 /// What one table entry is keyed by: the session and the 5-tuple as sent (one direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +40,9 @@ pub(crate) struct Entry {
     pub(crate) last: Timestamp,
     pub(crate) tcp_flags: u8,
     pub(crate) direction: Direction,
-    prev: u32,
+    /// The table's packet count when this entry last saw a packet: orders entries by recency.
+    seq: u64,
+    /// The next entry in the same wheel slot.
     next: u32,
 }
 
@@ -41,32 +51,75 @@ pub(crate) struct Entry {
 pub(crate) struct Full;
 
 pub(crate) struct FlowTable {
-    index: FxMap<DirKey, u32>,
+    index: Index,
+    hasher: BuildHasherDefault<FxHasher>,
     slots: Vec<Entry>,
     free: Vec<u32>,
-    /// Least recently seen.
-    head: u32,
-    /// Most recently seen.
-    tail: u32,
+    /// Heads of the wheel's per-second lists; an entry is in the slot of `due(entry) % wheel.len()`.
+    wheel: Vec<u32>,
+    /// Every second up to this one has been checked by `expire`.
+    checked_through: u64,
+    idle_ns: u64,
+    seq: u64,
+    /// Entries taken out by `expire` or `take_all`, least recently seen first, and how many of them
+    /// `next_out` has handed over.
+    out: Vec<(u64, u32)>,
+    out_pos: usize,
     max: usize,
 }
 
 impl FlowTable {
-    /// A table for at most `max` entries, with all its memory reserved now.
-    pub(crate) fn new(max: usize) -> Self {
+    /// A table for at most `max` entries that expire after `idle_ns` without a packet, with all its
+    /// memory reserved now.
+    pub(crate) fn new(max: usize, idle_ns: u64) -> Self {
+        // Every entry's expiry second lies within `idle + 1` seconds of the last checked second, so
+        // this many slots never put two different seconds' entries in one slot.
+        let slots = (idle_ns.div_ceil(NANOS) + 2) as usize;
+        let entries: Vec<Entry> = Vec::with_capacity(max);
+        advise_huge_pages(entries.as_ptr().cast(), max * std::mem::size_of::<Entry>());
         FlowTable {
-            index: FxMap::with_capacity_and_hasher(max, Default::default()),
-            slots: Vec::with_capacity(max),
+            index: Index::new(max),
+            hasher: Default::default(),
+            slots: entries,
             free: Vec::with_capacity(max),
-            head: NIL,
-            tail: NIL,
+            wheel: vec![NIL; slots],
+            checked_through: 0,
+            idle_ns,
+            seq: 0,
+            out: Vec::with_capacity(max),
+            out_pos: 0,
             max,
         }
     }
 
-    #[cfg(test)]
+    /// Entries in the table.
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        self.slots.len() - self.free.len()
+    }
+
+    /// The hash `update` and the prefetches use for `key`.
+    pub(crate) fn hash(&self, key: &DirKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Starts loading the index cells a lookup of `hash` reads first.
+    pub(crate) fn prefetch_index(&self, hash: u64) {
+        prefetch(&self.index.cells[self.index.home(Index::cell(hash, 0))]);
+    }
+
+    /// Starts loading the entry a lookup of `hash` will most likely find, if its index cells are
+    /// already at hand (after `prefetch_index`, some packets later). Only the hash bits are
+    /// compared, so another key may be loaded: a wasted load, nothing worse.
+    pub(crate) fn prefetch_entry(&self, hash: u64) {
+        if let Some(i) = self.index.find(hash, |_| true) {
+            let e = self.slots.as_ptr_range().start.wrapping_add(i as usize);
+            // An entry may straddle two cache lines.
+            prefetch(e.cast::<u8>());
+            prefetch(
+                e.cast::<u8>()
+                    .wrapping_add(std::mem::size_of::<Entry>() - 1),
+            );
+        }
     }
 
     /// Counts one packet; `direction` is used only when the entry is new.
@@ -78,98 +131,255 @@ impl FlowTable {
         tcp_flags: u8,
         direction: impl FnOnce() -> Direction,
     ) -> Result<(), Full> {
-        let i = match self.index.get(&key) {
-            Some(&i) => {
-                self.unlink(i);
+        debug_assert!(
+            self.out_pos >= self.out.len(),
+            "entries taken out but not handed over"
+        );
+        self.seq += 1;
+        let hash = self.hash(&key);
+        let slots = &self.slots;
+        if let Some(i) = self.index.find(hash, |i| slots[i as usize].key == key) {
+            let e = &mut self.slots[i as usize];
+            e.packets += 1;
+            e.bytes += bytes;
+            e.tcp_flags |= tcp_flags;
+            e.first = e.first.min(ts);
+            e.last = e.last.max(ts);
+            e.seq = self.seq;
+            return Ok(());
+        }
+        if self.len() >= self.max {
+            return Err(Full);
+        }
+        let entry = Entry {
+            key,
+            packets: 1,
+            bytes,
+            first: ts,
+            last: ts,
+            tcp_flags,
+            direction: direction(),
+            seq: self.seq,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = entry;
                 i
             }
             None => {
-                if self.index.len() >= self.max {
-                    return Err(Full);
-                }
-                let entry = Entry {
-                    key,
-                    packets: 0,
-                    bytes: 0,
-                    first: ts,
-                    last: ts,
-                    tcp_flags: 0,
-                    direction: direction(),
-                    prev: NIL,
-                    next: NIL,
-                };
-                let i = match self.free.pop() {
-                    Some(i) => {
-                        self.slots[i as usize] = entry;
-                        i
-                    }
-                    None => {
-                        self.slots.push(entry);
-                        (self.slots.len() - 1) as u32
-                    }
-                };
-                self.index.insert(key, i);
-                i
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
             }
         };
-        let e = &mut self.slots[i as usize];
-        e.packets += 1;
-        e.bytes += bytes;
-        e.tcp_flags |= tcp_flags;
-        e.first = e.first.min(ts);
-        e.last = e.last.max(ts);
-        self.push_back(i);
+        self.index.insert(hash, i);
+        self.schedule(i);
         Ok(())
     }
 
-    /// Removes and returns the least recently seen entry if it was last seen before `cutoff`.
-    pub(crate) fn pop_idle(&mut self, cutoff: Timestamp) -> Option<Entry> {
-        if self.head == NIL || self.slots[self.head as usize].last >= cutoff {
-            return None;
-        }
-        self.pop_front()
+    /// The second in which entry `i` expires if it sees no further packet: its last packet plus the
+    /// idle timeout, rounded down. Never one that was already checked, so nothing is missed.
+    fn due(&self, i: u32) -> u64 {
+        let last = self.slots[i as usize].last.nanos();
+        (last.saturating_add(self.idle_ns) / NANOS).max(self.checked_through + 1)
     }
 
-    /// Removes and returns the least recently seen entry.
-    pub(crate) fn pop_front(&mut self) -> Option<Entry> {
-        let i = self.head;
-        if i == NIL {
-            return None;
+    fn schedule(&mut self, i: u32) {
+        let w = (self.due(i) % self.wheel.len() as u64) as usize;
+        self.slots[i as usize].next = self.wheel[w];
+        self.wheel[w] = i;
+    }
+
+    /// Takes out every entry last seen before `now - idle` (hand them over with [`Self::next_out`]).
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        let cutoff = now.nanos().saturating_sub(self.idle_ns);
+        let now_secs = now.secs();
+        if now_secs < self.checked_through + 1 {
+            return;
         }
-        self.unlink(i);
+        // Seconds from the first unchecked one to the current one (checked again next time, since
+        // more of its entries may fall due within it). After a jump in time, each slot once.
+        let first = self.checked_through + 1;
+        let count = (now_secs - first + 1).min(self.wheel.len() as u64);
+        // From here on, entries that saw packets are rescheduled no earlier than this second.
+        self.checked_through = now_secs - 1;
+        self.out.clear();
+        self.out_pos = 0;
+        for second in first..first + count {
+            let w = (second % self.wheel.len() as u64) as usize;
+            let mut i = std::mem::replace(&mut self.wheel[w], NIL);
+            while i != NIL {
+                let e = &self.slots[i as usize];
+                let next = e.next;
+                if e.last.nanos() < cutoff {
+                    self.out.push((e.seq, i));
+                } else {
+                    // Saw packets since it was scheduled: due later (or again in this second).
+                    self.schedule(i);
+                }
+                i = next;
+            }
+        }
+        self.sort_out();
+    }
+
+    /// Takes out every entry (hand them over with [`Self::next_out`]).
+    pub(crate) fn take_all(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
+        for w in 0..self.wheel.len() {
+            let mut i = std::mem::replace(&mut self.wheel[w], NIL);
+            while i != NIL {
+                let e = &self.slots[i as usize];
+                self.out.push((e.seq, i));
+                i = e.next;
+            }
+        }
+        self.sort_out();
+    }
+
+    fn sort_out(&mut self) {
+        // Least recently seen first; sequence numbers are unique, so the order is total.
+        self.out.sort_unstable_by_key(|&(seq, _)| seq);
+    }
+
+    /// The next entry taken out by `expire` or `take_all`, removed from the table.
+    pub(crate) fn next_out(&mut self) -> Option<Entry> {
+        let &(_, i) = self.out.get(self.out_pos)?;
+        self.out_pos += 1;
         let e = self.slots[i as usize];
-        self.index.remove(&e.key);
+        self.index.remove(self.hasher.hash_one(e.key), i);
         self.free.push(i);
         Some(e)
     }
+}
 
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let e = &self.slots[i as usize];
-            (e.prev, e.next)
-        };
-        match prev {
-            NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
+/// A hint to the CPU to bring the cache line at `p` in; never faults, whatever `p` is.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above (PRFM is a hint on every ARMv8 core, Graviton included).
+    unsafe {
+        std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
+/// Asks for transparent huge pages on a large table, where the kernel gives them only on request
+/// (`/sys/kernel/mm/transparent_hugepage/enabled` = `madvise`, the default of many distributions).
+/// Every lookup lands on a random entry of tens of megabytes; with 4 KiB pages most of those also
+/// miss the TLB, and a page walk comes on top of the cache miss. Only the whole 2 MiB pages inside
+/// the region are advised; failure (no THP support) changes nothing but speed.
+fn advise_huge_pages(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: the range lies inside one live allocation of ours; MADV_HUGEPAGE changes only how
+        // the kernel backs it, never its contents.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
         }
-        match next {
-            NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
+    }
+}
+
+/// The table's index: slab positions by key hash, with open addressing and linear probing.
+///
+/// Each cell is one `u64`: 32 bits of the key's hash and the slab position + 1 (0 = empty). A lookup
+/// reads one cache line of cells (the hash bits rule out other keys without touching their entries)
+/// and then the entry itself: two dependent memory accesses, where a hash map of slab positions
+/// (hashbrown's control bytes, then its buckets, then the entry) takes three; on a table larger than
+/// the caches, each is a miss. Cells are at least 1.5 × the cap, so probes stay short, and removal
+/// shifts later cells back instead of leaving tombstones, so the index never needs rebuilding or
+/// growing: its memory is fixed at start.
+struct Index {
+    cells: Box<[u64]>,
+    bits: u32,
+}
+
+const EMPTY: u64 = 0;
+
+impl Index {
+    fn new(max: usize) -> Index {
+        let n = (max + max / 2).next_power_of_two().max(8);
+        let cells = vec![EMPTY; n].into_boxed_slice();
+        advise_huge_pages(cells.as_ptr().cast(), n * 8);
+        Index {
+            cells,
+            bits: n.trailing_zeros(),
         }
     }
 
-    fn push_back(&mut self, i: u32) {
-        let tail = self.tail;
-        {
-            let e = &mut self.slots[i as usize];
-            e.prev = tail;
-            e.next = NIL;
+    fn cell(hash: u64, slot: u32) -> u64 {
+        (hash & 0xffff_ffff_0000_0000) | u64::from(slot + 1)
+    }
+
+    /// Where a cell's probe starts; from the stored hash bits alone, so removal can move cells
+    /// without looking at their entries.
+    fn home(&self, cell: u64) -> usize {
+        let h = (cell >> 32) as u32;
+        (h.wrapping_mul(0x9e37_79b9) >> (32 - self.bits)) as usize
+    }
+
+    fn mask(&self) -> usize {
+        self.cells.len() - 1
+    }
+
+    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let probe = Self::cell(hash, 0);
+        let mut i = self.home(probe);
+        loop {
+            let c = self.cells[i];
+            if c == EMPTY {
+                return None;
+            }
+            if c >> 32 == probe >> 32 && eq(c as u32 - 1) {
+                return Some(c as u32 - 1);
+            }
+            i = (i + 1) & self.mask();
         }
-        match tail {
-            NIL => self.head = i,
-            t => self.slots[t as usize].next = i,
+    }
+
+    fn insert(&mut self, hash: u64, slot: u32) {
+        let cell = Self::cell(hash, slot);
+        let mut i = self.home(cell);
+        while self.cells[i] != EMPTY {
+            i = (i + 1) & self.mask();
         }
-        self.tail = i;
+        self.cells[i] = cell;
+    }
+
+    fn remove(&mut self, hash: u64, slot: u32) {
+        let cell = Self::cell(hash, slot);
+        let mut hole = self.home(cell);
+        loop {
+            match self.cells[hole] {
+                EMPTY => return,
+                c if c == cell => break,
+                _ => hole = (hole + 1) & self.mask(),
+            }
+        }
+        // Backward shift: move each later cell of the run into the hole if its probe would pass it.
+        let mut j = (hole + 1) & self.mask();
+        loop {
+            let c = self.cells[j];
+            if c == EMPTY {
+                break;
+            }
+            let home = self.home(c);
+            if j.wrapping_sub(home) & self.mask() >= j.wrapping_sub(hole) & self.mask() {
+                self.cells[hole] = c;
+                hole = j;
+            }
+            j = (j + 1) & self.mask();
+        }
+        self.cells[hole] = EMPTY;
     }
 }
 
@@ -190,28 +400,135 @@ mod tests {
         }
     }
 
+    fn drain(t: &mut FlowTable) -> Vec<Entry> {
+        std::iter::from_fn(|| t.next_out()).collect()
+    }
+
     #[test]
     fn counts_caps_and_expires_least_recently_seen_first() {
-        let mut t = FlowTable::new(2);
+        let mut t = FlowTable::new(2, NANOS);
         let ts = Timestamp::from_secs;
         let d = || Direction::Unknown;
         t.update(key(1), ts(10), 100, 2, d).unwrap();
         t.update(key(2), ts(11), 50, 0, d).unwrap();
         assert_eq!(t.update(key(3), ts(12), 40, 0, d), Err(Full));
         t.update(key(1), ts(13), 100, 16 | 1, d).unwrap();
-        // key(2) was seen last at 11, key(1) at 13.
-        assert!(t.pop_idle(ts(11)).is_none());
-        let e = t.pop_idle(ts(12)).unwrap();
-        assert_eq!((e.key, e.packets, e.bytes), (key(2), 1, 50));
+        // key(2) was seen last at 11, key(1) at 13; idle after 1 s.
+        t.expire(ts(12));
+        assert!(drain(&mut t).is_empty(), "11 is not before 12 - 1");
+        t.expire(Timestamp::from_nanos(12_000_000_001));
+        let out = drain(&mut t);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].key, out[0].packets, out[0].bytes), (key(2), 1, 50));
         t.update(key(3), ts(14), 40, 0, d).unwrap();
-        let e = t.pop_front().unwrap();
+        t.take_all();
+        let out = drain(&mut t);
         assert_eq!(
-            (e.key, e.packets, e.bytes, e.tcp_flags, e.first, e.last),
+            (
+                out[0].key,
+                out[0].packets,
+                out[0].bytes,
+                out[0].tcp_flags,
+                out[0].first,
+                out[0].last
+            ),
             (key(1), 2, 200, 19, ts(10), ts(13))
         );
-        assert_eq!(t.pop_front().unwrap().key, key(3));
-        assert!(t.pop_front().is_none());
+        assert_eq!(out[1].key, key(3));
+        assert_eq!(out.len(), 2);
         assert_eq!(t.len(), 0);
         assert_eq!(t.slots.capacity(), 2, "never grew past the reservation");
+    }
+
+    /// The wheel against the obvious definition: after every tick, exactly the entries last seen
+    /// more than `idle` before it are gone, in last-seen order; with time jumps, ties and packets
+    /// older than the newest.
+    #[test]
+    fn expiry_matches_a_scan_of_every_entry() {
+        let idle = 3 * NANOS;
+        let mut t = FlowTable::new(64, idle);
+        let mut model: Vec<(DirKey, u64, u64)> = Vec::new(); // key, last, order of last packet
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut now = 1_000 * NANOS;
+        let mut order = 0;
+        for step in 0..20_000 {
+            now += match next() % 100 {
+                0 => 40 * NANOS,
+                1..=10 => 0,
+                r => r * NANOS / 50,
+            };
+            let ts = now - next() % (NANOS / 2);
+            let k = key((next() % 40) as u16);
+            if t.update(k, Timestamp::from_nanos(ts), 1, 0, || Direction::Unknown)
+                .is_ok()
+            {
+                order += 1;
+                match model.iter_mut().find(|m| m.0 == k) {
+                    Some(m) => {
+                        m.1 = m.1.max(ts);
+                        m.2 = order;
+                    }
+                    None => model.push((k, ts, order)),
+                }
+            }
+            if step % 7 == 0 {
+                t.expire(Timestamp::from_nanos(now));
+                let got: Vec<DirKey> = drain(&mut t).iter().map(|e| e.key).collect();
+                let cutoff = now - idle;
+                let mut want: Vec<_> = model.iter().filter(|m| m.1 < cutoff).copied().collect();
+                want.sort_by_key(|m| m.2);
+                model.retain(|m| m.1 >= cutoff);
+                assert_eq!(
+                    got,
+                    want.iter().map(|m| m.0).collect::<Vec<_>>(),
+                    "step {step}"
+                );
+            }
+        }
+        t.take_all();
+        assert_eq!(drain(&mut t).len(), model.len());
+    }
+
+    /// The index against a plain map, with many keys sharing probe runs: after each insert or
+    /// removal every present key is found at its slot and no removed one is.
+    #[test]
+    fn index_finds_what_it_holds_through_removals() {
+        let max = 200;
+        let mut index = Index::new(max);
+        let mut held: Vec<Option<u64>> = vec![None; max]; // slot -> hash
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..50_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let slot = (rng % max as u64) as u32;
+            // Few distinct hash bits, so runs are long and collide.
+            let hash = (((rng >> 20) % 64) << 32) | (rng >> 58);
+            match held[slot as usize] {
+                Some(h) => {
+                    index.remove(h, slot);
+                    held[slot as usize] = None;
+                }
+                None => {
+                    index.insert(hash, slot);
+                    held[slot as usize] = Some(hash);
+                }
+            }
+            if step % 97 == 0 {
+                for (s, h) in held.iter().enumerate() {
+                    let s = s as u32;
+                    match h {
+                        Some(h) => assert_eq!(index.find(*h, |i| i == s), Some(s), "step {step}"),
+                        None => assert!(index.cells.iter().all(|&c| c == 0 || c as u32 - 1 != s)),
+                    }
+                }
+            }
+        }
     }
 }
