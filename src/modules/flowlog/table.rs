@@ -246,6 +246,19 @@ impl FlowTable {
     /// The next entry taken out by `expire` or `take_all`, removed from the table.
     pub(crate) fn next_out(&mut self) -> Option<Entry> {
         let &(_, i) = self.out.get(self.out_pos)?;
+        // Taken-out entries are spread over the slab: load a few ahead, and the index cells of
+        // those whose entries are at hand by now, so that handing them over does not wait on each.
+        if let Some(&(_, ahead)) = self.out.get(self.out_pos + 8) {
+            let e = self.slots.as_ptr_range().start.wrapping_add(ahead as usize);
+            prefetch(e.cast::<u8>());
+            prefetch(
+                e.cast::<u8>()
+                    .wrapping_add(std::mem::size_of::<Entry>() - 1),
+            );
+        }
+        if let Some(&(_, near)) = self.out.get(self.out_pos + 4) {
+            self.prefetch_index(self.hash(&self.slots[near as usize].key));
+        }
         self.out_pos += 1;
         let e = self.slots[i as usize];
         self.index.remove(self.hasher.hash_one(e.key), i);
