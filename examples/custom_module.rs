@@ -34,7 +34,7 @@ impl ModuleConfig for SynCounterConfig {
     }
 
     fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(StdoutSink))
+        Ok(Box::<StdoutSink>::default())
     }
 }
 

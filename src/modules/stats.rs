@@ -84,7 +84,7 @@ impl ModuleConfig for StatsConfig {
 
     fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
         Ok(match self.output {
-            Some(_) => Box::new(StdoutSink),
+            Some(_) => Box::<StdoutSink>::default(),
             None => Box::new(NullSink),
         })
     }

@@ -153,7 +153,7 @@ impl ModuleConfig for FlowLogConfig {
 
     fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
         let Some(out) = &self.output else {
-            return Ok(Box::new(StdoutSink));
+            return Ok(Box::<StdoutSink>::default());
         };
         let ext = self.extension();
         let cap = out
