@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod decap;
 mod packet;
+pub mod reuseport;
 pub(crate) mod shard;
 pub mod steer;
 
