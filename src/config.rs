@@ -562,6 +562,19 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_values() {
+        assert_eq!(Config::embedded_default().pipeline.dispatch, Dispatch::Auto);
+        for (text, want) in [("inline", Dispatch::Inline), ("handoff", Dispatch::Handoff)] {
+            let c = Config::parse(&format!("[pipeline]\ndispatch = \"{text}\"\n"), "e.toml");
+            assert_eq!(c.unwrap().pipeline.dispatch, want);
+        }
+        let err = Config::parse("[pipeline]\ndispatch = \"threads\"\n", "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("e.toml:2:12: pipeline.dispatch: "), "{err}");
+    }
+
+    #[test]
     fn module_without_kind() {
         let err = Config::parse("[[module]]\ninterval_secs = 3\n", "d.toml")
             .unwrap_err()
