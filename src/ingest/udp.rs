@@ -137,11 +137,15 @@ impl UdpIngest {
                 }
             };
         let mut workers = Vec::new();
+        // A worker that cannot be started stops those already running (they drain and end).
         let spawn = |name: String, mut worker: Worker| {
             std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker.run())
-                .map_err(IngestError::Spawn)
+                .map_err(|e| {
+                    stop.store(true, Ordering::Relaxed);
+                    IngestError::Spawn(e)
+                })
         };
         if inline {
             tracing::info!(
@@ -157,9 +161,11 @@ impl UdpIngest {
             }
             for (i, sockets) in per_worker.into_iter().enumerate() {
                 // Every shard was parked and there are as many as workers (checked above).
-                let ingress = pipeline.inline_ingress(i).ok_or_else(|| {
-                    IngestError::Spawn(io::Error::other(format!("shard {i} is not parked")))
-                })?;
+                let Some(ingress) = pipeline.inline_ingress(i) else {
+                    stop.store(true, Ordering::Relaxed);
+                    let e = io::Error::other(format!("shard {i} is not parked"));
+                    return Err(IngestError::Spawn(e));
+                };
                 let worker = Worker::new(sockets, ingress, stop.clone(), config.batch_size);
                 workers.push(spawn(format!("vxtap-rx-{i}"), worker)?);
             }
