@@ -148,6 +148,26 @@ pub struct PipelineConfig {
     pub queue_batches: usize,
     /// How often modules get a tick, in milliseconds of packet time (or wall time when idle).
     pub tick_ms: u64,
+    /// How received packets reach module instances: on the receiving thread itself, steered by the
+    /// kernel (`inline`), or handed to shard threads (`handoff`). See [`Dispatch`].
+    pub dispatch: Dispatch,
+}
+
+/// See [`PipelineConfig::dispatch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dispatch {
+    /// `inline` when `shards` is left at 0 and it can be had (see `Inline`), `handoff` otherwise.
+    #[default]
+    Auto,
+    /// Run-to-completion: each receive worker owns one shard and runs the modules on its own
+    /// batches, while a classic BPF program attached to every SO_REUSEPORT group makes the kernel
+    /// deliver both directions of a flow to the same socket. Needs Linux >= 4.5, VXLAN listeners only
+    /// (no GENEVE, no interface capture) and as many workers per address as shards; when any of that
+    /// is missing vxtap says why and hands off instead.
+    Inline,
+    /// Receive workers steer every packet themselves and hand it to shard threads in batches.
+    Handoff,
 }
 
 impl Default for PipelineConfig {
@@ -156,6 +176,7 @@ impl Default for PipelineConfig {
             shards: 0,
             queue_batches: 64,
             tick_ms: 1000,
+            dispatch: Dispatch::Auto,
         }
     }
 }
@@ -538,6 +559,19 @@ mod tests {
             err.contains("c.toml:3:1: sessions.static.vni: 16777216 does not fit"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dispatch_values() {
+        assert_eq!(Config::embedded_default().pipeline.dispatch, Dispatch::Auto);
+        for (text, want) in [("inline", Dispatch::Inline), ("handoff", Dispatch::Handoff)] {
+            let c = Config::parse(&format!("[pipeline]\ndispatch = \"{text}\"\n"), "e.toml");
+            assert_eq!(c.unwrap().pipeline.dispatch, want);
+        }
+        let err = Config::parse("[pipeline]\ndispatch = \"threads\"\n", "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("e.toml:2:12: pipeline.dispatch: "), "{err}");
     }
 
     #[test]

@@ -52,6 +52,12 @@ kind = "stats"
 interval_secs = 1
 "#;
 
+/// BASE with run-to-completion dispatch: each receive worker runs its own shard's modules, steered by
+/// the kernel.
+fn inline_base() -> String {
+    BASE.replace("shards = 2\n", "shards = 2\ndispatch = \"inline\"\n")
+}
+
 /// A running vxtap with its log lines (JSON) and the addresses it bound.
 struct Daemon {
     child: Child,
@@ -67,9 +73,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(tag: &str, health: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_from(BASE, tag, health, extra, env)
+    }
+
+    fn start_from(
+        base: &str,
+        tag: &str,
+        health: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = TempDir::new(tag);
         let config = dir.0.join("vxtap.toml");
-        std::fs::write(&config, format!("{BASE}\n[health]\n{health}\n{extra}")).unwrap();
+        std::fs::write(&config, format!("{base}\n[health]\n{health}\n{extra}")).unwrap();
         let stdout = dir.0.join("stdout");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vxtap"));
         cmd.args([
@@ -279,12 +295,31 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 #[test]
 fn sigterm_turns_unhealthy_keeps_counting_during_the_drain_and_exits_zero() {
-    let mut d = Daemon::start(
+    sigterm_drain(BASE, false);
+}
+
+#[test]
+fn inline_dispatch_drains_and_flushes_on_sigterm() {
+    sigterm_drain(&inline_base(), true);
+}
+
+/// Whether the daemon logged that it runs modules on the receive workers.
+fn runs_inline(d: &Daemon) -> bool {
+    d.logs.lock().unwrap().iter().any(|v| {
+        v["message"]
+            == "Running modules on the receive workers (run-to-completion), steered by the kernel."
+    })
+}
+
+fn sigterm_drain(base: &str, inline: bool) {
+    let mut d = Daemon::start_from(
+        base,
         "drain",
         "listen = \"127.0.0.1:0\"\ndrain_seconds = 5\nwhen_unhealthy = \"respond\"",
         "",
         &[],
     );
+    assert_eq!(runs_inline(&d), inline);
     eventually("healthy", SECS(10), || {
         (get(d.health, "/healthz").ok()? == (200, "ok\n".to_string())).then_some(())
     });
@@ -476,12 +511,23 @@ fn notify_socket_accepts_an_abstract_name() {
 
 #[test]
 fn sighup_applies_a_good_file_and_keeps_running_on_a_bad_one() {
-    let d = Daemon::start(
+    sighup_reload(BASE, false);
+}
+
+#[test]
+fn inline_dispatch_applies_a_reload_on_every_worker() {
+    sighup_reload(&inline_base(), true);
+}
+
+fn sighup_reload(base: &str, inline: bool) {
+    let d = Daemon::start_from(
+        base,
         "reload",
         "listen = \"127.0.0.1:0\"",
         "[sessions]\nlearn = false\n[[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 7\nname = \"alpha\"\n",
         &[],
     );
+    assert_eq!(runs_inline(&d), inline);
     send(d.udp, 9, 10);
     eventually("session_unknown drops", SECS(10), || {
         (d.metric("vxtap_datagrams_dropped_total{reason=\"session_unknown\"}") == 10).then_some(())

@@ -355,3 +355,157 @@ fn packets_n(tap_name: &str, shards: usize) -> Vec<Seen> {
     assert_eq!(t.flushes, shards);
     t.packets.clone()
 }
+
+/// Run-to-completion: the kernel steers by the program attached to each SO_REUSEPORT group, and each
+/// worker runs its own shard.
+fn inline_config(tap: &str, workers: usize) -> String {
+    format!(
+        "[ingest]\nvxlan = [\"127.0.0.1:0\", \"[::1]:0\"]\nworkers = {workers}\nreceive_buffer_bytes = 0\n\
+         [pipeline]\nshards = {workers}\ndispatch = \"inline\"\n[[module]]\nkind = \"recorder\"\ntap = \"{tap}\"\n"
+    )
+}
+
+fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv6(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+#[test]
+fn inline_both_directions_from_many_outer_ports_meet_in_one_worker_over_ipv4_and_ipv6() {
+    let name = unique("inline");
+    let live = Live::start(&inline_config(&name, 4));
+    assert!(
+        live.ingest.is_inline(),
+        "the kernel took the steering program"
+    );
+    // Eight senders per outer family: the two directions of a connection always leave from
+    // different outer source ports, so the kernel's own reuseport hash would split them.
+    let v4 = live.addr(Encap::Vxlan, false);
+    let v6 = live.addr(Encap::Vxlan, true);
+    let senders4: Vec<_> = (0..8).map(|_| sender(v4)).collect();
+    let senders6: Vec<_> = (0..8).map(|_| sender(v6)).collect();
+    const CONNECTIONS: u16 = 240;
+    for i in 0..CONNECTIONS {
+        let host = [10, 0, (i >> 8) as u8, i as u8];
+        let (fwd, rev) = match i % 3 {
+            0 => (
+                tcp4(host, 20000 + i, [10, 9, 0, 2], 443, b"request"),
+                tcp4([10, 9, 0, 2], 443, host, 20000 + i, b"response"),
+            ),
+            1 => (
+                udp4(host, 5353, [10, 9, 0, 53], 53, b"query"),
+                udp4([10, 9, 0, 53], 53, host, 5353, b"answer"),
+            ),
+            _ => {
+                let mut a = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                a[14..].copy_from_slice(&i.to_be_bytes());
+                let b = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                (
+                    udp6(a, 40000 + i, b, 53, b"query"),
+                    udp6(b, 53, a, 40000 + i, b"answer"),
+                )
+            }
+        };
+        let (senders, to) = if i % 2 == 0 {
+            (&senders4, v4)
+        } else {
+            (&senders6, v6)
+        };
+        let k = usize::from(i) % 8;
+        senders[k].send_to(&vxlan(1, &fwd), to).unwrap();
+        senders[(k + 1 + usize::from(i / 8) % 7) % 8]
+            .send_to(&vxlan(1, &rev), to)
+            .unwrap();
+        if i % 25 == 24 {
+            live.wait_received(u64::from(i + 1) * 2);
+        }
+    }
+    let report = live.finish_after(u64::from(CONNECTIONS) * 2);
+    let c = &report.counts;
+    assert_eq!(c.received, u64::from(CONNECTIONS) * 2, "{}", counts_line(c));
+    assert_eq!(c.dispatched, c.received, "{}", counts_line(c));
+    assert_eq!(c.dropped_total(), 0, "{}", counts_line(c));
+    assert_eq!(report.shard_packets.iter().sum::<u64>(), c.dispatched);
+    let mut shard_of: HashMap<FlowKey, HashSet<usize>> = HashMap::new();
+    for s in packets_n(&name, 4) {
+        shard_of
+            .entry(s.flow.unwrap().canonical().0)
+            .or_default()
+            .insert(s.shard);
+    }
+    assert_eq!(shard_of.len(), usize::from(CONNECTIONS));
+    assert!(
+        shard_of.values().all(|shards| shards.len() == 1),
+        "a connection was split across workers"
+    );
+    let used: HashSet<usize> = shard_of.values().flatten().copied().collect();
+    assert_eq!(used.len(), 4, "connections spread over every worker");
+    let threads = tap(&name).lock().unwrap().threads.clone();
+    assert!(
+        threads.iter().all(|t| t.starts_with("vxtap-rx-")),
+        "modules ran on the receive workers, not on shard threads: {threads:?}"
+    );
+}
+
+#[test]
+fn auto_dispatch_runs_inline_by_default_and_hands_off_with_geneve() {
+    let name = unique("auto");
+    let plain = format!(
+        "[ingest]\nvxlan = [\"127.0.0.1:0\"]\nreceive_buffer_bytes = 0\n[[module]]\nkind = \"recorder\"\ntap = \"{name}\"\n"
+    );
+    let live = Live::start(&plain);
+    assert!(
+        live.ingest.is_inline(),
+        "shards and workers at their defaults"
+    );
+    let to = live.addr(Encap::Vxlan, false);
+    let s = sender(to);
+    for i in 0..20u16 {
+        s.send_to(
+            &vxlan(3, &udp4([10, 0, 0, 1], i, [10, 0, 0, 2], 53, b"q")),
+            to,
+        )
+        .unwrap();
+    }
+    let report = live.finish_after(20);
+    assert_eq!(
+        report.counts.dispatched,
+        20,
+        "{}",
+        counts_line(&report.counts)
+    );
+
+    let name = unique("auto-geneve");
+    let geneve = format!(
+        "[ingest]\nvxlan = [\"127.0.0.1:0\"]\ngeneve = [\"127.0.0.1:0\"]\nreceive_buffer_bytes = 0\n\
+         [[module]]\nkind = \"recorder\"\ntap = \"{name}\"\n"
+    );
+    let live = Live::start(&geneve);
+    assert!(!live.ingest.is_inline(), "GENEVE listeners hand off");
+    let to = live.addr(Encap::Vxlan, false);
+    let s = sender(to);
+    for i in 0..20u16 {
+        s.send_to(
+            &vxlan(3, &udp4([10, 0, 0, 1], i, [10, 0, 0, 2], 53, b"q")),
+            to,
+        )
+        .unwrap();
+    }
+    let report = live.finish_after(20);
+    assert_eq!(
+        report.counts.dispatched,
+        20,
+        "{}",
+        counts_line(&report.counts)
+    );
+    let threads = tap(&name).lock().unwrap().threads.clone();
+    assert!(
+        threads.iter().all(|t| t.starts_with("vxtap-shard-")),
+        "{threads:?}"
+    );
+}

@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
 use crate::config::IngestConfig;
-use crate::pipeline::{DropReason, Encap, Ingress, Pipeline, Timestamp};
+use crate::pipeline::{reuseport, Dispatch, DropReason, Encap, Ingress, Pipeline, Timestamp};
 
 /// Receive buffer per datagram.
 pub const DATAGRAM_BUFFER: usize = 9216;
@@ -61,10 +61,17 @@ pub struct UdpIngest {
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     local: Vec<(Encap, SocketAddr)>,
+    inline: bool,
 }
 
 impl UdpIngest {
-    /// Binds every configured listener (`workers` sockets each) and starts one thread per socket.
+    /// Binds every configured listener (`workers` sockets each) and starts the receive threads.
+    ///
+    /// With hand-off dispatch there is one thread per socket, handing packets to the shard threads.
+    /// When the pipeline's shards are parked for run-to-completion ([`Pipeline::inline_available`]),
+    /// every VXLAN group gets the kernel steering program of [`reuseport`]; if that works for all of
+    /// them, worker `i` owns socket `i` of every group and runs shard `i`'s modules itself. Otherwise
+    /// it says why and hands off.
     ///
     /// An IPv6 wildcard listener on a host without IPv6 is skipped with a warning, so the default
     /// config runs anywhere; every other failure is an error.
@@ -74,8 +81,7 @@ impl UdpIngest {
             n => n,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        let mut local = Vec::new();
+        let mut groups = Vec::new();
         let mut warned_rmem = false;
         let listeners = config
             .vxlan
@@ -101,10 +107,7 @@ impl UdpIngest {
                     tracing::warn!(message = "IPv6 is not available; skipping listener.", addr = %addr, error = %source);
                     continue;
                 }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             let bound = sockets[0]
                 .local_addr()
@@ -112,30 +115,87 @@ impl UdpIngest {
                 .and_then(|a| a.as_socket())
                 .unwrap_or(addr);
             tracing::info!(message = "Listening.", encapsulation = ?encap, addr = %bound, sockets = sockets.len());
-            local.push((encap, bound));
-            for (i, socket) in sockets.into_iter().enumerate() {
-                let mut worker = Worker {
-                    socket,
-                    encap,
-                    ingress: pipeline.ingress(),
-                    stop: stop.clone(),
-                    batch: RecvBatch::new(config.batch_size),
-                };
-                let handle = std::thread::Builder::new()
-                    .name(format!("vxtap-rx-{}-{i}", bound.port()))
-                    .spawn(move || worker.run())
-                    .map_err(IngestError::Spawn)?;
-                workers.push(handle);
-            }
+            groups.push((encap, bound, sockets));
         }
-        if local.is_empty() {
+        if groups.is_empty() {
             return Err(IngestError::NothingBound);
+        }
+        let local = groups.iter().map(|(e, a, _)| (*e, *a)).collect();
+        let inline = pipeline.inline_available()
+            && {
+                match inline_steering(&groups, per_addr, pipeline.shard_count()) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        let explicit = pipeline.config().pipeline.dispatch == Dispatch::Inline;
+                        if explicit {
+                            tracing::warn!(message = "Cannot run modules on the receive workers; handing off to shard threads.", reason = %reason);
+                        } else {
+                            tracing::info!(message = "Handing packets off to shard threads.", reason = %reason);
+                        }
+                        false
+                    }
+                }
+            };
+        let mut workers = Vec::new();
+        // A worker that cannot be started stops those already running (they drain and end).
+        let spawn = |name: String, mut worker: Worker| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run())
+                .map_err(|e| {
+                    stop.store(true, Ordering::Relaxed);
+                    IngestError::Spawn(e)
+                })
+        };
+        if inline {
+            tracing::info!(
+                message = "Running modules on the receive workers (run-to-completion), steered by the kernel.",
+                workers = per_addr,
+            );
+            let mut per_worker: Vec<Vec<(Socket, Encap)>> =
+                (0..per_addr).map(|_| Vec::new()).collect();
+            for (encap, _, sockets) in groups {
+                for (i, socket) in sockets.into_iter().enumerate() {
+                    per_worker[i].push((socket, encap));
+                }
+            }
+            for (i, sockets) in per_worker.into_iter().enumerate() {
+                // Every shard was parked and there are as many as workers (checked above).
+                let Some(ingress) = pipeline.inline_ingress(i) else {
+                    stop.store(true, Ordering::Relaxed);
+                    let e = io::Error::other(format!("shard {i} is not parked"));
+                    return Err(IngestError::Spawn(e));
+                };
+                let worker = Worker::new(sockets, ingress, stop.clone(), config.batch_size);
+                workers.push(spawn(format!("vxtap-rx-{i}"), worker)?);
+            }
+        } else {
+            pipeline
+                .start_handoff()
+                .map_err(|e| IngestError::Spawn(io::Error::other(e)))?;
+            for (encap, bound, sockets) in groups {
+                for (i, socket) in sockets.into_iter().enumerate() {
+                    let worker = Worker::new(
+                        vec![(socket, encap)],
+                        pipeline.ingress(),
+                        stop.clone(),
+                        config.batch_size,
+                    );
+                    workers.push(spawn(format!("vxtap-rx-{}-{i}", bound.port()), worker)?);
+                }
+            }
         }
         Ok(UdpIngest {
             workers,
             stop,
             local,
+            inline,
         })
+    }
+
+    /// Whether the workers run the modules themselves (run-to-completion dispatch).
+    pub fn is_inline(&self) -> bool {
+        self.inline
     }
 
     /// The bound addresses (useful when a config asked for port 0).
@@ -151,6 +211,64 @@ impl UdpIngest {
                 tracing::error!(message = "A receive worker panicked.");
             }
         }
+    }
+}
+
+/// Attaches the steering program to every group, or says why run-to-completion cannot be had.
+fn inline_steering(
+    groups: &[(Encap, SocketAddr, Vec<Socket>)],
+    per_addr: usize,
+    shards: usize,
+) -> Result<(), String> {
+    if groups.iter().any(|(e, _, _)| *e == Encap::Geneve) {
+        // GENEVE from a GWLB wraps IPv4/UDP/VXLAN before the inner frame; the program reads VXLAN only.
+        return Err("GENEVE listeners are steered in user space".into());
+    }
+    if per_addr != shards {
+        return Err(format!(
+            "{per_addr} workers per address but {shards} shards; run-to-completion needs one shard per worker"
+        ));
+    }
+    for (_, addr, sockets) in groups {
+        attach_steering(&sockets[0], sockets.len())
+            .map_err(|e| format!("the kernel refused the steering program on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Attaches [`reuseport::vxlan_program`] to the SO_REUSEPORT group `socket` belongs to (one socket
+/// attaches it for the whole group). Linux >= 4.5.
+fn attach_steering(socket: &Socket, sockets: usize) -> io::Result<()> {
+    let sockets =
+        u32::try_from(sockets).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut filters: Vec<libc::sock_filter> = reuseport::vxlan_program(sockets)
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: filters.len() as libc::c_ushort,
+        filter: filters.as_mut_ptr(),
+    };
+    // SAFETY: a valid socket fd, and a sock_fprog pointing at `filters`, which outlives the call (the
+    // kernel copies the program).
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -253,14 +371,42 @@ fn set_timestamping(s: &Socket) -> io::Result<()> {
 }
 
 struct Worker {
-    socket: Socket,
-    encap: Encap,
+    /// One socket in hand-off mode; in run-to-completion, socket `i` of every listen address.
+    sockets: Vec<(Socket, Encap)>,
+    /// Which socket a multi-socket worker tries first next time, so none is favoured.
+    next: usize,
+    /// The sockets for poll, when there are several.
+    pollfds: Vec<libc::pollfd>,
     ingress: Ingress,
     stop: Arc<AtomicBool>,
     batch: RecvBatch,
 }
 
 impl Worker {
+    fn new(
+        sockets: Vec<(Socket, Encap)>,
+        ingress: Ingress,
+        stop: Arc<AtomicBool>,
+        batch_size: usize,
+    ) -> Worker {
+        let pollfds = sockets
+            .iter()
+            .map(|(s, _)| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        Worker {
+            sockets,
+            pollfds,
+            next: 0,
+            ingress,
+            stop,
+            batch: RecvBatch::new(batch_size),
+        }
+    }
+
     fn run(&mut self) {
         let mut draining = false;
         // A full receive batch means the socket probably holds more: the partly filled shard batches
@@ -270,19 +416,14 @@ impl Worker {
         let mut unflushed = false;
         let mut full_in_a_row = 0u32;
         loop {
-            let flags = if draining || unflushed {
-                libc::MSG_DONTWAIT
-            } else {
-                libc::MSG_WAITFORONE
-            };
-            match self.batch.recv(&self.socket, flags) {
-                Ok(n) => {
+            match self.receive(draining || unflushed) {
+                Ok((n, encap)) => {
                     for i in 0..n {
                         let d = self.batch.datagram(i);
                         if d.truncated {
                             self.ingress.refuse(d.payload.len(), DropReason::Oversize);
                         } else {
-                            self.ingress.datagram(d.ts, d.source, self.encap, d.payload);
+                            self.ingress.datagram(d.ts, d.source, encap, d.payload);
                         }
                     }
                     full_in_a_row = if n == self.batch.len() {
@@ -310,6 +451,8 @@ impl Worker {
                     if draining {
                         break;
                     }
+                    // Nothing at hand: a shard run here ticks on the wall clock and takes reloads.
+                    self.ingress.idle(Timestamp::now());
                 }
                 Err(e) => {
                     tracing::error!(message = "recvmmsg failed.", error = %e);
@@ -319,13 +462,59 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            self.ingress.counters().beat(Timestamp::now().nanos());
+            self.ingress.beat(Timestamp::now());
             // After the stop request, keep reading without blocking until the socket is empty, so that
             // nothing the kernel accepted before the stop is lost.
             if !draining && self.stop.load(Ordering::Relaxed) {
                 draining = true;
             }
         }
+    }
+
+    /// One receive batch from one of the worker's sockets: how many datagrams, and their encapsulation.
+    /// Waits up to the receive timeout unless `nowait`.
+    fn receive(&mut self, nowait: bool) -> io::Result<(usize, Encap)> {
+        if let [(socket, encap)] = self.sockets.as_slice() {
+            let flags = if nowait {
+                libc::MSG_DONTWAIT
+            } else {
+                libc::MSG_WAITFORONE
+            };
+            return self.batch.recv(socket, flags).map(|n| (n, *encap));
+        }
+        // Several sockets: take turns without waiting, and wait on all of them only when all are empty.
+        for _ in 0..2 {
+            let count = self.sockets.len();
+            for k in 0..count {
+                let i = (self.next + k) % count;
+                let (socket, encap) = &self.sockets[i];
+                match self.batch.recv(socket, libc::MSG_DONTWAIT) {
+                    Ok(n) => {
+                        self.next = (i + 1) % count;
+                        return Ok((n, *encap));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if nowait {
+                break;
+            }
+            // SAFETY: `pollfds` is a live array of that many pollfd structs, for open sockets.
+            let rc = unsafe {
+                libc::poll(
+                    self.pollfds.as_mut_ptr(),
+                    self.pollfds.len() as libc::nfds_t,
+                    RECV_TIMEOUT.as_millis() as libc::c_int,
+                )
+            };
+            match rc {
+                0 => return Err(io::ErrorKind::TimedOut.into()),
+                n if n < 0 => return Err(io::Error::last_os_error()),
+                _ => {}
+            }
+        }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 

@@ -8,12 +8,13 @@
 pub mod accounting;
 pub mod decap;
 mod packet;
+pub mod reuseport;
 pub(crate) mod shard;
 pub mod steer;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -24,6 +25,7 @@ pub use self::decap::Encap;
 pub use self::packet::{FlowKey, Packet, Timestamp};
 use self::shard::{Batch, Entry, ModuleSlot, Reconfigure, Shard};
 pub use self::shard::{SessionTally, ShardCounters};
+pub use crate::config::Dispatch;
 use crate::config::{Config, ConfigError};
 use crate::modules::{BuildError, ModuleContext, ModuleCounters, ModuleSpec, Registry};
 use crate::session::{Session, SessionKey, SessionResolver, SessionTable};
@@ -48,6 +50,15 @@ pub enum PipelineError {
     /// A thread could not be started.
     #[error("cannot start shard thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// Shard threads were asked for after shards had gone to receive workers.
+    #[error("shards already run on the receive workers")]
+    Inline,
+}
+
+/// Locks a mutex that is only used while starting and stopping; a panic elsewhere does not poison
+/// what it guards (shards that are either parked or not).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The module list itself changed (kinds added, removed or reordered): that needs a restart.
@@ -79,17 +90,24 @@ impl PipelineBuilder {
         self
     }
 
-    /// Checks the modules, builds one instance of each per shard and starts the shard threads.
+    /// Checks the modules, builds one instance of each per shard and starts the shard threads; or, when
+    /// the configuration may run modules on the receive workers (see [`Dispatch`]), builds the shards
+    /// but parks them, for [`Pipeline::inline_ingress`] to hand to workers or for
+    /// [`Pipeline::start_handoff`] to start as threads after all.
     pub fn build(self) -> Result<Pipeline, PipelineError> {
         let specs = self.registry.resolve(&self.config)?;
         let shards = match self.config.pipeline.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let park = self.live && inline_candidate(&self.config);
+        if self.live && !park && self.config.pipeline.dispatch == Dispatch::Inline {
+            tracing::warn!(message = "dispatch = \"inline\" needs UDP VXLAN listeners only (no interface capture); handing off to shard threads.");
+        }
         let sessions = SessionTable::new(&self.config.sessions);
         let mut senders = Vec::with_capacity(shards);
         let mut controls = Vec::with_capacity(shards);
-        let mut handles = Vec::with_capacity(shards);
+        let mut built = Vec::with_capacity(shards);
         let mut counters = Vec::with_capacity(shards);
         let mut gone = Vec::with_capacity(shards);
         for index in 0..shards {
@@ -122,7 +140,7 @@ impl PipelineBuilder {
             // never the one that drops; it only keeps a stalled shard from growing without limit.
             let (tx, rx) = crossbeam_channel::bounded(self.config.pipeline.queue_batches * 64);
             let (control_tx, control) = crossbeam_channel::unbounded();
-            let shard = Shard {
+            built.push(Some(Shard {
                 index,
                 rx,
                 control,
@@ -135,23 +153,13 @@ impl PipelineBuilder {
                 last_ts: Timestamp::default(),
                 scratch: String::new(),
                 tallies: Default::default(),
-            };
-            let stopped = Arc::new(AtomicBool::new(false));
-            let flag = ShardGone(stopped.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("vxtap-shard-{index}"))
-                .spawn(move || {
-                    let _flag = flag;
-                    shard.run()
-                })
-                .map_err(PipelineError::Spawn)?;
-            gone.push(stopped);
+            }));
+            gone.push(Arc::new(AtomicBool::new(false)));
             senders.push(tx);
             controls.push(control_tx);
-            handles.push(handle);
             counters.push(shard_counters);
         }
-        Ok(Pipeline {
+        let pipeline = Pipeline {
             snaplen: Arc::new(AtomicU32::new(self.config.truncation.snaplen)),
             queue_batches: self.config.pipeline.queue_batches,
             config: self.config,
@@ -160,13 +168,31 @@ impl PipelineBuilder {
             accounting: Arc::new(Accounting::default()),
             senders,
             controls,
-            handles,
+            handles: Mutex::new(Vec::with_capacity(shards)),
+            parked: Mutex::new(built),
+            inline_taken: AtomicBool::new(false),
             shard_counters: counters,
             next_plain_id: AtomicU32::new(u32::MAX),
             lossless: !self.live,
             shard_gone: gone,
-        })
+        };
+        if !park {
+            pipeline.start_handoff()?;
+        }
+        Ok(pipeline)
     }
+}
+
+/// Whether the configuration may run modules on the receive workers: live, UDP listeners only (an
+/// interface capture hands off), and `dispatch` asks for it (`auto` only with `shards` at its default).
+/// Whether every listener then gets its BPF program is for ingest to find out.
+fn inline_candidate(config: &Config) -> bool {
+    let wanted = match config.pipeline.dispatch {
+        Dispatch::Inline => true,
+        Dispatch::Auto => config.pipeline.shards == 0,
+        Dispatch::Handoff => false,
+    };
+    wanted && config.ingest.interfaces.is_empty() && !config.ingest.vxlan.is_empty()
 }
 
 /// The running shards and what ingest needs to reach them.
@@ -179,7 +205,12 @@ pub struct Pipeline {
     senders: Vec<Sender<Box<Batch>>>,
     /// New module settings for each shard (config reload), applied between batches.
     controls: Vec<Sender<Reconfigure>>,
-    handles: Vec<JoinHandle<()>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Shards built but not yet running: taken by [`Pipeline::inline_ingress`] or started as threads by
+    /// [`Pipeline::start_handoff`]. Only touched while starting and stopping.
+    parked: Mutex<Vec<Option<Shard>>>,
+    /// Set once a shard runs on a receive worker: hand-off ingresses can no longer be had.
+    inline_taken: AtomicBool,
     shard_counters: Vec<Arc<ShardCounters>>,
     snaplen: Arc<AtomicU32>,
     queue_batches: usize,
@@ -220,8 +251,13 @@ impl Pipeline {
         }
     }
 
-    /// A new ingest handle, for one thread.
+    /// A new ingest handle for one thread, handing packets to shard threads (started now if they were
+    /// parked). Not available once shards run on receive workers ([`Pipeline::inline_ingress`]): such a
+    /// pipeline has no shard threads; the handle returned then drops every packet as `shard_stopped`.
     pub fn ingress(&self) -> Ingress {
+        if let Err(error) = self.start_handoff() {
+            tracing::error!(message = "Cannot start a shard thread.", %error);
+        }
         Ingress {
             resolver: SessionResolver::new(self.sessions.clone()),
             router: Router {
@@ -230,7 +266,14 @@ impl Pipeline {
                     .iter()
                     .zip(&self.shard_gone)
                     .map(|(tx, gone)| {
-                        let mut lane = Lane::new(tx.clone(), self.queue_batches + 1);
+                        let tx = if self.inline_taken.load(Ordering::Relaxed) {
+                            // No shard thread will ever read: a channel without a receiver, so
+                            // every batch counts as `shard_stopped` instead of waiting forever.
+                            crossbeam_channel::bounded(1).0
+                        } else {
+                            tx.clone()
+                        };
+                        let mut lane = Lane::new(tx, self.queue_batches + 1);
                         if self.lossless {
                             lane.wait_on = Some(gone.clone());
                         }
@@ -241,6 +284,61 @@ impl Pipeline {
                 snaplen: self.snaplen.clone(),
             },
         }
+    }
+
+    /// Starts every parked shard on its own thread (hand-off dispatch). Does nothing when they already
+    /// run; an error when shards already run on receive workers.
+    pub fn start_handoff(&self) -> Result<(), PipelineError> {
+        let mut parked = lock(&self.parked);
+        if self.inline_taken.load(Ordering::Relaxed) {
+            return Err(PipelineError::Inline);
+        }
+        let mut handles = lock(&self.handles);
+        for (slot, gone) in parked.iter_mut().zip(&self.shard_gone) {
+            let Some(shard) = slot.take() else { continue };
+            let flag = ShardGone(gone.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("vxtap-shard-{}", shard.index))
+                .spawn(move || {
+                    let _flag = flag;
+                    shard.run()
+                })
+                .map_err(PipelineError::Spawn)?;
+            handles.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Whether the shards are still parked, so that receive workers may take them
+    /// ([`Pipeline::inline_ingress`]).
+    pub fn inline_available(&self) -> bool {
+        lock(&self.parked).iter().all(Option::is_some)
+    }
+
+    /// How many shards (module instance sets) there are.
+    pub fn shard_count(&self) -> usize {
+        self.shard_counters.len()
+    }
+
+    /// An ingest handle that runs shard `shard`'s modules itself, on the calling thread, on every packet
+    /// it is given (run-to-completion dispatch): no queue, no shard thread. The caller must make sure
+    /// that both directions of a flow reach the same handle (the kernel does, with the program of
+    /// [`reuseport`]), and must call [`Ingress::beat`] and [`Ingress::idle`] as a shard thread would
+    /// wake up: that is what keeps heartbeats, wall-clock ticks and reloads going. `None` when the
+    /// shard is not parked (already taken, or running as a thread).
+    pub fn inline_ingress(&self, shard: usize) -> Option<Ingress> {
+        let taken = lock(&self.parked).get_mut(shard)?.take()?;
+        self.inline_taken.store(true, Ordering::Relaxed);
+        let mut lane = Lane::new(self.senders[shard].clone(), 1);
+        lane.inline = Some(Box::new(taken));
+        Some(Ingress {
+            resolver: SessionResolver::new(self.sessions.clone()),
+            router: Router {
+                lanes: vec![lane],
+                counters: self.accounting.register(),
+                snaplen: self.snaplen.clone(),
+            },
+        })
     }
 
     /// The configuration the pipeline was built from.
@@ -304,16 +402,26 @@ impl Pipeline {
         let Pipeline {
             senders,
             handles,
+            parked,
             accounting,
             shard_counters,
             sessions,
             ..
         } = self;
         drop(senders);
-        for h in handles {
+        for h in handles.into_inner().unwrap_or_else(|e| e.into_inner()) {
             if h.join().is_err() {
                 tracing::error!(message = "A shard thread panicked outside a module.");
             }
+        }
+        // Shards that never ran (no ingest was started) still flush, as a stopped shard thread would.
+        for mut shard in parked
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+        {
+            shard.flush();
         }
         PipelineReport {
             counts: accounting.snapshot(),
@@ -337,6 +445,9 @@ struct Lane {
     /// Offline: when the allowance is used up, wait for a batch to come back (until this shard's
     /// thread is gone) instead of dropping.
     wait_on: Option<Arc<AtomicBool>>,
+    /// Run-to-completion: the shard itself, which processes each batch in place instead of receiving
+    /// it over the channel.
+    inline: Option<Box<Shard>>,
 }
 
 impl Lane {
@@ -353,6 +464,7 @@ impl Lane {
             allocated: 0,
             max_batches,
             wait_on: None,
+            inline: None,
         }
     }
 
@@ -397,6 +509,15 @@ impl Lane {
         if n == 0 {
             self.current = Some(batch);
             return (0, None);
+        }
+        if let Some(shard) = self.inline.as_mut() {
+            // Settings from a reload apply between batches, as on a shard thread.
+            shard.apply_control();
+            shard.process(&batch);
+            let mut batch = batch;
+            batch.clear();
+            self.current = Some(batch);
+            return (n, None);
         }
         let sent = if self.wait_on.is_some() {
             // The channel holds every batch this lane may have in flight, so this wait is brief
@@ -501,6 +622,39 @@ impl Ingress {
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         &self.router.counters
     }
+
+    /// Records a sign of life at `now` (wall clock): the worker's heartbeat, and that of a shard this
+    /// handle runs itself. Call after every receive call, as the UDP workers do.
+    pub fn beat(&mut self, now: Timestamp) {
+        self.router.counters.beat(now.nanos());
+        for shard in self
+            .router
+            .lanes
+            .iter_mut()
+            .filter_map(|l| l.inline.as_mut())
+        {
+            shard.beat(now);
+        }
+    }
+
+    /// The source had nothing at hand until `now` (wall clock): a shard this handle runs itself
+    /// applies new module settings and ticks on the wall clock when a tick is due, as an idle shard
+    /// thread does. Call after [`Ingress::flush`]. Nothing to do for hand-off handles.
+    pub fn idle(&mut self, now: Timestamp) {
+        for shard in self
+            .router
+            .lanes
+            .iter_mut()
+            .filter_map(|l| l.inline.as_mut())
+        {
+            shard.idle(now);
+        }
+    }
+
+    /// Whether this handle runs its shard's modules itself (run-to-completion).
+    pub fn is_inline(&self) -> bool {
+        self.router.lanes.iter().any(|l| l.inline.is_some())
+    }
 }
 
 /// The part of an [`Ingress`] past session lookup: truncation, dissection, steering and batching.
@@ -523,7 +677,11 @@ impl Router {
             frame
         };
         let layers = inner::dissect(frame);
-        let shard = steer::shard_of(steer::symmetric_hash(session.id, &layers), self.lanes.len());
+        let shard = match self.lanes.len() {
+            // One shard (or run-to-completion, where the kernel has steered already): nothing to pick.
+            1 => 0,
+            n => steer::shard_of(steer::symmetric_hash(session.id, &layers), n),
+        };
         self.push(shard, ts, session, frame, orig_len, layers);
     }
 
@@ -576,5 +734,14 @@ impl Router {
 impl Drop for Ingress {
     fn drop(&mut self) {
         self.flush();
+        // A shard run here ends with this handle: its modules flush as a stopped shard thread's do.
+        for shard in self
+            .router
+            .lanes
+            .iter_mut()
+            .filter_map(|l| l.inline.as_mut())
+        {
+            shard.flush();
+        }
     }
 }

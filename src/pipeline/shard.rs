@@ -198,6 +198,12 @@ pub(crate) struct Shard {
     pub(crate) tallies: SessionTallies,
 }
 
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("index", &self.index).finish()
+    }
+}
+
 impl Shard {
     pub(crate) fn run(mut self) {
         let idle = Duration::from_nanos(self.tick_ns);
@@ -228,7 +234,7 @@ impl Shard {
         self.flush();
     }
 
-    fn process(&mut self, batch: &Batch) {
+    pub(crate) fn process(&mut self, batch: &Batch) {
         self.tallies.begin(batch.sessions.len());
         for entries in batch.entries.chunks(BATCH_PACKETS) {
             let packets: ArrayVec<Packet<'_>, BATCH_PACKETS> = entries
@@ -277,6 +283,23 @@ impl Shard {
         p.store(p.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
+    /// Run-to-completion: a sign of life from the worker that runs this shard.
+    pub(crate) fn beat(&self, now: Timestamp) {
+        self.counters
+            .heartbeat
+            .store(now.nanos(), Ordering::Relaxed);
+    }
+
+    /// Run-to-completion: what a shard thread does when no batch came for a while. Reloads apply, and
+    /// a live shard ticks on the wall clock once a tick is due (a thread would tick after `tick_ms`
+    /// without batches; a worker wakes at least every receive timeout, so it checks the due time).
+    pub(crate) fn idle(&mut self, now: Timestamp) {
+        self.apply_control();
+        if self.idle_ticks && self.next_tick.is_none_or(|t| now >= t) {
+            self.tick(now.max(self.last_ts));
+        }
+    }
+
     fn tick(&mut self, now: Timestamp) {
         self.next_tick = Some(Timestamp::from_nanos(
             (now.nanos() / self.tick_ns + 1) * self.tick_ns,
@@ -296,7 +319,8 @@ impl Shard {
         self.tallies.publish(&self.counters.sessions);
     }
 
-    fn flush(&mut self) {
+    /// Emits what the modules hold (end of input, or before a reload swaps them).
+    pub(crate) fn flush(&mut self) {
         self.tallies.publish(&self.counters.sessions);
         let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
@@ -315,7 +339,7 @@ impl Shard {
 }
 
 impl Shard {
-    fn apply_control(&mut self) {
+    pub(crate) fn apply_control(&mut self) {
         while let Ok(Reconfigure(specs)) = self.control.try_recv() {
             self.reconfigure(&specs);
         }

@@ -36,6 +36,8 @@ pub struct Seen {
 #[derive(Default)]
 pub struct Tap {
     pub packets: Vec<Seen>,
+    /// Names of the threads that ran the recorder's `on_packet`.
+    pub threads: std::collections::BTreeSet<String>,
     pub flushes: usize,
     pub ticks: usize,
 }
@@ -89,7 +91,12 @@ impl Module for Recorder {
             ether_type: pkt.layers.ether_type,
             payload: pkt.payload().to_vec(),
         };
-        self.tap.lock().unwrap().packets.push(seen);
+        let mut tap = self.tap.lock().unwrap();
+        tap.packets.push(seen);
+        let thread = std::thread::current();
+        if !tap.threads.contains(thread.name().unwrap_or("")) {
+            tap.threads.insert(thread.name().unwrap_or("").to_owned());
+        }
     }
 
     fn on_tick(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {
