@@ -148,6 +148,7 @@ impl ModuleConfig for FlowLogConfig {
             sessions: FxHashMap::default(),
             skipped: FxHashMap::default(),
             interval_end: None,
+            registered: None,
         }))
     }
 
@@ -211,9 +212,11 @@ struct FlowLog {
     table: FlowTable,
     /// Metadata of the sessions with entries (or skipped packets) in the current interval: copied once
     /// per session per interval, not per packet.
-    sessions: FxHashMap<u32, (SessionMeta, Vec<std::net::IpAddr>)>,
+    sessions: FxHashMap<u32, SessionMeta>,
     skipped: FxHashMap<u32, Skipped>,
     interval_end: Option<Timestamp>,
+    /// The session last looked up in `sessions` (and so known to be there).
+    registered: Option<u32>,
 }
 
 /// TCP flags as VPC Flow Logs report them: FIN (1), SYN (2) and RST (4) as they are, and ACK (16) only
@@ -229,19 +232,16 @@ fn aws_tcp_flags(flags: u8) -> u8 {
         }
 }
 
-fn session_meta(s: &Session) -> (SessionMeta, Vec<std::net::IpAddr>) {
-    (
-        SessionMeta {
-            account_id: s.aws.account_id.clone(),
-            interface_id: s.eni.clone(),
-            vpc_id: s.aws.vpc_id.clone(),
-            subnet_id: s.aws.subnet_id.clone(),
-            instance_id: s.aws.instance_id.clone(),
-            region: s.aws.region.clone(),
-            az_id: s.aws.az_id.clone(),
-        },
-        s.addresses.clone(),
-    )
+fn session_meta(s: &Session) -> SessionMeta {
+    SessionMeta {
+        account_id: s.aws.account_id.clone(),
+        interface_id: s.eni.clone(),
+        vpc_id: s.aws.vpc_id.clone(),
+        subnet_id: s.aws.subnet_id.clone(),
+        instance_id: s.aws.instance_id.clone(),
+        region: s.aws.region.clone(),
+        az_id: s.aws.az_id.clone(),
+    }
 }
 
 impl FlowLog {
@@ -262,7 +262,7 @@ impl FlowLog {
     }
 
     fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
-        let Some((meta, _)) = self.sessions.get(&e.key.session) else {
+        let Some(meta) = self.sessions.get(&e.key.session) else {
             out.error();
             return;
         };
@@ -308,7 +308,7 @@ impl FlowLog {
         let mut skipped: Vec<_> = self.skipped.drain().collect();
         skipped.sort_by_key(|(id, s)| (s.first, *id));
         for (id, s) in skipped {
-            if let Some((meta, _)) = self.sessions.get(&id) {
+            if let Some(meta) = self.sessions.get(&id) {
                 self.emit(
                     &Record {
                         meta,
@@ -321,6 +321,7 @@ impl FlowLog {
             }
         }
         self.sessions.clear();
+        self.registered = None;
     }
 }
 
@@ -337,6 +338,9 @@ impl Module for FlowLog {
     /// Each packet's lookup reads an index cell and then an entry, both most likely cache misses on
     /// a large table; loading all the batch's cells, then all their entries, lets the misses overlap.
     fn prepare(&mut self, packets: &[Packet<'_>]) {
+        if !self.table.worth_prefetching() {
+            return;
+        }
         let mut hashes = [0u64; 64];
         for (h, pkt) in hashes.iter_mut().zip(packets) {
             if let Some(key) = Self::dir_key(pkt) {
@@ -358,10 +362,14 @@ impl Module for FlowLog {
         };
         self.advance(pkt.ts, out);
         let session = pkt.session;
-        let (_, addresses) = self
-            .sessions
-            .entry(session.id)
-            .or_insert_with(|| session_meta(session));
+        // Consecutive packets are nearly always of one session: look the map up only on a change.
+        if self.registered != Some(session.id) {
+            self.sessions
+                .entry(session.id)
+                .or_insert_with(|| session_meta(session));
+            self.registered = Some(session.id);
+        }
+        let addresses = &session.addresses;
         let flags = match *pkt.transport() {
             Transport::Tcp { flags, .. } => aws_tcp_flags(flags),
             _ => 0,
