@@ -338,19 +338,24 @@ impl Module for FlowLog {
     /// Each packet's lookup reads an index cell and then an entry, both most likely cache misses on
     /// a large table; loading all the batch's cells, then all their entries, lets the misses overlap.
     fn prepare(&mut self, packets: &[Packet<'_>]) {
-        if !self.table.worth_prefetching() {
+        let (cells, entries) = self.table.worth_prefetching();
+        if !cells && !entries {
             return;
         }
         let mut hashes = [0u64; 64];
         for (h, pkt) in hashes.iter_mut().zip(packets) {
             if let Some(key) = Self::dir_key(pkt) {
                 *h = self.table.hash(&key);
-                self.table.prefetch_index(*h);
+                if cells {
+                    self.table.prefetch_index(*h);
+                }
             }
         }
-        for &h in hashes.iter().take(packets.len()) {
-            if h != 0 {
-                self.table.prefetch_entry(h);
+        if entries {
+            for &h in hashes.iter().take(packets.len()) {
+                if h != 0 {
+                    self.table.prefetch_entry(h);
+                }
             }
         }
     }
