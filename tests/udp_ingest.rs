@@ -454,6 +454,25 @@ fn inline_both_directions_from_many_outer_ports_meet_in_one_worker_over_ipv4_and
 
 #[test]
 fn auto_dispatch_runs_inline_by_default_and_hands_off_with_geneve() {
+    // Twenty datagrams of one session, every one dispatched.
+    let twenty = |live: Live| {
+        let to = live.addr(Encap::Vxlan, false);
+        let s = sender(to);
+        for i in 0..20u16 {
+            s.send_to(
+                &vxlan(3, &udp4([10, 0, 0, 1], i, [10, 0, 0, 2], 53, b"q")),
+                to,
+            )
+            .unwrap();
+        }
+        let report = live.finish_after(20);
+        assert_eq!(
+            report.counts.dispatched,
+            20,
+            "{}",
+            counts_line(&report.counts)
+        );
+    };
     let name = unique("auto");
     let plain = format!(
         "[ingest]\nvxlan = [\"127.0.0.1:0\"]\nreceive_buffer_bytes = 0\n[[module]]\nkind = \"recorder\"\ntap = \"{name}\"\n"
@@ -463,22 +482,7 @@ fn auto_dispatch_runs_inline_by_default_and_hands_off_with_geneve() {
         live.ingest.is_inline(),
         "shards and workers at their defaults"
     );
-    let to = live.addr(Encap::Vxlan, false);
-    let s = sender(to);
-    for i in 0..20u16 {
-        s.send_to(
-            &vxlan(3, &udp4([10, 0, 0, 1], i, [10, 0, 0, 2], 53, b"q")),
-            to,
-        )
-        .unwrap();
-    }
-    let report = live.finish_after(20);
-    assert_eq!(
-        report.counts.dispatched,
-        20,
-        "{}",
-        counts_line(&report.counts)
-    );
+    twenty(live);
 
     let name = unique("auto-geneve");
     let geneve = format!(
@@ -487,22 +491,7 @@ fn auto_dispatch_runs_inline_by_default_and_hands_off_with_geneve() {
     );
     let live = Live::start(&geneve);
     assert!(!live.ingest.is_inline(), "GENEVE listeners hand off");
-    let to = live.addr(Encap::Vxlan, false);
-    let s = sender(to);
-    for i in 0..20u16 {
-        s.send_to(
-            &vxlan(3, &udp4([10, 0, 0, 1], i, [10, 0, 0, 2], 53, b"q")),
-            to,
-        )
-        .unwrap();
-    }
-    let report = live.finish_after(20);
-    assert_eq!(
-        report.counts.dispatched,
-        20,
-        "{}",
-        counts_line(&report.counts)
-    );
+    twenty(live);
     let threads = tap(&name).lock().unwrap().threads.clone();
     assert!(
         threads.iter().all(|t| t.starts_with("vxtap-shard-")),
