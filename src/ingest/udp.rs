@@ -25,6 +25,9 @@ pub const DATAGRAM_BUFFER: usize = 9216;
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 /// Full receive batches in a row after which a worker flushes its shard batches anyway.
 const MAX_UNFLUSHED: u32 = 8;
+/// Full receive batches in a row a worker with several sockets takes from one before it looks at
+/// the others.
+const MAX_STAY: u32 = 8;
 /// Room for one SCM_TIMESTAMPNS control message (a cmsghdr and a timespec), with slack.
 const CMSG_SPACE: usize = 64;
 
@@ -375,6 +378,8 @@ struct Worker {
     sockets: Vec<(Socket, Encap)>,
     /// Which socket a multi-socket worker tries first next time, so none is favoured.
     next: usize,
+    /// Full batches in a row taken from the socket `next` points at.
+    stayed: u32,
     /// The sockets for poll, when there are several.
     pollfds: Vec<libc::pollfd>,
     ingress: Ingress,
@@ -401,6 +406,7 @@ impl Worker {
             sockets,
             pollfds,
             next: 0,
+            stayed: 0,
             ingress,
             stop,
             batch: RecvBatch::new(batch_size),
@@ -490,7 +496,20 @@ impl Worker {
                 let (socket, encap) = &self.sockets[i];
                 match self.batch.recv(socket, libc::MSG_DONTWAIT) {
                     Ok(n) => {
-                        self.next = (i + 1) % count;
+                        // A full batch: that socket likely holds more, so ask it first again rather
+                        // than spend an empty call on an idle one (the usual case with the default
+                        // IPv4 + IPv6 listeners), but move on after a few so none waits long.
+                        self.stayed = match (n == self.batch.len(), i == self.next) {
+                            (true, true) => self.stayed + 1,
+                            (true, false) => 1,
+                            (false, _) => MAX_STAY + 1,
+                        };
+                        if self.stayed <= MAX_STAY {
+                            self.next = i;
+                        } else {
+                            self.next = (i + 1) % count;
+                            self.stayed = 0;
+                        }
                         return Ok((n, *encap));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
