@@ -329,24 +329,26 @@ fn both_directions_of_a_connection_reach_one_module_instance() {
         "{}",
         counts_line(&report.counts)
     );
+    assert_connections_meet(&name, 4, CONNECTIONS, "shards");
+}
+
+/// Both directions of each of `connections` connections reached one and the same module instance,
+/// and the connections were spread over all `shards` instances (`place` names them in messages).
+fn assert_connections_meet(tap_name: &str, shards: usize, connections: u16, place: &str) {
     let mut shard_of: HashMap<FlowKey, HashSet<usize>> = HashMap::new();
-    for s in packets_n(&name, 4) {
+    for s in packets_n(tap_name, shards) {
         shard_of
             .entry(s.flow.unwrap().canonical().0)
             .or_default()
             .insert(s.shard);
     }
-    assert_eq!(shard_of.len(), usize::from(CONNECTIONS));
+    assert_eq!(shard_of.len(), usize::from(connections));
     assert!(
         shard_of.values().all(|shards| shards.len() == 1),
-        "a connection was split across shards"
+        "a connection was split across {place}"
     );
     let used: HashSet<usize> = shard_of.values().flatten().copied().collect();
-    assert_eq!(
-        used.len(),
-        4,
-        "one session's connections spread over every shard"
-    );
+    assert_eq!(used.len(), shards, "connections spread over all {place}");
 }
 
 fn packets_n(tap_name: &str, shards: usize) -> Vec<Seen> {
@@ -431,20 +433,7 @@ fn inline_both_directions_from_many_outer_ports_meet_in_one_worker_over_ipv4_and
     assert_eq!(c.dispatched, c.received, "{}", counts_line(c));
     assert_eq!(c.dropped_total(), 0, "{}", counts_line(c));
     assert_eq!(report.shard_packets.iter().sum::<u64>(), c.dispatched);
-    let mut shard_of: HashMap<FlowKey, HashSet<usize>> = HashMap::new();
-    for s in packets_n(&name, 4) {
-        shard_of
-            .entry(s.flow.unwrap().canonical().0)
-            .or_default()
-            .insert(s.shard);
-    }
-    assert_eq!(shard_of.len(), usize::from(CONNECTIONS));
-    assert!(
-        shard_of.values().all(|shards| shards.len() == 1),
-        "a connection was split across workers"
-    );
-    let used: HashSet<usize> = shard_of.values().flatten().copied().collect();
-    assert_eq!(used.len(), 4, "connections spread over every worker");
+    assert_connections_meet(&name, 4, CONNECTIONS, "workers");
     let threads = tap(&name).lock().unwrap().threads.clone();
     assert!(
         threads.iter().all(|t| t.starts_with("vxtap-rx-")),
