@@ -14,7 +14,6 @@
 
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 
 use divan::Bencher;
 use vxtap::config::{Config, SessionsConfig};
@@ -209,14 +208,7 @@ fn ingress_batch64(bencher: Bencher) {
     let chunks: Vec<&[(IpAddr, Vec<u8>)]> = set.datagrams.chunks(64).collect();
     let mut next = cycle(&chunks);
     let caught_up = || {
-        let processed = || -> u64 {
-            pipeline
-                .shard_counters()
-                .iter()
-                .map(|c| c.packets.load(Ordering::Relaxed))
-                .sum()
-        };
-        while processed() < pipeline.accounting().snapshot().dispatched {
+        while pipeline.processed_packets() < pipeline.accounting().snapshot().dispatched {
             std::thread::yield_now();
         }
     };

@@ -62,12 +62,9 @@ fn main() -> io::Result<()> {
     let settle = |pipeline: &Pipeline| {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let done: u64 = pipeline
-                .shard_counters()
-                .iter()
-                .map(|c| c.packets.load(Ordering::Relaxed))
-                .sum();
-            if done >= pipeline.accounting().snapshot().dispatched || Instant::now() > deadline {
+            if pipeline.processed_packets() >= pipeline.accounting().snapshot().dispatched
+                || Instant::now() > deadline
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));

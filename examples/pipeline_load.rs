@@ -8,7 +8,6 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use vxtap::config::Config;
@@ -40,13 +39,6 @@ fn main() -> io::Result<()> {
     let mut t = traffic::Traffic::new(11, 20_000, 8);
     let set: Vec<Vec<u8>> = (0..4096).map(|_| t.next().vxlan.to_vec()).collect();
     let source: IpAddr = [127, 0, 0, 1].into();
-    let processed = || -> u64 {
-        pipeline
-            .shard_counters()
-            .iter()
-            .map(|c| c.packets.load(Ordering::Relaxed))
-            .sum()
-    };
     let base = 1_700_000_000_000_000_000u64;
     let start = Instant::now();
     for i in 0..n {
@@ -54,7 +46,9 @@ fn main() -> io::Result<()> {
         ingress.datagram(ts, source, Encap::Vxlan, &set[i as usize % set.len()]);
         if i % 64 == 63 {
             ingress.flush();
-            while pipeline.accounting().snapshot().dispatched > processed() + 16 * 64 {
+            while pipeline.accounting().snapshot().dispatched
+                > pipeline.processed_packets() + 16 * 64
+            {
                 std::thread::yield_now();
             }
         }

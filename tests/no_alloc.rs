@@ -267,24 +267,16 @@ fn drive(ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
 fn drive_paced(pipeline: &Pipeline, ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
     for _ in 0..rounds {
         drive(ingress, stream, 1);
-        while processed(pipeline) < pipeline.accounting().snapshot().dispatched {
+        while pipeline.processed_packets() < pipeline.accounting().snapshot().dispatched {
             std::thread::yield_now();
         }
     }
 }
 
-fn processed(pipeline: &Pipeline) -> u64 {
-    pipeline
-        .shard_counters()
-        .iter()
-        .map(|c| c.packets.load(Ordering::Relaxed))
-        .sum()
-}
-
 /// Waits until the shards have processed everything dispatched so far.
 fn settle(pipeline: &Pipeline) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while processed(pipeline) < pipeline.accounting().snapshot().dispatched {
+    while pipeline.processed_packets() < pipeline.accounting().snapshot().dispatched {
         assert!(Instant::now() < deadline, "shards did not catch up");
         std::thread::yield_now();
     }
@@ -397,7 +389,7 @@ fn run_to_completion(stream: &[Datagram]) {
         (stream.len() as u64 - 5) * rounds as u64,
         "inline, every good datagram reaches the modules: {after:?}"
     );
-    assert_eq!(processed(&pipeline), after.dispatched);
+    assert_eq!(pipeline.processed_packets(), after.dispatched);
     assert_eq!(
         (allocs, total_allocs),
         (0, 0),

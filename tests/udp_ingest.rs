@@ -367,16 +367,6 @@ fn inline_config(tap: &str, workers: usize) -> String {
     )
 }
 
-fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
 #[test]
 fn inline_both_directions_from_many_outer_ports_meet_in_one_worker_over_ipv4_and_ipv6() {
     let name = unique("inline");

@@ -366,6 +366,16 @@ impl Pipeline {
         &self.shard_counters
     }
 
+    /// Packets the shards have processed so far, all shards together. Compared with
+    /// `accounting().snapshot().dispatched`, it tells whether the shards have caught up with
+    /// what ingest handed them (benchmarks and tests wait on it).
+    pub fn processed_packets(&self) -> u64 {
+        self.shard_counters
+            .iter()
+            .map(|c| c.packets.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Changes the global snap length (0 = off) for packets ingested from now on.
     pub fn set_snaplen(&self, snaplen: u32) {
         self.snaplen.store(snaplen, Ordering::Relaxed);
