@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vxtap's benchmarks (issue 6), each against a baseline measured in the same run on this machine:
 #   (a) drain:   how fast vxtap empties full UDP sockets vs a bare recvmmsg counting loop
-#                (examples/bare_recvmmsg.rs), same sockets and threads, alternating runs;
+#                (examples/bare_recvmmsg.rs), same sockets and threads, alternating runs, and vs
+#                the same loop asking for source addresses and timestamps ("bare+meta");
 #   (b) offline: `vxtap replay` of a generated VXLAN capture vs a bare single-threaded decap-and-count
 #                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes;
 #   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
@@ -80,7 +81,7 @@ if wants drain; then
     extra=()
     [ "$FLOWLOG" = 1 ] && extra=(--extra-config bench/flowlog.toml)
     "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
-        --runs "$RUNS" --rcvbuf "$RCVBUF" "${extra[@]}" | tee "$OUT/drain.log" | grep -v '^RESULT'
+        --runs "$RUNS" --rcvbuf "$RCVBUF" --bare-meta 1 "${extra[@]}" | tee "$OUT/drain.log" | grep -v '^RESULT'
     grep '^RESULT' "$OUT/drain.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
     restore_rmem
 fi

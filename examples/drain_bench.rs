@@ -16,6 +16,10 @@
 //! ```
 //! `--extra-config` appends TOML (more `[[module]]` tables, e.g. flowlog) to vxtap's config.
 //! `--vxtap2 PATH` adds a second vxtap build to every round (before/after a change, same runs).
+//! `--bare-meta 1` adds the bare loop asking the kernel for each datagram's source address and
+//! receive timestamp, as vxtap must: the floor for any receiver that needs to know who sent what.
+//! Each run also reports CPU time per datagram, summed over the receiver's threads: steadier than
+//! the drain rate, which moves with how the scheduler placed the threads.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -39,6 +43,8 @@ struct Args {
     extra_config: String,
     /// A second vxtap build to compare in the same runs (e.g. before and after a change).
     vxtap2: Option<PathBuf>,
+    /// Also run the bare loop asking for source addresses and timestamps (`--bare-meta 1`).
+    bare_meta: bool,
 }
 
 fn parse_args() -> io::Result<Args> {
@@ -52,6 +58,7 @@ fn parse_args() -> io::Result<Args> {
         max_datagrams: 3_000_000,
         extra_config: String::new(),
         vxtap2: None,
+        bare_meta: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +79,7 @@ fn parse_args() -> io::Result<Args> {
             "--max-datagrams" => a.max_datagrams = num(&value)?,
             "--extra-config" => a.extra_config = std::fs::read_to_string(value)?,
             "--vxtap2" => a.vxtap2 = Some(value.into()),
+            "--bare-meta" => a.bare_meta = num(&value)? != 0,
             _ => return Err(io::Error::other(format!("unknown flag {flag}"))),
         }
     }
@@ -81,6 +89,9 @@ fn parse_args() -> io::Result<Args> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Receiver {
     Bare,
+    /// The bare loop asking for what vxtap needs of each datagram: its source address and its
+    /// kernel receive timestamp. Shows how much of vxtap's cost is the kernel's, not vxtap's.
+    BareMeta,
     Vxtap,
     Vxtap2,
 }
@@ -89,6 +100,7 @@ impl Receiver {
     fn name(self) -> &'static str {
         match self {
             Receiver::Bare => "bare",
+            Receiver::BareMeta => "bare+meta",
             Receiver::Vxtap => "vxtap",
             Receiver::Vxtap2 => "vxtap2",
         }
@@ -101,7 +113,28 @@ struct RunResult {
     secs: f64,
     kernel_drops: u64,
     sent: u64,
+    /// On-CPU time of all the receiver's threads during the drain.
+    cpu_ns: u64,
     detail: String,
+}
+
+/// A process's on-CPU time in nanoseconds, summed over its threads (schedstat: exact, where
+/// /proc/PID/stat's user and system ticks are too coarse for drains of a few hundred milliseconds).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// One line of /proc/net/udp for a socket bound to 127.0.0.1:`port`: (rx_queue bytes, drops).
@@ -206,12 +239,13 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
     let dir = std::env::temp_dir().join(format!("vxtap-drain-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut child = match which {
-        Receiver::Bare => Command::new(&args.bare)
+        Receiver::Bare | Receiver::BareMeta => Command::new(&args.bare)
             .args([
                 addr.to_string(),
                 args.threads.to_string(),
                 args.rcvbuf.to_string(),
             ])
+            .args((which == Receiver::BareMeta).then_some("meta"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,
@@ -254,6 +288,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
     std::thread::sleep(Duration::from_millis(50));
     let queued = socket_stats(port)?;
     let kernel_drops = queued.iter().map(|s| s.1).sum::<u64>() - before_drops;
+    let cpu_before = cpu_ns(child.id());
     let t0 = Instant::now();
     signal(&child, libc::SIGCONT);
     let deadline = t0 + Duration::from_secs(30);
@@ -265,13 +300,17 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
         if Instant::now() > deadline {
             break;
         }
-        std::thread::sleep(Duration::from_micros(500));
+        // Each read of /proc/net/udp walks the kernel's whole UDP table (about 0.1 ms here) on one of
+        // the cores the receivers need; polling every 2 ms keeps that under 5 % of a core, for an
+        // end time at most 2 ms late on drains of 300 ms and more.
+        std::thread::sleep(Duration::from_millis(2));
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_ns = cpu_ns(child.id()).saturating_sub(cpu_before);
     signal(&child, libc::SIGINT);
     let mut out = String::new();
     match which {
-        Receiver::Bare => child.stdout.take(),
+        Receiver::Bare | Receiver::BareMeta => child.stdout.take(),
         Receiver::Vxtap | Receiver::Vxtap2 => None,
     }
     .map(|mut s| s.read_to_string(&mut out))
@@ -281,7 +320,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
     }
     child.wait()?;
     let (received, detail) = match which {
-        Receiver::Bare => {
+        Receiver::Bare | Receiver::BareMeta => {
             let n = out
                 .lines()
                 .find_map(|l| l.strip_prefix("received="))
@@ -313,6 +352,7 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
         secs,
         kernel_drops,
         sent,
+        cpu_ns,
         detail,
     })
 }
@@ -330,10 +370,14 @@ fn main() -> io::Result<()> {
     let args = parse_args()?;
     let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut unaccounted_total = 0i64;
     let mut receivers = vec![Receiver::Bare, Receiver::Vxtap];
     if args.vxtap2.is_some() {
         receivers.push(Receiver::Vxtap2);
+    }
+    if args.bare_meta {
+        receivers.push(Receiver::BareMeta);
     }
     for run in 0..args.runs {
         // Rotate which goes first, so that a drift in machine load favours none.
@@ -348,16 +392,20 @@ fn main() -> io::Result<()> {
             unaccounted_total += unaccounted;
             println!(
                 "run {run} {:6}: {} datagrams drained in {:.1} ms = {:.3} M/s (sent {}, kernel drops \
-                 while stopped {}, unaccounted {unaccounted}) {}",
+                 while stopped {}, unaccounted {unaccounted}) cpu {:.0} ns/datagram {}",
                 which.name(),
                 r.received,
                 r.secs * 1e3,
                 rate / 1e6,
                 r.sent,
                 r.kernel_drops,
+                r.cpu_ns as f64 / r.received.max(1) as f64,
                 r.detail
             );
             rates.entry(which.name()).or_default().push(rate);
+            cpu.entry(which.name())
+                .or_default()
+                .push(r.cpu_ns as f64 / r.received.max(1) as f64);
             round.insert(which.name(), rate);
         }
         for which in &receivers[1..] {
@@ -365,6 +413,12 @@ fn main() -> io::Result<()> {
                 .entry(which.name())
                 .or_default()
                 .push(round[which.name()] / round["bare"]);
+        }
+        if let Some(meta) = round.get("bare+meta") {
+            ratios
+                .entry("vxtap/meta")
+                .or_default()
+                .push(round["vxtap"] / meta);
         }
     }
     let bare = median(rates.entry("bare").or_default());
@@ -378,6 +432,24 @@ fn main() -> io::Result<()> {
         ratio,
         unaccounted_total
     );
+    if args.bare_meta {
+        let m = median(rates.entry("bare+meta").or_default());
+        let r = median(ratios.entry("bare+meta").or_default());
+        let v = median(ratios.entry("vxtap/meta").or_default());
+        line.push_str(&format!(
+            " bare_meta_mps={:.3} meta_ratio_median={r:.3} vxtap_vs_meta_median={v:.3}",
+            m / 1e6
+        ));
+    }
+    // CPU time per datagram is steadier than wall time: it ignores how the scheduler placed the
+    // threads and how unevenly the sockets emptied.
+    for (name, v) in &mut cpu {
+        line.push_str(&format!(
+            " cpu_ns_{}={:.0}",
+            name.replace('+', "_"),
+            median(v)
+        ));
+    }
     if args.vxtap2.is_some() {
         let v2 = median(rates.entry("vxtap2").or_default());
         let r2 = median(ratios.entry("vxtap2").or_default());
