@@ -9,7 +9,10 @@ pub mod flowlog;
 #[cfg(test)]
 mod no_alloc_tests;
 pub mod pcap;
+mod per_session;
 pub mod stats;
+
+pub use per_session::PerSession;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -7,10 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
-use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::pipeline::{Packet, Timestamp};
 use crate::sinks::{NullSink, Sink, StdoutSink};
 
@@ -77,7 +76,7 @@ impl ModuleConfig for StatsConfig {
             write_records: self.output.is_some(),
             next: None,
             last_ts: Timestamp::default(),
-            counts: FxHashMap::default(),
+            counts: PerSession::new(),
             board: self.board.clone(),
         }))
     }
@@ -97,14 +96,14 @@ struct Stats {
     write_records: bool,
     next: Option<Timestamp>,
     last_ts: Timestamp,
-    counts: FxHashMap<u32, SessionCounts>,
+    counts: PerSession<SessionCounts>,
     board: Arc<Board>,
 }
 
 impl Stats {
     fn publish(&mut self, now: Timestamp, out: &mut Emitter<'_>, last: bool) {
         let snapshot: BTreeMap<u32, SessionCounts> =
-            self.counts.iter().map(|(k, v)| (*k, v.clone())).collect();
+            self.counts.iter().map(|(k, v)| (k, v.clone())).collect();
         if self.write_records {
             for c in snapshot.values() {
                 out.line(format_args!(
@@ -177,8 +176,7 @@ impl Module for Stats {
     fn on_packet(&mut self, pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
         let c = self
             .counts
-            .entry(pkt.session.id)
-            .or_insert_with(|| SessionCounts {
+            .get_or_insert_with(pkt.session.id, || SessionCounts {
                 name: pkt.session.name.clone(),
                 ..Default::default()
             });

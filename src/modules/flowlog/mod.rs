@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
 use self::table::{DirKey, Entry, FlowTable};
-use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::pipeline::{Packet, Timestamp};
 use crate::session::Session;
 use crate::sinks::{
@@ -145,10 +145,9 @@ impl ModuleConfig for FlowLogConfig {
             encoding: self.encoding,
             interval_ns: self.interval_secs * NANOS,
             table: FlowTable::new(self.max_flows, self.idle_timeout() * NANOS),
-            sessions: FxHashMap::default(),
+            sessions: PerSession::new(),
             skipped: FxHashMap::default(),
             interval_end: None,
-            registered: None,
         }))
     }
 
@@ -212,11 +211,9 @@ struct FlowLog {
     table: FlowTable,
     /// Metadata of the sessions with entries (or skipped packets) in the current interval: copied once
     /// per session per interval, not per packet.
-    sessions: FxHashMap<u32, SessionMeta>,
+    sessions: PerSession<SessionMeta>,
     skipped: FxHashMap<u32, Skipped>,
     interval_end: Option<Timestamp>,
-    /// The session last looked up in `sessions` (and so known to be there).
-    registered: Option<u32>,
 }
 
 /// TCP flags as VPC Flow Logs report them: FIN (1), SYN (2) and RST (4) as they are, and ACK (16) only
@@ -262,7 +259,7 @@ impl FlowLog {
     }
 
     fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
-        let Some(meta) = self.sessions.get(&e.key.session) else {
+        let Some(meta) = self.sessions.get(e.key.session) else {
             out.error();
             return;
         };
@@ -308,7 +305,7 @@ impl FlowLog {
         let mut skipped: Vec<_> = self.skipped.drain().collect();
         skipped.sort_by_key(|(id, s)| (s.first, *id));
         for (id, s) in skipped {
-            if let Some(meta) = self.sessions.get(&id) {
+            if let Some(meta) = self.sessions.get(id) {
                 self.emit(
                     &Record {
                         meta,
@@ -321,7 +318,6 @@ impl FlowLog {
             }
         }
         self.sessions.clear();
-        self.registered = None;
     }
 }
 
@@ -367,13 +363,8 @@ impl Module for FlowLog {
         };
         self.advance(pkt.ts, out);
         let session = pkt.session;
-        // Consecutive packets are nearly always of one session: look the map up only on a change.
-        if self.registered != Some(session.id) {
-            self.sessions
-                .entry(session.id)
-                .or_insert_with(|| session_meta(session));
-            self.registered = Some(session.id);
-        }
+        self.sessions
+            .get_or_insert_with(session.id, || session_meta(session));
         let addresses = &session.addresses;
         let flags = match *pkt.transport() {
             Transport::Tcp { flags, .. } => aws_tcp_flags(flags),
