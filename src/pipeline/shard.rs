@@ -59,8 +59,8 @@ impl Batch {
         self.sessions.clear();
     }
 
-    /// Index of `session` in this batch, adding it if new. Consecutive packets are nearly always of the
-    /// same session, so the last slot is checked first.
+    /// Index of `session` in this batch, adding it if new. A batch holds the few sessions whose traffic
+    /// arrived together, so a scan from the newest (pointer compares) beats hashing.
     #[inline]
     pub(crate) fn session_index(&mut self, session: &Arc<Session>) -> u16 {
         if let Some(i) = self.sessions.iter().rposition(|s| Arc::ptr_eq(s, session)) {
