@@ -284,17 +284,22 @@ fn settle(pipeline: &Pipeline) {
     std::thread::sleep(Duration::from_millis(20));
 }
 
-fn main() {
-    let config = Config::parse(CONFIG, "no_alloc.rs").expect("valid config");
+/// A live pipeline from `text`, with the gate module registered.
+fn live_pipeline(text: &str) -> Pipeline {
+    let config = Config::parse(text, "no_alloc.rs").expect("valid config");
     let mut registry = Registry::with_builtins();
     registry.register::<GateConfig>("gate");
-    // Live, as the UDP workers run it: a full shard queue then drops (and is counted) rather than
-    // making ingest wait, which the held warm-up below relies on.
-    let pipeline = Pipeline::builder(config)
+    Pipeline::builder(config)
         .registry(registry)
         .live(true)
         .build()
-        .expect("pipeline builds");
+        .expect("pipeline builds")
+}
+
+fn main() {
+    // Live, as the UDP workers run it: a full shard queue then drops (and is counted) rather than
+    // making ingest wait, which the held warm-up below relies on.
+    let pipeline = live_pipeline(CONFIG);
     let mut ingress = pipeline.ingress();
     let stream = datagrams();
     let per_round = stream.len() as u64;
@@ -361,15 +366,8 @@ fn main() {
 /// The same claim for run-to-completion dispatch, where the receive worker runs the modules itself:
 /// nothing on that one thread allocates per packet either.
 fn run_to_completion(stream: &[Datagram]) {
-    let text = CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\"");
-    let config = Config::parse(&text, "no_alloc.rs").expect("valid config");
-    let mut registry = Registry::with_builtins();
-    registry.register::<GateConfig>("gate");
-    let pipeline = Pipeline::builder(config)
-        .registry(registry)
-        .live(true)
-        .build()
-        .expect("pipeline builds");
+    let pipeline =
+        live_pipeline(&CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
     let mut ingress = pipeline.inline_ingress(0).expect("the shard is parked");
     assert!(ingress.is_inline());
     drive(&mut ingress, stream, 2_000);

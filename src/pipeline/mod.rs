@@ -637,12 +637,7 @@ impl Ingress {
     /// handle runs itself. Call after every receive call, as the UDP workers do.
     pub fn beat(&mut self, now: Timestamp) {
         self.router.counters.beat(now.nanos());
-        for shard in self
-            .router
-            .lanes
-            .iter_mut()
-            .filter_map(|l| l.inline.as_mut())
-        {
+        for shard in self.router.inline_shards() {
             shard.beat(now);
         }
     }
@@ -651,12 +646,7 @@ impl Ingress {
     /// applies new module settings and ticks on the wall clock when a tick is due, as an idle shard
     /// thread does. Call after [`Ingress::flush`]. Nothing to do for hand-off handles.
     pub fn idle(&mut self, now: Timestamp) {
-        for shard in self
-            .router
-            .lanes
-            .iter_mut()
-            .filter_map(|l| l.inline.as_mut())
-        {
+        for shard in self.router.inline_shards() {
             shard.idle(now);
         }
     }
@@ -675,6 +665,13 @@ struct Router {
 }
 
 impl Router {
+    /// The shards this handle runs itself (run-to-completion); none for hand-off handles.
+    fn inline_shards(&mut self) -> impl Iterator<Item = &mut Shard> {
+        self.lanes
+            .iter_mut()
+            .filter_map(|l| l.inline.as_deref_mut())
+    }
+
     #[inline]
     fn frame_in(&mut self, ts: Timestamp, session: &Arc<Session>, frame: &[u8], orig_len: u32) {
         let snap = match (session.truncate, self.snaplen.load(Ordering::Relaxed)) {
@@ -745,12 +742,7 @@ impl Drop for Ingress {
     fn drop(&mut self) {
         self.flush();
         // A shard run here ends with this handle: its modules flush as a stopped shard thread's do.
-        for shard in self
-            .router
-            .lanes
-            .iter_mut()
-            .filter_map(|l| l.inline.as_mut())
-        {
+        for shard in self.router.inline_shards() {
             shard.flush();
         }
     }
