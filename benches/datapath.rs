@@ -16,9 +16,11 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use divan::Bencher;
+use vxtap::base::SessionKey;
+use vxtap::base::{Feed, Timestamp};
 use vxtap::config::{Config, SessionsConfig};
-use vxtap::pipeline::{decap, steer, Encap, Pipeline, Timestamp};
-use vxtap::session::{SessionKey, SessionResolver, SessionTable};
+use vxtap::pipeline::{decap, steer, Encap, Pipeline};
+use vxtap::session::{SessionResolver, SessionTable};
 use vxtap::wire::inner;
 
 #[path = "common/traffic.rs"]
@@ -196,15 +198,16 @@ fn ingress_batch64(bencher: Bencher) {
     )
     .expect("valid config");
     let pipeline = Pipeline::builder(config)
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .expect("pipeline builds");
     let mut ingress = pipeline.ingress();
     let set = Set::new();
     for (source, payload) in &set.datagrams {
         ingress.datagram(TS, *source, Encap::Vxlan, payload);
     }
-    ingress.flush();
+    ingress.send_pending();
     let chunks: Vec<&[(IpAddr, Vec<u8>)]> = set.datagrams.chunks(64).collect();
     let mut next = cycle(&chunks);
     let caught_up = || {
@@ -216,7 +219,7 @@ fn ingress_batch64(bencher: Bencher) {
         for (source, payload) in *next() {
             ingress.datagram(TS, *source, Encap::Vxlan, black_box(payload));
         }
-        ingress.flush();
+        ingress.send_pending();
     });
     drop(ingress);
     let c = pipeline.finish().counts;

@@ -59,7 +59,7 @@ impl Module for SynCounter {
         }
     }
 
-    fn flush(&mut self, out: &mut Emitter<'_>) {
+    fn finish(&mut self, out: &mut Emitter<'_>) {
         for ((session, port), syns) in &self.counts {
             out.line(format_args!(
                 "syn_counter session={session} port={port} syns={syns}"

@@ -13,8 +13,9 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use vxtap::base::{Feed, Timestamp};
 use vxtap::config::Config;
-use vxtap::pipeline::{Encap, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Pipeline};
 
 #[path = "../benches/common/traffic.rs"]
 mod traffic;
@@ -50,8 +51,9 @@ fn main() -> io::Result<()> {
     // per-flow figure measured from here.
     let start = status_kib("VmRSS:");
     let pipeline = Pipeline::builder(config)
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .map_err(io::Error::other)?;
     let mut ingress = pipeline.ingress();
     let mut t = traffic::Traffic::new(7, flows, 8);
@@ -76,7 +78,7 @@ fn main() -> io::Result<()> {
         let d = t.flow_packet(f);
         ingress.datagram(Timestamp::from_nanos(base), source, Encap::Vxlan, d.vxlan);
     }
-    ingress.flush();
+    ingress.send_pending();
     settle(&pipeline);
     let before = status_kib("VmRSS:");
     let mut i = 0u64;
@@ -94,12 +96,12 @@ fn main() -> io::Result<()> {
                 d.vxlan,
             );
             if i % 4096 == 0 {
-                ingress.flush();
+                ingress.send_pending();
                 settle(&pipeline);
             }
         }
     }
-    ingress.flush();
+    ingress.send_pending();
     settle(&pipeline);
     let after = status_kib("VmRSS:");
     let hwm = status_kib("VmHWM:");

@@ -10,8 +10,9 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use vxtap::base::{Feed, Timestamp};
 use vxtap::config::Config;
-use vxtap::pipeline::{Encap, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Pipeline};
 
 #[path = "../benches/common/traffic.rs"]
 mod traffic;
@@ -32,8 +33,9 @@ fn main() -> io::Result<()> {
     );
     let config = Config::parse(&text, "pipeline_load").map_err(io::Error::other)?;
     let pipeline = Pipeline::builder(config)
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .map_err(io::Error::other)?;
     let mut ingress = pipeline.ingress();
     let mut t = traffic::Traffic::new(11, 20_000, 8);
@@ -45,7 +47,7 @@ fn main() -> io::Result<()> {
         let ts = Timestamp::from_nanos(base + i * 1000);
         ingress.datagram(ts, source, Encap::Vxlan, &set[i as usize % set.len()]);
         if i % 64 == 63 {
-            ingress.flush();
+            ingress.send_pending();
             while pipeline.accounting().snapshot().dispatched
                 > pipeline.processed_packets() + 16 * 64
             {

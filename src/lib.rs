@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod base;
 pub mod config;
 pub mod control;
 pub mod ingest;
@@ -24,6 +25,7 @@ pub mod session;
 pub mod sinks;
 pub mod wire;
 
+pub use base::{Packet, Session, Timestamp};
 pub use config::Config;
 pub use modules::{Emitter, Module, ModuleConfig, ModuleContext, Registry};
-pub use pipeline::{Packet, Pipeline, Timestamp};
+pub use pipeline::Pipeline;

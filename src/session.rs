@@ -7,7 +7,6 @@
 //! traffic between cores.
 
 use std::collections::hash_map::Entry;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,156 +15,36 @@ use dashmap::DashMap;
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::base::{AwsMetadata, DropReason, Session, SessionKey, Timestamp};
 use crate::config::{SessionsConfig, StaticSession};
-use crate::pipeline::accounting::DropReason;
-use crate::pipeline::Timestamp;
 
-/// What names a mirror session on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionKey {
-    /// The outer source address.
-    pub source: IpAddr,
-    /// The VXLAN network identifier.
-    pub vni: u32,
-}
-
-impl std::fmt::Display for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.source, self.vni)
-    }
-}
-
-/// A mirror session as modules see it.
-#[derive(Debug)]
-pub struct Session {
-    /// The wire key.
-    pub key: SessionKey,
-    /// A process-unique number, stable for the session's life; cheap to hash and compare.
-    pub id: u32,
-    /// The name for logs, metrics and file names.
-    pub name: String,
-    /// The source ENI's id, when configured.
-    pub eni: Option<String>,
-    /// Snap length for this session, overriding the global one.
-    pub truncate: Option<u32>,
-    /// AWS metadata for flow records; empty for learned sessions.
-    pub aws: AwsMetadata,
-    /// The ENI's own addresses (the outer source included), to tell ingress from egress.
-    pub addresses: Vec<IpAddr>,
-    /// Free-form labels.
-    pub labels: BTreeMap<String, String>,
-    /// Learned from traffic rather than configured.
-    pub learned: bool,
-    first_seen: AtomicU64,
-    last_seen: AtomicU64,
-    dropped: AtomicU64,
-}
-
-/// The AWS identifiers a static session may carry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AwsMetadata {
-    /// Account id.
-    pub account_id: Option<String>,
-    /// VPC id.
-    pub vpc_id: Option<String>,
-    /// Subnet id.
-    pub subnet_id: Option<String>,
-    /// Instance id.
-    pub instance_id: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Availability Zone id.
-    pub az_id: Option<String>,
-}
-
-impl Session {
-    fn new(key: SessionKey, id: u32, learned: bool) -> Session {
-        Session {
-            key,
-            id,
-            name: key.to_string(),
-            eni: None,
-            truncate: None,
-            aws: AwsMetadata::default(),
-            addresses: vec![key.source],
-            labels: BTreeMap::new(),
-            learned,
-            first_seen: AtomicU64::new(0),
-            last_seen: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    /// A session for frames that arrive without encapsulation (replay of a plain capture, interface
-    /// capture); `name` says where they came from.
-    pub fn plain(name: &str, id: u32) -> Session {
-        let key = SessionKey {
-            source: IpAddr::from([0, 0, 0, 0]),
-            vni: 0,
-        };
-        Session {
-            name: name.to_owned(),
-            ..Session::new(key, id, false)
-        }
-    }
-
-    fn from_config(s: &StaticSession, id: u32) -> Session {
-        let key = SessionKey {
-            source: s.source,
-            vni: s.vni,
-        };
-        let mut addresses = vec![s.source];
-        addresses.extend(s.addresses.iter().filter(|a| **a != s.source));
-        Session {
-            name: s
-                .name
-                .clone()
-                .or_else(|| s.eni.clone())
-                .unwrap_or_else(|| key.to_string()),
-            eni: s.eni.clone(),
-            truncate: s.truncate,
-            aws: AwsMetadata {
-                account_id: s.account_id.clone(),
-                vpc_id: s.vpc_id.clone(),
-                subnet_id: s.subnet_id.clone(),
-                instance_id: s.instance_id.clone(),
-                region: s.region.clone(),
-                az_id: s.az_id.clone(),
-            },
-            addresses,
-            labels: s.labels.clone(),
-            ..Session::new(key, id, false)
-        }
-    }
-
-    /// Time of the first datagram (packet time, Unix seconds), 0 if none yet.
-    pub fn first_seen(&self) -> u64 {
-        self.first_seen.load(Ordering::Relaxed)
-    }
-
-    /// Time of the latest datagram, to within a second; 0 if none yet.
-    pub fn last_seen(&self) -> u64 {
-        self.last_seen.load(Ordering::Relaxed)
-    }
-
-    /// Packets of this session dropped after it was identified (shard queues full or stopped).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Counted on the drop path only, where a shared atomic costs nothing that matters.
-    pub(crate) fn count_dropped(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn touch(&self, secs: u64) {
-        if self.first_seen.load(Ordering::Relaxed) == 0 {
-            let _ = self
-                .first_seen
-                .compare_exchange(0, secs, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        self.last_seen.fetch_max(secs, Ordering::Relaxed);
-    }
+/// A configured session.
+fn from_config(s: &StaticSession, id: u32) -> Session {
+    let key = SessionKey {
+        source: s.source,
+        vni: s.vni,
+    };
+    let mut session = Session::new(key, id, false);
+    session.name = s
+        .name
+        .clone()
+        .or_else(|| s.eni.clone())
+        .unwrap_or_else(|| key.to_string());
+    session.eni = s.eni.clone();
+    session.truncate = s.truncate;
+    session.aws = AwsMetadata {
+        account_id: s.account_id.clone(),
+        vpc_id: s.vpc_id.clone(),
+        subnet_id: s.subnet_id.clone(),
+        instance_id: s.instance_id.clone(),
+        region: s.region.clone(),
+        az_id: s.az_id.clone(),
+    };
+    session
+        .addresses
+        .extend(s.addresses.iter().filter(|a| **a != s.source));
+    session.labels = s.labels.clone();
+    session
 }
 
 /// Source networks allowed to send.
@@ -265,13 +144,9 @@ impl SessionTable {
             // and history: the id feeds the steering hash, so its flows stay on the shards, and
             // with the module instances, that hold their state.
             let id = old.as_ref().map_or_else(|| self.alloc_id(), |o| o.id);
-            let session = Session::from_config(s, id);
+            let session = from_config(s, id);
             if let Some(old) = old {
-                session
-                    .first_seen
-                    .store(old.first_seen(), Ordering::Relaxed);
-                session.last_seen.store(old.last_seen(), Ordering::Relaxed);
-                session.dropped.store(old.dropped(), Ordering::Relaxed);
+                session.carry_history_from(&old);
             }
             self.map.insert(key, Arc::new(session));
         }
@@ -445,6 +320,7 @@ impl SessionResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn key(s: &str, vni: u32) -> SessionKey {
         SessionKey {

@@ -7,7 +7,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::*;
-use vxtap::pipeline::DropReason;
+use vxtap::base::DropReason;
 use vxtap::wire::inner::{ether_type, Layer};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");

@@ -8,8 +8,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use vxtap::base::Timestamp;
 use vxtap::config::Config;
-use vxtap::pipeline::{Encap, Timestamp};
+use vxtap::pipeline::Encap;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
 

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 
 use etherparse::PacketBuilder;
 use serde::Deserialize;
+use vxtap::base::{Feed, Timestamp};
 use vxtap::config::Config;
 use vxtap::modules::BuildError;
-use vxtap::pipeline::{Encap, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Pipeline};
 use vxtap::{Emitter, Module, ModuleConfig, ModuleContext, Packet, Registry};
 
 #[derive(Debug)]
@@ -102,8 +103,9 @@ fn modules_are_told_of_each_batch_before_its_packets() {
         .register::<FaultyConfig>("faulty");
     let pipeline = Pipeline::builder(config)
         .registry(registry)
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .unwrap();
     let counters: Vec<_> = pipeline.shard_counters().to_vec();
     let mut ingress = pipeline.ingress();
@@ -113,7 +115,7 @@ fn modules_are_told_of_each_batch_before_its_packets() {
         let d = datagram(i as u16);
         ingress.datagram(Timestamp::from_nanos(1_000 + i), source, Encap::Vxlan, &d);
         if i % 500 == 499 {
-            ingress.flush();
+            ingress.send_pending();
         }
     }
     drop(ingress);

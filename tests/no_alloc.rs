@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use serde::Deserialize;
+use vxtap::base::{DropReason, Timestamp};
 use vxtap::config::Config;
 use vxtap::modules::BuildError;
-use vxtap::pipeline::{DropReason, Encap, Ingress, Pipeline, Timestamp};
+use vxtap::pipeline::{Encap, Ingress, Pipeline, Shards};
 use vxtap::{Emitter, Module, ModuleConfig, ModuleContext, Packet, Registry};
 
 struct Counting;
@@ -258,7 +259,7 @@ fn drive(ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
         for d in stream {
             ingress.datagram(TS, d.source, d.encap, &d.payload);
         }
-        ingress.flush();
+        ingress.send_pending();
     }
 }
 
@@ -285,15 +286,21 @@ fn settle(pipeline: &Pipeline) {
 }
 
 /// A live pipeline from `text`, with the gate module registered.
-fn live_pipeline(text: &str) -> Pipeline {
+fn live_shards(text: &str) -> Shards {
     let config = Config::parse(text, "no_alloc.rs").expect("valid config");
     let mut registry = Registry::with_builtins();
     registry.register::<GateConfig>("gate");
     Pipeline::builder(config)
         .registry(registry)
-        .live(true)
         .build()
         .expect("pipeline builds")
+}
+
+/// A live hand-off pipeline from `text`.
+fn live_pipeline(text: &str) -> Pipeline {
+    live_shards(text)
+        .start_handoff()
+        .expect("shard threads start")
 }
 
 fn main() {
@@ -366,9 +373,9 @@ fn main() {
 /// The same claim for run-to-completion dispatch, where the receive worker runs the modules itself:
 /// nothing on that one thread allocates per packet either.
 fn run_to_completion(stream: &[Datagram]) {
-    let pipeline =
-        live_pipeline(&CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
-    let mut ingress = pipeline.inline_ingress(0).expect("the shard is parked");
+    let shards = live_shards(&CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
+    let (pipeline, mut ingresses) = shards.run_to_completion();
+    let mut ingress = ingresses.pop().expect("one handle per shard");
     assert!(ingress.is_inline());
     drive(&mut ingress, stream, 2_000);
     let rounds = 5_000;

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use vxtap::pipeline::{Encap, Timestamp};
+use vxtap::base::Timestamp;
+use vxtap::pipeline::Encap;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
 

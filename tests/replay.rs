@@ -11,10 +11,10 @@ use std::process::Command;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::Deserialize;
+use vxtap::base::{Packet, Timestamp};
 use vxtap::config::Config;
 use vxtap::ingest::replay::{replay, ReplayReport};
 use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, Registry};
-use vxtap::pipeline::{Packet, Timestamp};
 use vxtap::sinks::Sink;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -115,7 +115,7 @@ impl Module for PacketLog {
         out.line(format_args!("tick shard={} {}", self.shard, ts(now)));
     }
 
-    fn flush(&mut self, out: &mut Emitter<'_>) {
+    fn finish(&mut self, out: &mut Emitter<'_>) {
         out.line(format_args!("flush shard={}", self.shard));
     }
 }

@@ -10,8 +10,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
+use vxtap::base::FlowKey;
 use vxtap::config::Config;
-use vxtap::pipeline::{Encap, FlowKey};
+use vxtap::pipeline::Encap;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

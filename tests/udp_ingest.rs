@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use common::*;
-use vxtap::pipeline::{DropReason, Encap, FlowKey};
+use vxtap::base::{DropReason, FlowKey};
+use vxtap::pipeline::Encap;
 use vxtap::wire::inner::{ether_type, Layer};
 
 fn config(tap: &str, extra: &str) -> String {

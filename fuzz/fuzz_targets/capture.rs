@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use vxtap::base::Feed;
 use vxtap::ingest::pcap::{self, CaptureReader, Item};
 use vxtap::ingest::replay::{mirror_datagram, Feeder, FileSummary};
 use vxtap::pipeline::{Ingress, Pipeline};
@@ -23,8 +24,9 @@ fn replay() -> &'static Mutex<Replay> {
             "[pipeline]\nshards = 1\n[sessions]\nmax_learned = 64\n[[module]]\nkind = \"stats\"\n";
         let config = vxtap::Config::parse(config, "fuzz.toml").expect("valid fuzz config");
         let pipeline = Pipeline::builder(config)
-            .live(false)
+            .feed(Feed::Offline)
             .build()
+            .and_then(|s| s.start_handoff())
             .expect("pipeline builds");
         let ingress = pipeline.ingress();
         Mutex::new(Replay { pipeline, ingress })

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use vxtap::pipeline::{Encap, Ingress, Packet, Pipeline, Timestamp};
+use vxtap::base::Feed;
+use vxtap::base::{Packet, Timestamp};
+use vxtap::pipeline::{Encap, Ingress, Pipeline};
 use vxtap::wire::inner::dissect;
 
 /// The pipeline lives as long as the fuzzer process, held in a static so that it stays reachable.
@@ -16,7 +18,11 @@ fn ingress() -> &'static Mutex<Ingress> {
     &PIPELINE.get_or_init(|| {
         let config = "[pipeline]\nshards = 1\n[sessions]\nmax_learned = 64\n[[module]]\nkind = \"stats\"\n";
         let config = vxtap::Config::parse(config, "fuzz.toml").expect("valid fuzz config");
-        let pipeline = Pipeline::builder(config).live(false).build().expect("pipeline builds");
+        let pipeline = Pipeline::builder(config)
+            .feed(Feed::Offline)
+            .build()
+            .and_then(|s| s.start_handoff())
+            .expect("pipeline builds");
         let ingress = Mutex::new(pipeline.ingress());
         (pipeline, ingress)
     })
@@ -31,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     // The pure parts, with every accessor a module may call.
     if let Ok(d) = vxtap::pipeline::decap::decapsulate(encap, payload) {
         let layers = dissect(d.frame);
-        let session = vxtap::session::Session::plain("fuzz", 1);
+        let session = vxtap::base::Session::plain("fuzz", 1);
         let pkt = Packet { session: &session, ts: Timestamp::from_secs(1), frame: d.frame, orig_len: d.frame.len() as u32, layers: &layers };
         let _ = (pkt.flow(), pkt.l3().len(), pkt.payload().len(), pkt.ip_len(), pkt.truncated(), pkt.is_fragment());
         let _ = vxtap::pipeline::steer::symmetric_hash(1, &layers);
@@ -40,5 +46,5 @@ fuzz_target!(|data: &[u8]| {
     // And the real core, as the sockets drive it.
     let mut ingress = ingress().lock().unwrap_or_else(|e| e.into_inner());
     ingress.datagram(Timestamp::from_secs(u64::from(*host)), source, encap, payload);
-    ingress.flush();
+    ingress.send_pending();
 });

@@ -14,8 +14,9 @@ use serde::Serialize;
 use super::health::{healthz, Liveness};
 use super::http::{Handler, Reply};
 use super::metrics;
+use crate::base::SessionKey;
 use crate::pipeline::{Accounting, SessionTally, ShardCounters};
-use crate::session::{SessionKey, SessionTable};
+use crate::session::SessionTable;
 
 /// Outcomes of config reloads, for metrics.
 #[derive(Debug, Default)]

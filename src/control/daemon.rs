@@ -22,11 +22,12 @@ use super::http;
 use super::reload::Reload;
 use super::signals::{Received, Signals};
 use super::systemd::Notifier;
+use crate::base::{Feed, Timestamp};
 use crate::config::Config;
 use crate::ingest::interface::{InterfaceError, InterfaceIngest};
-use crate::ingest::udp::{IngestError, UdpIngest};
+use crate::ingest::udp::{IngestError, LivePipeline, UdpIngest, UdpListeners};
 use crate::modules::Registry;
-use crate::pipeline::{Pipeline, PipelineError, PipelineReport, Timestamp};
+use crate::pipeline::{DispatchMode, Pipeline, PipelineError, PipelineReport};
 
 /// Why the daemon could not run.
 #[derive(Debug, Error)]
@@ -88,22 +89,46 @@ pub fn run_with(
     registry: Registry,
     options: DaemonOptions,
 ) -> Result<PipelineReport, DaemonError> {
+    let shards = Pipeline::builder(config.clone())
+        .registry(registry.clone())
+        .feed(Feed::Live)
+        .build()?;
+    // A config may name only interfaces to capture from; then no UDP listener is wanted.
+    if config.ingest.vxlan.is_empty() && config.ingest.geneve.is_empty() {
+        let pipeline = shards.start_handoff()?;
+        let capture = InterfaceIngest::start(&pipeline, &config.ingest.interfaces)?;
+        return serve(pipeline, None, capture, config, registry, options);
+    }
+    let (pipeline, ingest) = UdpListeners::bind(&config.ingest)?.start(shards)?;
+    match pipeline {
+        LivePipeline::Handoff(pipeline) => {
+            let capture = InterfaceIngest::start(&pipeline, &config.ingest.interfaces)?;
+            serve(pipeline, Some(ingest), capture, config, registry, options)
+        }
+        LivePipeline::RunToCompletion(pipeline) => serve(
+            pipeline,
+            Some(ingest),
+            InterfaceIngest::none(),
+            config,
+            registry,
+            options,
+        ),
+    }
+}
+
+/// The control plane around running shards and ingest, whichever way the shards run.
+fn serve<D: DispatchMode>(
+    pipeline: Pipeline<D>,
+    ingest: Option<UdpIngest>,
+    capture: InterfaceIngest,
+    config: Config,
+    registry: Registry,
+    options: DaemonOptions,
+) -> Result<PipelineReport, DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let pipeline = Pipeline::builder(config.clone())
-        .registry(registry.clone())
-        .live(true)
-        .build()?;
-    let listeners = &pipeline.config().ingest;
-    // A config may name only interfaces to capture from; then no UDP listener is wanted.
-    let ingest = if listeners.vxlan.is_empty() && listeners.geneve.is_empty() {
-        None
-    } else {
-        Some(UdpIngest::start(&pipeline, listeners)?)
-    };
-    let capture = InterfaceIngest::start(&pipeline, &pipeline.config().ingest.interfaces)?;
     let liveness = Arc::new(Liveness::new(
         pipeline.accounting().clone(),
         pipeline.shard_counters().to_vec(),

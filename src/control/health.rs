@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::http::{self, Handler, Reply};
+use crate::base::Timestamp;
 use crate::config::UnhealthyMode;
-use crate::pipeline::{Accounting, ShardCounters, Timestamp};
+use crate::pipeline::{Accounting, ShardCounters};
 
 /// Why the node is not healthy: one word, safe to show anyone.
 pub type Unhealthy = &'static str;

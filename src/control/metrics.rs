@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::admin::{AdminState, SessionView};
-use crate::pipeline::DropReason;
+use crate::base::DropReason;
 
 /// Writes metric families; keeps HELP and TYPE next to their samples as the format requires.
 struct Exposition {

@@ -16,7 +16,7 @@ use super::admin::{AdminState, ReloadStats};
 use super::health::Liveness;
 use crate::config::Config;
 use crate::modules::Registry;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{DispatchMode, Pipeline};
 
 /// What a reload did.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,16 +85,16 @@ pub(crate) fn merge(running: &mut Config, new: &Config) -> Applied {
 }
 
 /// Everything a reload touches.
-pub(crate) struct Reload<'a> {
+pub(crate) struct Reload<'a, D: DispatchMode> {
     pub(crate) path: &'a Path,
     pub(crate) registry: &'a Registry,
-    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) pipeline: &'a Pipeline<D>,
     pub(crate) liveness: &'a Liveness,
     pub(crate) admin: &'a AdminState,
     pub(crate) stats: &'a ReloadStats,
 }
 
-impl Reload<'_> {
+impl<D: DispatchMode> Reload<'_, D> {
     /// Re-reads the file and applies it to `running`.
     pub(crate) fn run(&self, running: &mut Config) {
         let new = match Config::from_file(self.path) {

@@ -21,9 +21,10 @@ use thiserror::Error;
 
 use super::pcap::{self, LinkType};
 use super::replay::mirror_datagram;
+use crate::base::Session;
+use crate::base::{DropReason, Timestamp};
 use crate::config::InterfaceConfig;
-use crate::pipeline::{DropReason, Ingress, Pipeline, Timestamp};
-use crate::session::Session;
+use crate::pipeline::{Ingress, Pipeline};
 
 /// How long a read waits before the thread checks for shutdown and reports that it is alive.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
@@ -71,6 +72,14 @@ pub struct InterfaceIngest {
 }
 
 impl InterfaceIngest {
+    /// No capture at all (a config without interfaces).
+    pub fn none() -> InterfaceIngest {
+        InterfaceIngest {
+            threads: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Opens every configured interface and starts one thread for each.
     pub fn start(
         pipeline: &Pipeline,
@@ -161,7 +170,7 @@ impl Capture {
                     handle_frame(&mut self.ingress, &self.session, ts, frame);
                     pending += 1;
                     if pending >= FLUSH_FRAMES || last_flush.elapsed() >= FLUSH_EVERY {
-                        self.ingress.flush();
+                        self.ingress.send_pending();
                         self.ingress.counters().beat(ts.nanos());
                         pending = 0;
                         last_flush = Instant::now();
@@ -175,7 +184,7 @@ impl Capture {
                             | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    self.ingress.flush();
+                    self.ingress.send_pending();
                     self.ingress.counters().beat(Timestamp::now().nanos());
                     pending = 0;
                     last_flush = Instant::now();
@@ -186,7 +195,7 @@ impl Capture {
                 }
             }
         }
-        self.ingress.flush();
+        self.ingress.send_pending();
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::pipeline::Timestamp;
+use crate::base::Timestamp;
 use crate::wire::inner::ether_type;
 
 /// Read-ahead buffer: big reads keep replay of large files cheap.

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::pcap::{self, CaptureError, CaptureReader, Item, LinkType};
+use crate::base::{DropReason, Feed, Session};
 use crate::config::Config;
 use crate::modules::Registry;
 use crate::pipeline::decap::ip_udp;
-use crate::pipeline::{DropReason, Encap, Ingress, Pipeline, PipelineError, PipelineReport};
-use crate::session::Session;
+use crate::pipeline::{Encap, Ingress, Pipeline, PipelineError, PipelineReport};
 use crate::wire::inner::ether_type;
 
 /// Why a replay could not run at all. Errors inside one file are reported per file instead.
@@ -127,8 +127,9 @@ pub fn replay(
 ) -> Result<ReplayReport, ReplayError> {
     let pipeline = Pipeline::builder(config)
         .registry(registry)
-        .live(false)
-        .build()?;
+        .feed(Feed::Offline)
+        .build()?
+        .start_handoff()?;
     let mut ingress = pipeline.ingress();
     let mut feeder = Feeder::default();
     let mut summaries = Vec::with_capacity(files.len());
@@ -261,7 +262,7 @@ impl Feeder {
         self.next_sweep = now + SWEEP_SECS;
         if !first && pipeline.sessions().expire_idle(now) > 0 {
             // Lets this ingress drop its cached copies of the expired sessions.
-            ingress.flush();
+            ingress.send_pending();
         }
     }
 

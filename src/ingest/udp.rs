@@ -16,8 +16,13 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
+use crate::base::{DropReason, Timestamp};
+use crate::config::Dispatch;
 use crate::config::IngestConfig;
-use crate::pipeline::{reuseport, Dispatch, DropReason, Encap, Ingress, Pipeline, Timestamp};
+use crate::pipeline::{
+    reuseport, Accounting, Encap, Handoff, Ingress, Pipeline, PipelineReport, RunToCompletion,
+    ShardCounters, Shards,
+};
 
 /// Receive buffer per datagram.
 pub const DATAGRAM_BUFFER: usize = 9216;
@@ -58,6 +63,51 @@ pub enum IngestError {
     Spawn(#[source] io::Error),
 }
 
+/// Bound listeners whose workers have not started yet. Binding comes first so that dispatch can be
+/// chosen with the sockets in hand: run-to-completion needs the kernel to accept the steering
+/// program on every group ([`UdpListeners::steer_by_flow`]).
+#[derive(Debug)]
+pub struct UdpListeners {
+    groups: Vec<(Encap, SocketAddr, Vec<Socket>)>,
+    per_addr: usize,
+    batch_size: usize,
+}
+
+/// A live pipeline as [`UdpListeners::start`] chose to run it.
+#[derive(Debug)]
+pub enum LivePipeline {
+    /// Shard threads fed by the receive workers.
+    Handoff(Pipeline<Handoff>),
+    /// Receive workers that run the shards themselves.
+    RunToCompletion(Pipeline<RunToCompletion>),
+}
+
+impl LivePipeline {
+    /// Datagram accounting.
+    pub fn accounting(&self) -> &Arc<Accounting> {
+        match self {
+            LivePipeline::Handoff(p) => p.accounting(),
+            LivePipeline::RunToCompletion(p) => p.accounting(),
+        }
+    }
+
+    /// Per-shard counters.
+    pub fn shard_counters(&self) -> &[Arc<ShardCounters>] {
+        match self {
+            LivePipeline::Handoff(p) => p.shard_counters(),
+            LivePipeline::RunToCompletion(p) => p.shard_counters(),
+        }
+    }
+
+    /// See [`Pipeline::finish`]: the workers must have stopped first.
+    pub fn finish(self) -> PipelineReport {
+        match self {
+            LivePipeline::Handoff(p) => p.finish(),
+            LivePipeline::RunToCompletion(p) => p.finish(),
+        }
+    }
+}
+
 /// Running UDP workers.
 #[derive(Debug)]
 pub struct UdpIngest {
@@ -67,23 +117,16 @@ pub struct UdpIngest {
     inline: bool,
 }
 
-impl UdpIngest {
-    /// Binds every configured listener (`workers` sockets each) and starts the receive threads.
-    ///
-    /// With hand-off dispatch there is one thread per socket, handing packets to the shard threads.
-    /// When the pipeline's shards are parked for run-to-completion ([`Pipeline::inline_available`]),
-    /// every VXLAN group gets the kernel steering program of [`reuseport`]; if that works for all of
-    /// them, worker `i` owns socket `i` of every group and runs shard `i`'s modules itself. Otherwise
-    /// it says why and hands off.
+impl UdpListeners {
+    /// Binds every configured listener, `workers` sockets each (one SO_REUSEPORT group per address).
     ///
     /// An IPv6 wildcard listener on a host without IPv6 is skipped with a warning, so the default
     /// config runs anywhere; every other failure is an error.
-    pub fn start(pipeline: &Pipeline, config: &IngestConfig) -> Result<UdpIngest, IngestError> {
+    pub fn bind(config: &IngestConfig) -> Result<UdpListeners, IngestError> {
         let per_addr = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let stop = Arc::new(AtomicBool::new(false));
         let mut groups = Vec::new();
         let mut warned_rmem = false;
         let listeners = config
@@ -123,79 +166,152 @@ impl UdpIngest {
         if groups.is_empty() {
             return Err(IngestError::NothingBound);
         }
-        let local = groups.iter().map(|(e, a, _)| (*e, *a)).collect();
-        let inline = pipeline.inline_available()
-            && {
-                match inline_steering(&groups, per_addr, pipeline.shard_count()) {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        let explicit = pipeline.config().pipeline.dispatch == Dispatch::Inline;
-                        if explicit {
-                            tracing::warn!(message = "Cannot run modules on the receive workers; handing off to shard threads.", reason = %reason);
-                        } else {
-                            tracing::info!(message = "Handing packets off to shard threads.", reason = %reason);
-                        }
-                        false
-                    }
-                }
-            };
-        let mut workers = Vec::new();
-        // A worker that cannot be started stops those already running (they drain and end).
-        let spawn = |name: String, mut worker: Worker| {
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || worker.run())
-                .map_err(|e| {
-                    stop.store(true, Ordering::Relaxed);
-                    IngestError::Spawn(e)
-                })
-        };
-        if inline {
-            tracing::info!(
-                message = "Running modules on the receive workers (run-to-completion), steered by the kernel.",
-                workers = per_addr,
-            );
-            let mut per_worker: Vec<Vec<(Socket, Encap)>> =
-                (0..per_addr).map(|_| Vec::new()).collect();
-            for (encap, _, sockets) in groups {
-                for (i, socket) in sockets.into_iter().enumerate() {
-                    per_worker[i].push((socket, encap));
-                }
-            }
-            for (i, sockets) in per_worker.into_iter().enumerate() {
-                // Every shard was parked and there are as many as workers (checked above).
-                let Some(ingress) = pipeline.inline_ingress(i) else {
-                    stop.store(true, Ordering::Relaxed);
-                    let e = io::Error::other(format!("shard {i} is not parked"));
-                    return Err(IngestError::Spawn(e));
-                };
-                let worker = Worker::new(sockets, ingress, stop.clone(), config.batch_size);
-                workers.push(spawn(format!("vxtap-rx-{i}"), worker)?);
-            }
-        } else {
-            pipeline
-                .start_handoff()
-                .map_err(|e| IngestError::Spawn(io::Error::other(e)))?;
-            for (encap, bound, sockets) in groups {
-                for (i, socket) in sockets.into_iter().enumerate() {
-                    let worker = Worker::new(
-                        vec![(socket, encap)],
-                        pipeline.ingress(),
-                        stop.clone(),
-                        config.batch_size,
-                    );
-                    workers.push(spawn(format!("vxtap-rx-{}-{i}", bound.port()), worker)?);
-                }
-            }
-        }
-        Ok(UdpIngest {
-            workers,
-            stop,
-            local,
-            inline,
+        Ok(UdpListeners {
+            groups,
+            per_addr,
+            batch_size: config.batch_size,
         })
     }
 
+    /// Receive workers per listen address.
+    pub fn workers_per_address(&self) -> usize {
+        self.per_addr
+    }
+
+    /// Attaches the kernel steering program of [`reuseport`] to every group, so that both directions
+    /// of a flow reach the same socket index in every group; or says why run-to-completion cannot be
+    /// had with `shards` shards.
+    pub fn steer_by_flow(&self, shards: usize) -> Result<(), String> {
+        inline_steering(&self.groups, self.per_addr, shards)
+    }
+
+    /// Starts the workers the way `vxtap run` does: run-to-completion when the configuration allows
+    /// it ([`Shards::may_run_to_completion`]) and the kernel takes the steering program on every
+    /// group, hand-off otherwise (saying why when the configuration asked for run-to-completion).
+    pub fn start(self, shards: Shards) -> Result<(LivePipeline, UdpIngest), IngestError> {
+        let explicit = shards.config().pipeline.dispatch == Dispatch::Inline;
+        let steered = if shards.may_run_to_completion() {
+            match self.steer_by_flow(shards.count()) {
+                Ok(()) => true,
+                Err(reason) if explicit => {
+                    tracing::warn!(message = "Cannot run modules on the receive workers; handing off to shard threads.", reason = %reason);
+                    false
+                }
+                Err(reason) => {
+                    tracing::info!(message = "Handing packets off to shard threads.", reason = %reason);
+                    false
+                }
+            }
+        } else {
+            if explicit {
+                tracing::warn!(message = "dispatch = \"inline\" needs UDP VXLAN listeners only (no interface capture); handing off to shard threads.");
+            }
+            false
+        };
+        if steered {
+            let (pipeline, ingresses) = shards.run_to_completion();
+            let ingest = self.start_run_to_completion(ingresses)?;
+            return Ok((LivePipeline::RunToCompletion(pipeline), ingest));
+        }
+        let pipeline = shards
+            .start_handoff()
+            .map_err(|e| IngestError::Spawn(io::Error::other(e)))?;
+        let ingest = self.start_handoff(&pipeline)?;
+        Ok((LivePipeline::Handoff(pipeline), ingest))
+    }
+
+    /// Hand-off dispatch: one thread per socket, each steering its packets to the shard threads.
+    pub fn start_handoff(self, pipeline: &Pipeline<Handoff>) -> Result<UdpIngest, IngestError> {
+        let mut run = Starting::new(&self);
+        for (encap, bound, sockets) in self.groups {
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let worker = Worker::new(
+                    vec![(socket, encap)],
+                    pipeline.ingress(),
+                    run.stop.clone(),
+                    self.batch_size,
+                );
+                run.spawn(format!("vxtap-rx-{}-{i}", bound.port()), worker)?;
+            }
+        }
+        Ok(run.done(false))
+    }
+
+    /// Run-to-completion: worker `i` owns socket `i` of every group and runs the shard of
+    /// `ingresses[i]` itself. Call after [`UdpListeners::steer_by_flow`] succeeded with as many shards
+    /// as there are handles.
+    pub fn start_run_to_completion(
+        self,
+        ingresses: Vec<Ingress>,
+    ) -> Result<UdpIngest, IngestError> {
+        if ingresses.len() != self.per_addr {
+            let e = io::Error::other(format!(
+                "{} shards for {} workers per address",
+                ingresses.len(),
+                self.per_addr
+            ));
+            return Err(IngestError::Spawn(e));
+        }
+        tracing::info!(
+            message = "Running modules on the receive workers (run-to-completion), steered by the kernel.",
+            workers = self.per_addr,
+        );
+        let mut run = Starting::new(&self);
+        let mut per_worker: Vec<Vec<(Socket, Encap)>> =
+            (0..self.per_addr).map(|_| Vec::new()).collect();
+        for (encap, _, sockets) in self.groups {
+            for (i, socket) in sockets.into_iter().enumerate() {
+                per_worker[i].push((socket, encap));
+            }
+        }
+        for (i, (sockets, ingress)) in per_worker.into_iter().zip(ingresses).enumerate() {
+            let worker = Worker::new(sockets, ingress, run.stop.clone(), self.batch_size);
+            run.spawn(format!("vxtap-rx-{i}"), worker)?;
+        }
+        Ok(run.done(true))
+    }
+}
+
+/// Workers being started: a worker that cannot be started stops those already running (they drain
+/// and end).
+struct Starting {
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    local: Vec<(Encap, SocketAddr)>,
+}
+
+impl Starting {
+    fn new(listeners: &UdpListeners) -> Starting {
+        Starting {
+            workers: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            local: listeners.groups.iter().map(|(e, a, _)| (*e, *a)).collect(),
+        }
+    }
+
+    fn spawn(&mut self, name: String, mut worker: Worker) -> Result<(), IngestError> {
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || worker.run())
+            .map_err(|e| {
+                self.stop.store(true, Ordering::Relaxed);
+                IngestError::Spawn(e)
+            })?;
+        self.workers.push(thread);
+        Ok(())
+    }
+
+    fn done(self, inline: bool) -> UdpIngest {
+        UdpIngest {
+            workers: self.workers,
+            stop: self.stop,
+            local: self.local,
+            inline,
+        }
+    }
+}
+
+impl UdpIngest {
     /// Whether the workers run the modules themselves (run-to-completion dispatch).
     pub fn is_inline(&self) -> bool {
         self.inline
@@ -439,7 +555,7 @@ impl Worker {
                     };
                     unflushed = (1..MAX_UNFLUSHED).contains(&full_in_a_row);
                     if !unflushed {
-                        self.ingress.flush();
+                        self.ingress.send_pending();
                         full_in_a_row = 0;
                     }
                 }
@@ -451,7 +567,7 @@ impl Worker {
                             | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    self.ingress.flush();
+                    self.ingress.send_pending();
                     unflushed = false;
                     full_in_a_row = 0;
                     if draining {
@@ -462,7 +578,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(message = "recvmmsg failed.", error = %e);
-                    self.ingress.flush();
+                    self.ingress.send_pending();
                     unflushed = false;
                     full_in_a_row = 0;
                     std::thread::sleep(Duration::from_millis(10));

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
-use crate::pipeline::{Packet, Timestamp};
 use crate::session::SessionTable;
 use crate::sinks::{NullSink, Sink};
 
@@ -42,8 +42,9 @@ pub trait Module: Send {
     /// Called at least every `[pipeline] tick_ms` of packet time, and of wall time while idle live.
     fn on_tick(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {}
 
-    /// Called once at drain or end of replay: emit everything held.
-    fn flush(&mut self, _out: &mut Emitter<'_>) {}
+    /// The instance's last call: emit everything held. It comes when the input ends (the drain
+    /// after SIGTERM, the end of a replay) and before a config reload replaces the instance.
+    fn finish(&mut self, _out: &mut Emitter<'_>) {}
 }
 
 /// Counters of one module instance, read by the admin endpoint.
@@ -156,8 +157,8 @@ pub struct ModuleContext {
     pub shards: usize,
     /// The session registry.
     pub sessions: Arc<SessionTable>,
-    /// Whether this is a live run (sockets, interfaces) rather than an offline replay.
-    pub live: bool,
+    /// What feeds the pipeline: live sockets and interfaces, or capture files offline.
+    pub feed: Feed,
 }
 
 /// Why a module could not be built.

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use super::{Emitter, ModuleConfig, ModuleContext, ModuleCounters};
-use crate::pipeline::{Packet, Timestamp};
-use crate::session::{Session, SessionTable};
+use crate::base::{Feed, Packet, Session, Timestamp};
+use crate::session::SessionTable;
 use crate::wire::inner::{dissect, Layers};
 
 struct Counting;
@@ -78,7 +78,7 @@ fn steady_state_allocations(config: &str, kind: &str, rounds: u64) -> u64 {
         shard: 0,
         shards: 1,
         sessions: SessionTable::new(&Default::default()),
-        live: false,
+        feed: Feed::Offline,
     };
     let (mut module, mut sink) = match kind {
         "flowlog" => {

@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 /// Sessions whose ids fit side by side in the front without evicting each other.
 const FRONT: usize = 64;
 
-/// State a module keeps per mirror session, keyed by [`Session::id`](crate::session::Session::id).
+/// State a module keeps per mirror session, keyed by [`Session::id`](crate::base::Session::id).
 ///
 /// A module looks its session's state up on every packet. Remembering only the last session does
 /// not help: an appliance receives the mirror traffic of many ENIs at once, so consecutive packets

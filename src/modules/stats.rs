@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
-use crate::pipeline::{Packet, Timestamp};
+use crate::base::{Packet, Timestamp};
 use crate::sinks::{NullSink, Sink, StdoutSink};
 
 /// `[[module]] kind = "stats"`.
@@ -198,7 +198,7 @@ impl Module for Stats {
         }
     }
 
-    fn flush(&mut self, out: &mut Emitter<'_>) {
+    fn finish(&mut self, out: &mut Emitter<'_>) {
         let now = self
             .board
             .inner

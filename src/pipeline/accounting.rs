@@ -7,58 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        /// Why a datagram was not dispatched.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in metric order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-
-            /// The stable name used in metrics and logs.
-            pub const fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    /// Shorter than the 8-byte VXLAN header.
-    TooShort => "too_short",
-    /// The VXLAN I flag is not set: not VXLAN, or not a valid VNI.
-    BadVxlanFlags => "bad_vxlan_flags",
-    /// A VXLAN header with no frame after it.
-    EmptyFrame => "empty_frame",
-    /// Larger than the receive buffer (over 9,216 bytes): the kernel cut it.
-    Oversize => "oversize",
-    /// A GENEVE header that is cut or has an unknown version.
-    BadGeneve => "bad_geneve",
-    /// GENEVE carrying something other than IPv4, IPv6 or Ethernet.
-    GeneveUnsupportedProtocol => "geneve_unsupported_protocol",
-    /// GENEVE carrying an IP packet that is not UDP to port 4789 with a VXLAN header.
-    GeneveInnerNotVxlan => "geneve_inner_not_vxlan",
-    /// The outer source is outside the allowlist and not a configured session.
-    SourceRefused => "source_refused",
-    /// An allowed source with an unconfigured session while learning is off.
-    SessionUnknown => "session_unknown",
-    /// The learned-session cap is reached.
-    SessionTableFull => "session_table_full",
-    /// The shard's queue from this worker is full: modules are slower than ingest.
-    ShardQueueFull => "shard_queue_full",
-    /// The shard has stopped (it panicked, or the pipeline is shutting down).
-    ShardStopped => "shard_stopped",
-    /// A capture record that is not a usable frame (replay and interface capture only).
-    BadCaptureRecord => "bad_capture_record",
-}
-
-/// Number of drop reasons.
-pub const DROP_REASONS: usize = DropReason::ALL.len();
+pub use crate::base::drop_reason::DROP_REASONS;
+use crate::base::DropReason;
 
 /// One worker's counters. Written only by that worker.
 #[derive(Debug, Default)]

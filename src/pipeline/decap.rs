@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
 
-use super::accounting::DropReason;
+use crate::base::DropReason;
 use crate::wire::{geneve, inner::ether_type, vxlan};
 
 /// The encapsulation a listener expects.

@@ -1,4 +1,7 @@
-//! A shard: one thread owning one instance of every module, fed batches of packets by the workers.
+//! A shard: one instance of every module, and the packets steered to it. A shard runs either on a
+//! thread of its own, fed batches over a channel ([`Shard::run_thread`]), or inside a receive worker
+//! that hands it each batch in place ([`Shard::process`] with [`Shard::idle`] and [`Shard::beat`]);
+//! the shard itself does not know which, so both dispatch modes run the very same code.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,85 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrayvec::ArrayVec;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustc_hash::FxHashMap;
 
-use super::packet::{Packet, Timestamp};
-use crate::modules::{Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
-use crate::session::{Session, SessionKey};
+use super::batch::{Batch, BATCH_PACKETS};
+use super::tallies::{SessionTallies, SessionTally};
+use crate::base::{Packet, SessionKey, Timestamp};
+use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::sinks::Sink;
-use crate::wire::inner::Layers;
-
-/// Packets per batch: enough to amortise a channel hand-off, few enough to keep latency low.
-pub(crate) const BATCH_PACKETS: usize = 64;
-/// Initial frame bytes per batch: seven jumbo frames.
-pub(crate) const BATCH_BYTES: usize = 64 * 1024;
-
-/// One packet in a batch: where its bytes are, and what ingest already learned about it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry {
-    pub(crate) start: u32,
-    pub(crate) len: u32,
-    pub(crate) orig_len: u32,
-    pub(crate) session: u16,
-    pub(crate) ts: Timestamp,
-    pub(crate) layers: Layers,
-}
-
-/// Packets travelling from one worker to one shard. Batches are allocated once and cycle between the
-/// worker's free pool and the shard, so steady-state ingest allocates nothing.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) data: Vec<u8>,
-    pub(crate) entries: Vec<Entry>,
-    /// The sessions the entries refer to, by index: one reference count per session per batch rather
-    /// than per packet.
-    pub(crate) sessions: Vec<Arc<Session>>,
-    home: Sender<Box<Batch>>,
-}
-
-impl Batch {
-    pub(crate) fn new(home: Sender<Box<Batch>>) -> Box<Batch> {
-        Box::new(Batch {
-            data: Vec::with_capacity(BATCH_BYTES),
-            entries: Vec::with_capacity(BATCH_PACKETS),
-            sessions: Vec::with_capacity(4),
-            home,
-        })
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.data.clear();
-        self.entries.clear();
-        self.sessions.clear();
-    }
-
-    /// Index of `session` in this batch, adding it if new. A batch holds the few sessions whose traffic
-    /// arrived together, so a scan from the newest (pointer compares) beats hashing.
-    #[inline]
-    pub(crate) fn session_index(&mut self, session: &Arc<Session>) -> u16 {
-        if let Some(i) = self.sessions.iter().rposition(|s| Arc::ptr_eq(s, session)) {
-            return i as u16;
-        }
-        self.sessions.push(session.clone());
-        (self.sessions.len() - 1) as u16
-    }
-
-    /// Charges every packet of a batch that could not be sent to its session (drop path only).
-    pub(crate) fn count_dropped(&self) {
-        for e in &self.entries {
-            if let Some(s) = self.sessions.get(usize::from(e.session)) {
-                s.count_dropped(1);
-            }
-        }
-    }
-
-    pub(crate) fn is_full_for(&self, frame_len: usize) -> bool {
-        self.entries.len() >= BATCH_PACKETS
-            || self.sessions.len() >= usize::from(u16::MAX)
-            || (!self.entries.is_empty() && self.data.len() + frame_len > self.data.capacity())
-    }
-}
 
 /// Counters of one shard, read by the control plane.
 #[derive(Debug, Default)]
@@ -101,101 +33,40 @@ pub struct ShardCounters {
     pub sessions: Mutex<FxHashMap<SessionKey, SessionTally>>,
 }
 
-/// What one shard processed for one session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SessionTally {
-    /// Packets.
-    pub packets: u64,
-    /// Inner frame bytes as they were on the wire (before truncation).
-    pub bytes: u64,
-    /// The shard tick at which this session last had a packet; only used to bound the map.
-    touched: u64,
+/// One module instance on a shard, with what it writes to and what it has counted.
+struct ModuleSlot {
+    kind: String,
+    module: Box<dyn Module>,
+    sink: Box<dyn Sink>,
+    counters: Arc<ModuleCounters>,
+    /// Set when the instance panicked: it gets no more calls on this shard.
+    failed: bool,
 }
 
-/// Sessions a shard keeps tallies for before it forgets the longest idle ones: learned sessions come
-/// and go, and a tally must not outlive them forever.
-const MAX_TALLIED_SESSIONS: usize = 16_384;
-
-/// A shard's private per-session counts.
-#[derive(Debug, Default)]
-pub(crate) struct SessionTallies {
-    map: FxHashMap<SessionKey, SessionTally>,
-    /// Counts for the batch being processed, indexed like `Batch::sessions`, so the map is touched once
-    /// per session per batch rather than per packet.
-    batch: Vec<(u64, u64)>,
-    ticks: u64,
-    dirty: bool,
-}
-
-impl SessionTallies {
-    fn begin(&mut self, sessions: usize) {
-        self.batch.clear();
-        self.batch.resize(sessions, (0, 0));
-    }
-
-    #[inline]
-    fn count(&mut self, session: u16, orig_len: u32) {
-        if let Some(t) = self.batch.get_mut(usize::from(session)) {
-            t.0 += 1;
-            t.1 += u64::from(orig_len);
-        }
-    }
-
-    fn end(&mut self, sessions: &[Arc<Session>]) {
-        for (s, (packets, bytes)) in sessions.iter().zip(&self.batch) {
-            if *packets > 0 {
-                let t = self.map.entry(s.key).or_default();
-                t.packets += packets;
-                t.bytes += bytes;
-                t.touched = self.ticks;
-                self.dirty = true;
-            }
-        }
-    }
-
-    fn publish(&mut self, to: &Mutex<FxHashMap<SessionKey, SessionTally>>) {
-        self.ticks += 1;
-        if !self.dirty {
-            return;
-        }
-        self.dirty = false;
-        if self.map.len() > MAX_TALLIED_SESSIONS {
-            let mut touched: Vec<u64> = self.map.values().map(|t| t.touched).collect();
-            touched.sort_unstable();
-            let cut = touched[self.map.len() - MAX_TALLIED_SESSIONS];
-            self.map.retain(|_, t| t.touched >= cut);
-        }
-        let mut published = to.lock().unwrap_or_else(|e| e.into_inner());
-        published.clone_from(&self.map);
-    }
-}
-
-pub(crate) struct ModuleSlot {
-    pub(crate) kind: String,
-    pub(crate) module: Box<dyn Module>,
-    pub(crate) sink: Box<dyn Sink>,
-    pub(crate) counters: Arc<ModuleCounters>,
-    pub(crate) failed: bool,
-}
-
-/// New module settings for a shard; see [`Pipeline::reconfigure_modules`](super::Pipeline::reconfigure_modules).
+/// New module settings for a shard; see
+/// [`Pipeline::reconfigure_modules`](super::Pipeline::reconfigure_modules).
 pub(crate) struct Reconfigure(pub(crate) Vec<ModuleSpec>);
 
+/// Why a shard could not be built: which module refused, and why.
+#[derive(Debug)]
+pub(crate) struct ModuleRefused {
+    pub(crate) kind: String,
+    pub(crate) source: BuildError,
+}
+
 pub(crate) struct Shard {
-    pub(crate) index: usize,
-    pub(crate) rx: Receiver<Box<Batch>>,
-    pub(crate) control: Receiver<Reconfigure>,
+    index: usize,
+    /// Settings from a config reload, applied between batches.
+    control: Receiver<Reconfigure>,
     /// What this shard's module instances were built from, to build them again on reload.
-    pub(crate) ctx: ModuleContext,
-    pub(crate) modules: Vec<ModuleSlot>,
-    pub(crate) counters: Arc<ShardCounters>,
-    pub(crate) tick_ns: u64,
-    /// Live runs tick on the wall clock while idle; replays only on packet time.
-    pub(crate) idle_ticks: bool,
-    pub(crate) next_tick: Option<Timestamp>,
-    pub(crate) last_ts: Timestamp,
-    pub(crate) scratch: String,
-    pub(crate) tallies: SessionTallies,
+    ctx: ModuleContext,
+    modules: Vec<ModuleSlot>,
+    counters: Arc<ShardCounters>,
+    tick_ns: u64,
+    next_tick: Option<Timestamp>,
+    last_ts: Timestamp,
+    scratch: String,
+    tallies: SessionTallies,
 }
 
 impl std::fmt::Debug for Shard {
@@ -205,35 +76,82 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Shard {
-    pub(crate) fn run(mut self) {
+    /// Builds one instance of every module in `specs` for the shard `ctx` describes. Modules tick
+    /// every `tick_ms` of packet time (and, on a live feed, of wall time while idle).
+    pub(crate) fn new(
+        ctx: ModuleContext,
+        specs: &[ModuleSpec],
+        tick_ms: u64,
+        control: Receiver<Reconfigure>,
+    ) -> Result<Shard, ModuleRefused> {
+        let mut modules = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (module, sink) = build(spec, &ctx).map_err(|source| ModuleRefused {
+                kind: spec.kind.clone(),
+                source,
+            })?;
+            modules.push(ModuleSlot {
+                kind: spec.kind.clone(),
+                module,
+                sink,
+                counters: Arc::new(ModuleCounters::default()),
+                failed: false,
+            });
+        }
+        let counters = Arc::new(ShardCounters {
+            modules: modules.iter().map(|m| m.counters.clone()).collect(),
+            ..ShardCounters::default()
+        });
+        Ok(Shard {
+            index: ctx.shard,
+            control,
+            ctx,
+            modules,
+            counters,
+            tick_ns: tick_ms.max(1) * 1_000_000,
+            next_tick: None,
+            last_ts: Timestamp::default(),
+            scratch: String::new(),
+            tallies: SessionTallies::default(),
+        })
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<ShardCounters> {
+        &self.counters
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Hand-off: the shard's own thread. Processes batches as they come and sends each back to its
+    /// worker; while none come, it still beats and, on a live feed, ticks on the wall clock. Ends,
+    /// after finishing its modules, when every sender is gone.
+    pub(crate) fn run_thread(mut self, rx: Receiver<Box<Batch>>) {
         let idle = Duration::from_nanos(self.tick_ns);
         loop {
-            self.counters
-                .heartbeat
-                .store(Timestamp::now().nanos(), Ordering::Relaxed);
+            self.beat(Timestamp::now());
             self.apply_control();
-            match self.rx.recv_timeout(idle) {
+            match rx.recv_timeout(idle) {
                 Ok(mut batch) => {
                     // Settings that arrived while this shard waited apply from this batch on.
                     self.apply_control();
                     self.process(&batch);
                     batch.clear();
-                    let home = batch.home.clone();
-                    // The worker may be gone (shutdown); the batch is then simply freed.
-                    let _ = home.send(batch);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.idle_ticks {
-                        let now = Timestamp::now().max(self.last_ts);
-                        self.tick(now);
+                    if let Some(home) = batch.home.clone() {
+                        // The worker may be gone (shutdown); the batch is then simply freed.
+                        let _ = home.send(batch);
                     }
                 }
+                Err(RecvTimeoutError::Timeout) => self.tick_if_live(Timestamp::now()),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.flush();
+        self.finish();
     }
 
+    /// Gives every packet of `batch` to every module, in config order, ticking first whenever a
+    /// packet's time reaches the next tick.
     pub(crate) fn process(&mut self, batch: &Batch) {
         self.tallies.begin(batch.sessions.len());
         for entries in batch.entries.chunks(BATCH_PACKETS) {
@@ -258,7 +176,7 @@ impl Shard {
             }
             for (e, pkt) in entries.iter().zip(&packets) {
                 self.tallies.count(e.session, e.orig_len);
-                if self.next_tick.is_some_and(|t| pkt.ts >= t) || self.next_tick.is_none() {
+                if self.next_tick.is_none_or(|t| pkt.ts >= t) {
                     self.tick(pkt.ts);
                 }
                 self.last_ts = self.last_ts.max(pkt.ts);
@@ -283,19 +201,28 @@ impl Shard {
         p.store(p.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
-    /// Run-to-completion: a sign of life from the worker that runs this shard.
+    /// A sign of life at `now` (wall clock), for the health check and the watchdog.
     pub(crate) fn beat(&self, now: Timestamp) {
         self.counters
             .heartbeat
             .store(now.nanos(), Ordering::Relaxed);
     }
 
-    /// Run-to-completion: what a shard thread does when no batch came for a while. Reloads apply, and
-    /// a live shard ticks on the wall clock once a tick is due (a thread would tick after `tick_ms`
-    /// without batches; a worker wakes at least every receive timeout, so it checks the due time).
+    /// Run-to-completion: what a shard thread does when no batch came for a while. Reloads apply,
+    /// and a live shard ticks on the wall clock once a tick is due (a thread would tick after
+    /// `tick_ms` without batches; a worker wakes at least every receive timeout, so it checks the
+    /// due time).
     pub(crate) fn idle(&mut self, now: Timestamp) {
         self.apply_control();
-        if self.idle_ticks && self.next_tick.is_none_or(|t| now >= t) {
+        if self.next_tick.is_none_or(|t| now >= t) {
+            self.tick_if_live(now);
+        }
+    }
+
+    /// Offline, time is packet time only: an idle replay must not tick on the wall clock, or its
+    /// output would depend on how fast the file was read.
+    fn tick_if_live(&mut self, now: Timestamp) {
+        if self.ctx.feed.is_live() {
             self.tick(now.max(self.last_ts));
         }
     }
@@ -319,26 +246,26 @@ impl Shard {
         self.tallies.publish(&self.counters.sessions);
     }
 
-    /// Emits what the modules hold (end of input, or before a reload swaps them).
-    pub(crate) fn flush(&mut self) {
+    /// The modules' last call: they emit everything they hold (the input has ended, or a reload is
+    /// about to replace them) and their sinks are flushed.
+    pub(crate) fn finish(&mut self) {
         self.tallies.publish(&self.counters.sessions);
         let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
             let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
             if catch_unwind(AssertUnwindSafe(|| {
-                module.flush(&mut out);
+                module.finish(&mut out);
                 out.flush_sink();
             }))
             .is_err()
             {
-                disable(slot, self.index, "flush");
+                disable(slot, self.index, "finish");
             }
         }
     }
-}
 
-impl Shard {
+    /// Applies settings from config reloads that arrived since the last call.
     pub(crate) fn apply_control(&mut self) {
         while let Ok(Reconfigure(specs)) = self.control.try_recv() {
             self.reconfigure(&specs);
@@ -348,11 +275,7 @@ impl Shard {
     fn reconfigure(&mut self, specs: &[ModuleSpec]) {
         let mut fresh = Vec::with_capacity(specs.len());
         for (spec, slot) in specs.iter().zip(&self.modules) {
-            let built = spec
-                .factory
-                .build(&self.ctx)
-                .and_then(|m| Ok((m, spec.factory.sink(&self.ctx)?)));
-            match built {
+            match build(spec, &self.ctx) {
                 Ok(pair) => fresh.push(pair),
                 Err(error) => {
                     let e = &slot.counters.errors;
@@ -363,7 +286,7 @@ impl Shard {
             }
         }
         // The old instances emit what they hold before they go: a reload loses no record.
-        self.flush();
+        self.finish();
         for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
             slot.module = module;
             slot.sink = sink;
@@ -371,6 +294,13 @@ impl Shard {
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
+}
+
+/// A module instance and the sink it writes to.
+type Instance = (Box<dyn Module>, Box<dyn Sink>);
+
+fn build(spec: &ModuleSpec, ctx: &ModuleContext) -> Result<Instance, BuildError> {
+    Ok((spec.factory.build(ctx)?, spec.factory.sink(ctx)?))
 }
 
 /// A module that panicked is switched off on its shard rather than taking the shard (and with it every

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::pipeline::Timestamp;
+use crate::base::Timestamp;
 
 /// A UTC calendar time, to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

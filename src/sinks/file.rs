@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::clock::UtcTime;
 use super::ring::SizeCap;
 use super::Sink;
-use crate::pipeline::Timestamp;
+use crate::base::Timestamp;
 
 /// A file output, as a module's `[module.output]` table gives it.
 #[derive(Debug, Clone, Deserialize)]

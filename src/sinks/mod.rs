@@ -22,7 +22,7 @@ use std::io::{self, Write};
 pub use self::clock::UtcTime;
 pub use self::file::{FileOutputConfig, FileSink, Layout, Prepared, RotatingFile, SeriesName};
 pub use self::ring::SizeCap;
-use crate::pipeline::Timestamp;
+use crate::base::Timestamp;
 
 /// A destination for records. Each `write` receives one complete record (a text line with its newline,
 /// or a binary block) so that a sink can keep files valid at record boundaries.

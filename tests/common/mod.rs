@@ -8,10 +8,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use vxtap::base::{Feed, FlowKey, Packet, Timestamp};
 use vxtap::config::Config;
-use vxtap::ingest::udp::UdpIngest;
+use vxtap::ingest::udp::{LivePipeline, UdpIngest, UdpListeners};
 use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, Registry};
-use vxtap::pipeline::{Counts, Encap, FlowKey, Packet, Pipeline, PipelineReport, Timestamp};
+use vxtap::pipeline::{Counts, Encap, Pipeline, PipelineReport};
 use vxtap::wire::inner::Layer;
 
 /// What the recorder saw of one packet.
@@ -103,7 +104,7 @@ impl Module for Recorder {
         self.tap.lock().unwrap().ticks += 1;
     }
 
-    fn flush(&mut self, _out: &mut Emitter<'_>) {
+    fn finish(&mut self, _out: &mut Emitter<'_>) {
         self.tap.lock().unwrap().flushes += 1;
     }
 }
@@ -125,20 +126,20 @@ pub fn unique(name: &str) -> String {
 
 /// A live pipeline with UDP listeners, as `vxtap run` builds it.
 pub struct Live {
-    pub pipeline: Pipeline,
+    pub pipeline: LivePipeline,
     pub ingest: UdpIngest,
 }
 
 impl Live {
     pub fn start(config: &str) -> Live {
         let config = Config::parse(config, "test.toml").expect("test config is valid");
-        let pipeline = Pipeline::builder(config)
+        let shards = Pipeline::builder(config)
             .registry(registry())
-            .live(true)
             .build()
             .expect("pipeline builds");
-        let ingest =
-            UdpIngest::start(&pipeline, &pipeline.config().ingest).expect("listeners bind");
+        let (pipeline, ingest) = UdpListeners::bind(&shards.config().ingest)
+            .and_then(|l| l.start(shards))
+            .expect("listeners bind");
         Live { pipeline, ingest }
     }
 
@@ -238,8 +239,9 @@ pub fn run_capture(path: &str, config: &str) -> (PipelineReport, Vec<Seen>) {
     let config = Config::parse(&config, "test.toml").unwrap();
     let pipeline = Pipeline::builder(config)
         .registry(registry())
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .unwrap();
     let mut ingress = pipeline.ingress();
     for (ts, src, encap, payload) in capture_datagrams(path) {
@@ -284,8 +286,9 @@ pub fn run_offline(config: &str, datagrams: &[Datagram]) -> Vec<ModuleTotals> {
     let config = Config::parse(config, "test.toml").expect("test config is valid");
     let pipeline = Pipeline::builder(config)
         .registry(registry())
-        .live(false)
+        .feed(Feed::Offline)
         .build()
+        .and_then(|s| s.start_handoff())
         .expect("pipeline builds");
     let shards = pipeline.shard_counters().to_vec();
     let mut ingress = pipeline.ingress();

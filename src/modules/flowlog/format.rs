@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::pipeline::FlowKey;
+use crate::base::FlowKey;
 
 /// AWS's default format: the version 2 fields.
 pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} \

@@ -22,8 +22,8 @@ use serde::Deserialize;
 pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
 use self::table::{DirKey, Entry, FlowTable};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
-use crate::pipeline::{Packet, Timestamp};
-use crate::session::Session;
+use crate::base::Session;
+use crate::base::{Packet, Timestamp};
 use crate::sinks::{
     FileOutputConfig, FileSink, Layout, RotatingFile, SeriesName, Sink, StdoutSink,
 };
@@ -408,7 +408,7 @@ impl Module for FlowLog {
         }
     }
 
-    fn flush(&mut self, out: &mut Emitter<'_>) {
+    fn finish(&mut self, out: &mut Emitter<'_>) {
         self.emit_all(out);
         self.interval_end = None;
     }

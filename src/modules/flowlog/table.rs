@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use rustc_hash::FxHasher;
 
 use super::format::Direction;
-use crate::pipeline::{FlowKey, Timestamp};
+use crate::base::{FlowKey, Timestamp};
 
 const NIL: u32 = u32::MAX;
 const NANOS: u64 = 1_000_000_000;

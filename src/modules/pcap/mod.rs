@@ -21,8 +21,8 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
-use crate::pipeline::{Packet, Timestamp};
-use crate::session::Session;
+use crate::base::Session;
+use crate::base::{Packet, Timestamp};
 use crate::sinks::{FileOutputConfig, Layout, Prepared, RotatingFile, SeriesName, SizeCap};
 
 /// `[[module]] kind = "pcap"`.
@@ -300,7 +300,7 @@ impl Module for PcapWriter {
         self.per_session.retain(|_, f| !f.is_idle());
     }
 
-    fn flush(&mut self, out: &mut Emitter<'_>) {
+    fn finish(&mut self, out: &mut Emitter<'_>) {
         let mut failed = 0;
         for file in self.files() {
             file.close();
