@@ -21,6 +21,7 @@ pub mod control;
 pub mod ingest;
 pub mod modules;
 pub mod pipeline;
+pub mod send;
 pub mod session;
 pub mod sinks;
 pub mod wire;

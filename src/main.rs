@@ -169,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             loops,
             batch,
         } => {
-            use vxtap::ingest::send::{self, SendOptions, SourcePorts, Timing};
+            use vxtap::send::{self, SendOptions, SourcePorts, Timing};
             let options = SendOptions {
                 to: send::resolve(&to)?,
                 vni,

@@ -1,7 +1,7 @@
 //! The layers of `src/` point one way: each top-level module may use only the modules below it.
 //!
 //! ```text
-//! wire, config → base → session, sinks, flow → modules → pipeline → ingest, send → control
+//! wire, config → base → session, sinks, flow → modules → pipeline → ingest → control, send
 //! ```
 //!
 //! `base` is the vocabulary every layer shares, and `modules` (with `base`) is the API a user's own
@@ -24,8 +24,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("modules", 3),
     ("pipeline", 4),
     ("ingest", 5),
-    ("send", 5),
     ("control", 6),
+    ("send", 6),
 ];
 
 fn layer(module: &str) -> Option<u32> {

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use pnet_datalink::{Channel, DataLinkReceiver};
 use thiserror::Error;
 
-use super::pcap::{self, LinkType};
-use super::replay::mirror_datagram;
-use crate::base::Session;
-use crate::base::{DropReason, Timestamp};
+use crate::wire::link::{find_datagram, l3, LinkType};
+
+use crate::base::{DropReason, Session, Timestamp};
 use crate::config::InterfaceConfig;
 use crate::pipeline::{Ingress, Pipeline};
 
@@ -204,11 +203,11 @@ fn handle_frame(ingress: &mut Ingress, session: &Arc<Session>, ts: Timestamp, fr
     if frame.len() >= FRAME_BUFFER {
         return ingress.refuse(frame.len(), DropReason::Oversize);
     }
-    let Some(l3) = pcap::l3(LinkType::Ethernet, frame) else {
+    if l3(LinkType::Ethernet, frame).is_none() {
         return ingress.refuse(frame.len(), DropReason::BadCaptureRecord);
-    };
-    match mirror_datagram(LinkType::Ethernet, l3) {
-        Some((source, encap, payload)) => ingress.datagram(ts, source, encap, payload),
+    }
+    match find_datagram(LinkType::Ethernet, frame) {
+        Some(d) => ingress.datagram(ts, d.source, d.encap, d.payload()),
         None => ingress.plain_frame(ts, session, frame, frame.len() as u32),
     }
 }

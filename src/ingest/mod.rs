@@ -5,5 +5,4 @@
 pub mod interface;
 pub mod pcap;
 pub mod replay;
-pub mod send;
 pub mod udp;

@@ -17,122 +17,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::base::Timestamp;
-use crate::wire::inner::ether_type;
+pub use crate::wire::link::{l3, LinkType, L3};
 
 /// Read-ahead buffer: big reads keep replay of large files cheap.
 const READ_BUFFER: usize = 1 << 20;
 /// The largest record or block accepted. Jumbo frames are ~9 KiB; tcpdump's snap length caps at
 /// 256 KiB; anything larger means the file is corrupt and cannot be resynchronised.
 const MAX_BLOCK: usize = 1 << 20;
-
-/// A link-layer header type (LINKTYPE_* values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkType {
-    /// LINKTYPE_NULL (0): BSD loopback, a 4-byte address family in the writer's byte order.
-    Null,
-    /// LINKTYPE_ETHERNET (1).
-    Ethernet,
-    /// LINKTYPE_RAW (101, also 12 and 14 on some systems): an IPv4 or IPv6 packet.
-    RawIp,
-    /// LINKTYPE_IPV4 (228).
-    Ipv4,
-    /// LINKTYPE_IPV6 (229).
-    Ipv6,
-    /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1, a 16-byte header.
-    LinuxSll,
-    /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2, a 20-byte header.
-    LinuxSll2,
-    /// Anything else: its records are reported as unusable.
-    Other(u16),
-}
-
-impl LinkType {
-    /// From a LINKTYPE number.
-    pub fn from_code(code: u32) -> LinkType {
-        // The upper bits of pcap's link-type field carry FCS information (pcap(5)).
-        match code & 0xffff {
-            0 => LinkType::Null,
-            1 => LinkType::Ethernet,
-            12 | 14 | 101 => LinkType::RawIp,
-            228 => LinkType::Ipv4,
-            229 => LinkType::Ipv6,
-            113 => LinkType::LinuxSll,
-            276 => LinkType::LinuxSll2,
-            other => LinkType::Other(other as u16),
-        }
-    }
-
-    /// The LINKTYPE number.
-    pub fn code(self) -> u16 {
-        match self {
-            LinkType::Null => 0,
-            LinkType::Ethernet => 1,
-            LinkType::RawIp => 101,
-            LinkType::Ipv4 => 228,
-            LinkType::Ipv6 => 229,
-            LinkType::LinuxSll => 113,
-            LinkType::LinuxSll2 => 276,
-            LinkType::Other(c) => c,
-        }
-    }
-}
-
-/// The network layer of a captured frame, whatever its link type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct L3<'a> {
-    /// The EtherType of what follows (IPv4, IPv6, ARP, ...).
-    pub ether_type: u16,
-    /// The bytes from the network header on.
-    pub bytes: &'a [u8],
-}
-
-impl L3<'_> {
-    /// Appends this network layer behind an Ethernet header with no addresses: modules (and VXLAN)
-    /// carry Ethernet frames whatever link type a capture used.
-    pub fn push_as_ethernet(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0; 12]);
-        out.extend_from_slice(&self.ether_type.to_be_bytes());
-        out.extend_from_slice(self.bytes);
-    }
-}
-
-/// Finds the network layer of a frame of link type `link`, or `None` if the link header is cut or
-/// the link type is not one vxtap reads. For Ethernet, VLAN tags are not skipped here: the caller
-/// gives Ethernet frames to the pipeline whole.
-pub fn l3(link: LinkType, frame: &[u8]) -> Option<L3<'_>> {
-    let be16 = |at: usize| Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
-    let (ether_type, offset) = match link {
-        LinkType::Ethernet => (be16(12)?, 14),
-        LinkType::RawIp => (ip_ether_type(frame.first()?)?, 0),
-        LinkType::Ipv4 => (ether_type::IPV4, 0),
-        LinkType::Ipv6 => (ether_type::IPV6, 0),
-        LinkType::LinuxSll => (be16(14)?, 16),
-        LinkType::LinuxSll2 => (be16(0)?, 20),
-        LinkType::Null => {
-            // The address family is in the writer's byte order; its values are small, so the
-            // non-zero bytes tell the order. IPv6's value differs by OS (10, 24, 28, 30): the version
-            // nibble decides.
-            let family = frame.get(..4)?;
-            if family.iter().all(|b| *b == 0) {
-                return None;
-            }
-            (ip_ether_type(frame.get(4)?)?, 4)
-        }
-        LinkType::Other(_) => return None,
-    };
-    Some(L3 {
-        ether_type,
-        bytes: frame.get(offset..)?,
-    })
-}
-
-fn ip_ether_type(first: &u8) -> Option<u16> {
-    match first >> 4 {
-        4 => Some(ether_type::IPV4),
-        6 => Some(ether_type::IPV6),
-        _ => None,
-    }
-}
 
 /// Why a capture could not be read. Each names the file and the byte offset.
 #[derive(Debug, Error)]

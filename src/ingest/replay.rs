@@ -15,13 +15,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::pcap::{self, CaptureError, CaptureReader, Item, LinkType};
+use super::pcap::{self, CaptureError, CaptureReader, Item};
 use crate::base::{DropReason, Feed, Session};
 use crate::config::Config;
 use crate::modules::Registry;
-use crate::pipeline::decap::ip_udp;
-use crate::pipeline::{Encap, Ingress, Pipeline, PipelineError, PipelineReport};
-use crate::wire::inner::ether_type;
+use crate::pipeline::{Ingress, Pipeline, PipelineError, PipelineReport};
+use crate::wire::link::{find_datagram, LinkType};
 
 /// Why a replay could not run at all. Errors inside one file are reported per file instead.
 #[derive(Debug, Error)]
@@ -228,9 +227,9 @@ impl Feeder {
                 }
                 continue;
             };
-            if let Some((source, encap, payload)) = mirror_datagram(record.link, l3) {
+            if let Some(d) = find_datagram(record.link, record.data) {
                 summary.encapsulated += 1;
-                ingress.datagram(record.ts, source, encap, payload);
+                ingress.datagram(record.ts, d.source, d.encap, d.payload());
                 continue;
             }
             summary.plain += 1;
@@ -281,93 +280,5 @@ impl Feeder {
         let name = if *n == 1 { base } else { format!("{base}#{n}") };
         self.plain_names.push(name.clone());
         name
-    }
-}
-
-/// If a captured frame is a UDP datagram to the VXLAN or GENEVE port, its outer source, encapsulation
-/// and UDP payload: what a socket bound to that port would have delivered. Up to two VLAN tags on an
-/// Ethernet frame are looked through.
-pub fn mirror_datagram(
-    link: LinkType,
-    l3: pcap::L3<'_>,
-) -> Option<(std::net::IpAddr, Encap, &'_ [u8])> {
-    let mut ty = l3.ether_type;
-    let mut ip = l3.bytes;
-    if link == LinkType::Ethernet {
-        for _ in 0..2 {
-            if !matches!(
-                ty,
-                ether_type::VLAN | ether_type::QINQ | ether_type::QINQ_LEGACY
-            ) {
-                break;
-            }
-            ty = u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]);
-            ip = ip.get(4..)?;
-        }
-    }
-    if !matches!(ty, ether_type::IPV4 | ether_type::IPV6) {
-        return None;
-    }
-    let (source, udp) = ip_udp(ip)?;
-    let port = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
-    let encap = Encap::for_port(port)?;
-    Some((source, encap, udp.get(8..).unwrap_or(&[])))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::PacketBuilder;
-
-    fn udp_frame(vlans: &[u16], dport: u16) -> Vec<u8> {
-        let mut ip = Vec::new();
-        PacketBuilder::ipv4([10, 1, 1, 1], [10, 2, 2, 2], 64)
-            .udp(40000, dport)
-            .write(&mut ip, &[0x08, 0, 0, 0, 0, 0, 5, 0, 0xee])
-            .unwrap();
-        let mut f = vec![0u8; 12];
-        for v in vlans {
-            f.extend_from_slice(&ether_type::VLAN.to_be_bytes());
-            f.extend_from_slice(&v.to_be_bytes());
-        }
-        f.extend_from_slice(&ether_type::IPV4.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f
-    }
-
-    fn find(link: LinkType, frame: &[u8]) -> Option<(std::net::IpAddr, Encap, Vec<u8>)> {
-        let l3 = pcap::l3(link, frame)?;
-        mirror_datagram(link, l3).map(|(s, e, p)| (s, e, p.to_vec()))
-    }
-
-    #[test]
-    fn finds_mirror_datagrams_behind_vlan_tags() {
-        let payload = vec![0x08, 0, 0, 0, 0, 0, 5, 0, 0xee];
-        let src = std::net::IpAddr::from([10, 1, 1, 1]);
-        for vlans in [&[][..], &[7], &[7, 8]] {
-            assert_eq!(
-                find(LinkType::Ethernet, &udp_frame(vlans, 4789)),
-                Some((src, Encap::Vxlan, payload.clone())),
-                "{vlans:?}"
-            );
-        }
-        assert_eq!(
-            find(LinkType::Ethernet, &udp_frame(&[1, 2, 3], 4789)),
-            None,
-            "three tags are more than the two looked through"
-        );
-        assert_eq!(
-            find(LinkType::Ethernet, &udp_frame(&[], 6081)).map(|d| d.1),
-            Some(Encap::Geneve)
-        );
-        assert_eq!(find(LinkType::Ethernet, &udp_frame(&[], 53)), None);
-        // Raw IP: the same datagram without its Ethernet header.
-        let f = udp_frame(&[], 4789);
-        assert_eq!(
-            find(LinkType::RawIp, &f[14..]).map(|d| d.1),
-            Some(Encap::Vxlan)
-        );
-        // A UDP header cut before its ports is not a mirror datagram.
-        assert_eq!(find(LinkType::RawIp, &f[14..14 + 21]), None);
     }
 }

@@ -1,32 +1,12 @@
 //! From a UDP payload to the mirrored inner frame: VXLAN, or GENEVE around VXLAN (a GWLB endpoint as
 //! mirror target). Shared by the live sockets and by replay, so both decapsulate identically.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
+use std::net::IpAddr;
 
 use crate::base::DropReason;
-use crate::wire::{geneve, inner::ether_type, vxlan};
-
-/// The encapsulation a listener expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encap {
-    /// VXLAN on UDP 4789: what Traffic Mirroring sends to an ENI or NLB target.
-    Vxlan,
-    /// GENEVE on UDP 6081: what a Gateway Load Balancer delivers.
-    Geneve,
-}
-
-impl Encap {
-    /// The encapsulation that a UDP destination port conventionally carries.
-    pub fn for_port(port: u16) -> Option<Encap> {
-        match port {
-            vxlan::PORT => Some(Encap::Vxlan),
-            geneve::PORT => Some(Encap::Geneve),
-            _ => None,
-        }
-    }
-}
+use crate::wire::link::ether_type;
+pub use crate::wire::link::{ip_udp, Encap};
+use crate::wire::{geneve, vxlan};
 
 /// A decapsulated mirror packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,33 +89,6 @@ pub(crate) fn ip_vxlan(ip: &[u8]) -> Option<Decapsulated<'_>> {
         vni,
         frame,
     })
-}
-
-/// The source address and the UDP header-and-payload of an IP packet, if it is UDP and not a later
-/// fragment. Used by replay to find mirror datagrams inside captured frames.
-pub fn ip_udp(ip: &[u8]) -> Option<(IpAddr, &[u8])> {
-    match ip.first()? >> 4 {
-        4 => {
-            let h = Ipv4HeaderSlice::from_slice(ip).ok()?;
-            if h.protocol() != IpNumber::UDP || h.fragments_offset().value() != 0 {
-                return None;
-            }
-            let end = usize::from(h.total_len()).clamp(h.slice().len(), ip.len());
-            Some((
-                IpAddr::V4(Ipv4Addr::from(h.source())),
-                &ip[h.slice().len()..end],
-            ))
-        }
-        6 => {
-            let h = Ipv6HeaderSlice::from_slice(ip).ok()?;
-            if h.next_header() != IpNumber::UDP {
-                return None;
-            }
-            let end = (40 + usize::from(h.payload_length())).min(ip.len());
-            Some((IpAddr::V6(Ipv6Addr::from(h.source())), &ip[40..end]))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -12,21 +12,7 @@ use etherparse::{
     Ethernet2Slice, IpNumber, LaxIpv4Slice, LaxIpv6Slice, SingleVlanSlice, TcpHeaderSlice,
 };
 
-/// EtherTypes that vxtap looks at.
-pub mod ether_type {
-    /// IPv4.
-    pub const IPV4: u16 = 0x0800;
-    /// IPv6.
-    pub const IPV6: u16 = 0x86dd;
-    /// ARP.
-    pub const ARP: u16 = 0x0806;
-    /// 802.1Q customer VLAN tag.
-    pub const VLAN: u16 = 0x8100;
-    /// 802.1ad service VLAN tag (QinQ outer tag).
-    pub const QINQ: u16 = 0x88a8;
-    /// Pre-standard QinQ tag still seen in the wild.
-    pub const QINQ_LEGACY: u16 = 0x9100;
-}
+pub use super::link::ether_type;
 
 const ETHERNET_LEN: usize = 14;
 const VLAN_LEN: usize = 4;

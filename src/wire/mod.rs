@@ -7,6 +7,7 @@
 
 pub mod geneve;
 pub mod inner;
+pub mod link;
 pub mod vxlan;
 
 use thiserror::Error;

@@ -1,4 +1,6 @@
-//! `vxtap send`: replays a capture to a receiver as AWS Traffic Mirroring would send it.
+//! `vxtap send`: replays a capture to a receiver as AWS Traffic Mirroring would send it. A tool, not a
+//! source of the pipeline: it reads captures with the ingest layer's reader and finds mirror
+//! datagrams in them with [`find_datagram`], exactly as replay does.
 //!
 //! Plain frames are wrapped in VXLAN with the given VNI; datagrams that are already VXLAN (UDP 4789)
 //! are sent as captured (their UDP payload, malformed or not); GENEVE from a GWLB is unwrapped to the
@@ -23,10 +25,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
-use super::pcap::{self, CaptureError, CaptureReader, Item, LinkType};
-use super::replay::mirror_datagram;
-use crate::pipeline::decap::ip_udp;
-use crate::pipeline::{steer, Encap};
+use crate::ingest::pcap::{CaptureError, CaptureReader, Item};
+use crate::pipeline::steer;
+use crate::wire::link::{ether_type, find_datagram, ip_udp, l3, Encap, LinkType};
 use crate::wire::{geneve, inner, vxlan};
 
 /// The largest UDP payload an IPv4 datagram can carry.
@@ -323,21 +324,21 @@ impl Sender {
 
     /// Works out what to send for one record and queues it; returns whether it was queued.
     fn queue(&mut self, link: LinkType, data: &[u8]) -> Result<bool, SendError> {
-        let Some(l3) = pcap::l3(link, data) else {
+        let Some(l3) = l3(link, data) else {
             self.skip("no readable link header");
             return Ok(false);
         };
         let pool = self.sockets.len() as u64;
-        let (payload, key): (&[u8], u64) = match mirror_datagram(link, l3) {
-            Some((_, Encap::Vxlan, payload)) => {
+        let found = find_datagram(link, data);
+        let (payload, key): (&[u8], u64) = match found.map(|d| (d.encap, d)) {
+            Some((Encap::Vxlan, d)) => {
                 // Keep the capture's own port choice: same captured port, same socket.
-                let sport = source_port_of(l3.bytes).unwrap_or(0);
                 (
-                    payload,
-                    u64::from(sport).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    d.payload(),
+                    u64::from(d.source_port()).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 )
             }
-            Some((_, Encap::Geneve, payload)) => match geneve_to_vxlan(payload) {
+            Some((Encap::Geneve, d)) => match geneve_to_vxlan(d.payload()) {
                 Some(GeneveInner::Vxlan { payload, sport }) => (
                     payload,
                     u64::from(sport).wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -476,20 +477,17 @@ impl Sender {
     }
 }
 
+/// Appends a VXLAN header for `vni` (with the I flag, as AWS sends it).
 fn push_vxlan_header(out: &mut Vec<u8>, vni: u32) {
-    let v = vni.to_be_bytes();
-    out.extend_from_slice(&[0x08, 0, 0, 0, v[1], v[2], v[3], 0]);
+    let at = out.len();
+    out.resize(at + vxlan::HEADER_LEN, 0);
+    let mut header = vxlan::Packet::new_unchecked(&mut out[at..]);
+    vxlan::Repr { vni }.emit(&mut header);
 }
 
 /// The symmetric flow hash of an Ethernet frame (session 0), to pick a source port.
 fn flow_key(frame: &[u8]) -> u64 {
     steer::symmetric_hash(0, &inner::dissect(frame))
-}
-
-/// The UDP source port of an IP packet.
-fn source_port_of(ip: &[u8]) -> Option<u16> {
-    let (_, udp) = ip_udp(ip)?;
-    Some(u16::from_be_bytes([*udp.first()?, *udp.get(1)?]))
 }
 
 enum GeneveInner<'a> {
@@ -508,7 +506,7 @@ fn geneve_to_vxlan(payload: &[u8]) -> Option<GeneveInner<'_>> {
         geneve::PROTO_IPV4 | geneve::PROTO_IPV6 => inner,
         geneve::PROTO_ETHERNET => {
             let ty = u16::from_be_bytes([*inner.get(12)?, *inner.get(13)?]);
-            let carried = matches!(ty, inner::ether_type::IPV4 | inner::ether_type::IPV6)
+            let carried = matches!(ty, ether_type::IPV4 | ether_type::IPV6)
                 .then(|| ip_udp(&inner[14..]))
                 .flatten()
                 .filter(|(_, udp)| udp.len() >= 8 && udp[2..4] == vxlan::PORT.to_be_bytes());
