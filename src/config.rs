@@ -14,7 +14,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use thiserror::Error;
 
-/// The configuration a `vxtap run` without `--config` uses: DESIGN.md §5.
+/// The configuration a `vxtap run` without `--config` uses (`src/default.toml`): VXLAN on every
+/// address, the private-range allowlist, stats and flow records on stdout.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// A configuration error, with where it was found.

@@ -4,7 +4,7 @@
 //!
 //! Plain frames are wrapped in VXLAN with the given VNI; datagrams that are already VXLAN (UDP 4789)
 //! are sent as captured (their UDP payload, malformed or not); GENEVE from a GWLB is unwrapped to the
-//! mirror's VXLAN payload inside it. The outer source port follows AWS's behaviour (AWS-FACTS.md §1):
+//! mirror's VXLAN payload inside it. The outer source port follows AWS's behaviour (docs/aws-facts.md §1):
 //! a symmetric hash of the inner flow picks one of a pool of sockets, so both directions of a flow
 //! leave from one port and flows spread over ports; or one fixed `--source-port`. Sends are batched
 //! with sendmmsg(2) per socket.

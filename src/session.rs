@@ -1,7 +1,7 @@
 //! Mirror sessions: the shared registry and each worker's private view of it.
 //!
 //! A session is (outer source IP, VNI): AWS sets the outer source to the source ENI's primary IP and the
-//! VNI to the session's VirtualNetworkId, and an NLB preserves the source for UDP (AWS-FACTS.md §1). The
+//! VNI to the session's VirtualNetworkId, and an NLB preserves the source for UDP (docs/aws-facts.md §1). The
 //! registry is a `DashMap` touched only when a worker meets a key it has not cached; the hot path reads a
 //! per-worker cache and one rarely-written generation counter, so busy sessions cause no cache-line
 //! traffic between cores.

@@ -4,7 +4,7 @@
 //! life recently: workers beat after every receive call, which returns at least every 100 ms even
 //! without traffic, so a stale heartbeat means a stuck thread, not a quiet network.
 //!
-//! An NLB checks a UDP target group over TCP, HTTP or HTTPS on a port of our choosing (AWS-FACTS.md §2).
+//! An NLB checks a UDP target group over TCP, HTTP or HTTPS on a port of our choosing (docs/aws-facts.md §2).
 //! `GET /healthz` answers `200 ok` or `503 <reason>`. For TCP checks the port must refuse connections
 //! while unhealthy, and AWS asks exactly that of a UDP service's check port; so in the default `close`
 //! mode the listening socket is closed while unhealthy and opened again when health returns. A closed

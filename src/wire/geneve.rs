@@ -9,7 +9,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 //! A GWLB endpoint as mirror target sends protocol type IPv4 (0x0800): the payload is the mirror's own
-//! IPv4/UDP/VXLAN packet, not an Ethernet frame (AWS-FACTS.md §2; Zeek assumed Ethernet and failed).
+//! IPv4/UDP/VXLAN packet, not an Ethernet frame (docs/aws-facts.md §2; Zeek assumed Ethernet and failed).
 //! Options (GWLB puts its flow cookie and endpoint id there) are skipped, critical or not: vxtap is a
 //! passive observer and a dropped mirror packet helps no one.
 

@@ -1,7 +1,7 @@
 //! Dissection of the inner Ethernet frame, in place and tolerant of truncation.
 //!
 //! AWS cuts mirrored packets to the target's MTU or the session's `PacketLength` and then leaves L4 (and
-//! sometimes L3) checksums uncomputed (AWS-FACTS.md §1), so nothing here validates a checksum and a frame
+//! sometimes L3) checksums uncomputed (docs/aws-facts.md §1), so nothing here validates a checksum and a frame
 //! cut anywhere still yields every layer that was whole, plus [`Layers::cut`] naming where the bytes ran
 //! out. The result is a small `Copy` summary of offsets and fields: the ingest worker computes it once to
 //! steer the packet, and the shard hands it to every module without parsing again.

@@ -8,7 +8,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 //! The I flag must be set. Reserved bits are ignored on receipt (RFC 7348 §5): real mirror traffic has
-//! been seen with them set, and a peer that rejected it dropped real packets (AWS-FACTS.md §1).
+//! been seen with them set, and a peer that rejected it dropped real packets (docs/aws-facts.md §1).
 
 use super::{Field, Result, WireError};
 

@@ -2,7 +2,7 @@
 //! line of its S3 delivery, and rendering of records as space-separated text or JSON lines.
 //!
 //! Field names, their versions and the default format follow AWS's flow log documentation
-//! (AWS-FACTS.md §4); JSON keys are the column names of AWS's Athena table and Parquet delivery
+//! (docs/aws-facts.md §3); JSON keys are the column names of AWS's Athena table and Parquet delivery
 //! (`account-id` → `account_id`), with `-` values as `null`.
 
 use std::fmt::Write as _;
@@ -321,7 +321,7 @@ impl Format {
             Field::Start => Value::Number(r.start),
             Field::End => Value::Number(r.end),
             // Mirrored packets have passed the source's security groups and network ACLs: AWS mirrors
-            // nothing that they drop (AWS-FACTS.md §1, "Security-group ordering").
+            // nothing that they drop (docs/aws-facts.md §1, "Security groups and network ACLs").
             Field::Action => from_flow(|_| Value::Text("ACCEPT")),
             Field::LogStatus => Value::Text(if flow.is_some() { "OK" } else { "SKIPDATA" }),
             Field::VpcId => text(&r.meta.vpc_id),
