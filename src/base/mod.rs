@@ -8,6 +8,7 @@
 //!
 //! [`wire`]: crate::wire
 
+pub(crate) mod counter;
 pub(crate) mod drop_reason;
 mod feed;
 mod flow_key;

@@ -16,12 +16,13 @@ pub use per_session::PerSession;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::base::counter::bump;
 use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
 use crate::session::SessionTable;
@@ -58,10 +59,6 @@ pub struct ModuleCounters {
     pub errors: AtomicU64,
     /// Records the module itself chose to drop (table caps and the like).
     pub drops: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 impl ModuleCounters {

@@ -187,13 +187,11 @@ impl Module for Stats {
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         // Intervals are aligned to the epoch so that all shards publish for the same boundaries.
-        let next = *self.next.get_or_insert_with(|| {
-            Timestamp::from_nanos((now.nanos() / self.interval_ns + 1) * self.interval_ns)
-        });
+        let next = *self
+            .next
+            .get_or_insert_with(|| now.next_boundary(self.interval_ns));
         if now >= next {
-            self.next = Some(Timestamp::from_nanos(
-                (now.nanos() / self.interval_ns + 1) * self.interval_ns,
-            ));
+            self.next = Some(now.next_boundary(self.interval_ns));
             self.publish(now, out, false);
         }
     }

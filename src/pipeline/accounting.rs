@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::base::counter::bump;
 pub use crate::base::drop_reason::DROP_REASONS;
 use crate::base::DropReason;
 
@@ -20,15 +21,6 @@ pub struct WorkerCounters {
     /// Wall-clock nanoseconds of the worker's last sign of life: a batch received, or a receive
     /// timeout while waiting. The health endpoint reads it to tell a stuck worker from an idle one.
     heartbeat: AtomicU64,
-}
-
-#[inline]
-fn bump(counter: &AtomicU64, n: u64) {
-    // Single writer: a load and a store are enough, and cheaper than a locked add.
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
 }
 
 impl WorkerCounters {

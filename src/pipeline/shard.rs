@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::batch::{Batch, BATCH_PACKETS};
 use super::tallies::{SessionTallies, SessionTally};
+use crate::base::counter::bump;
 use crate::base::{Packet, SessionKey, Timestamp};
 use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::sinks::Sink;
@@ -196,9 +197,7 @@ impl Shard {
             }
         }
         self.tallies.end(&batch.sessions);
-        let n = batch.entries.len() as u64;
-        let p = &self.counters.packets;
-        p.store(p.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        bump(&self.counters.packets, batch.entries.len() as u64);
     }
 
     /// A sign of life at `now` (wall clock), for the health check and the watchdog.
@@ -228,9 +227,7 @@ impl Shard {
     }
 
     fn tick(&mut self, now: Timestamp) {
-        self.next_tick = Some(Timestamp::from_nanos(
-            (now.nanos() / self.tick_ns + 1) * self.tick_ns,
-        ));
+        self.next_tick = Some(now.next_boundary(self.tick_ns));
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
             let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
@@ -278,8 +275,7 @@ impl Shard {
             match build(spec, &self.ctx) {
                 Ok(pair) => fresh.push(pair),
                 Err(error) => {
-                    let e = &slot.counters.errors;
-                    e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    bump(&slot.counters.errors, 1);
                     tracing::error!(message = "Cannot apply new module settings; keeping the old ones on this shard.", kind = %spec.kind, shard = self.index, %error);
                     return;
                 }
@@ -307,7 +303,6 @@ fn build(spec: &ModuleSpec, ctx: &ModuleContext) -> Result<Instance, BuildError>
 /// other module's packets) down.
 fn disable(slot: &mut ModuleSlot, shard: usize, during: &str) {
     slot.failed = true;
-    let e = &slot.counters.errors;
-    e.store(e.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    bump(&slot.counters.errors, 1);
     tracing::error!(message = "Module panicked; disabled on this shard.", kind = %slot.kind, shard, during);
 }

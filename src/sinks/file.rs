@@ -428,10 +428,8 @@ impl RotatingFile {
         } else {
             Writer::Plain(file)
         };
-        let rotate_at = (self.config.rotate_secs > 0).then(|| {
-            let every = self.config.rotate_secs * NANOS;
-            Timestamp::from_nanos((now.nanos() / every + 1) * every)
-        });
+        let rotate_at = (self.config.rotate_secs > 0)
+            .then(|| now.next_boundary(self.config.rotate_secs * NANOS));
         if let Some(cap) = &self.cap {
             cap.opened(&path);
         }
@@ -493,7 +491,7 @@ impl RotatingFile {
             .unwrap_or_else(|| self.config.dir.clone());
         let retry = match self.config.rotate_secs {
             0 => now.add_nanos(RETRY_NS),
-            s => Timestamp::from_nanos((now.nanos() / (s * NANOS) + 1) * (s * NANOS)),
+            s => now.next_boundary(s * NANOS),
         };
         tracing::warn!(
             message,

@@ -255,7 +255,7 @@ impl FlowLog {
     }
 
     fn end_of_interval(&self, now: Timestamp) -> Timestamp {
-        Timestamp::from_nanos((now.nanos() / self.interval_ns + 1) * self.interval_ns)
+        now.next_boundary(self.interval_ns)
     }
 
     fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
