@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, Registry};
+use vxtap::modules::{
+    BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession, Registry,
+};
 use vxtap::sinks::{Sink, StdoutSink};
 use vxtap::wire::inner::Transport;
 use vxtap::{Config, Packet};
@@ -29,7 +31,7 @@ impl ModuleConfig for SynCounterConfig {
     fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
         Ok(Box::new(SynCounter {
             ports: self.ports.clone(),
-            counts: BTreeMap::new(),
+            sessions: PerSession::new(),
         }))
     }
 
@@ -39,10 +41,12 @@ impl ModuleConfig for SynCounterConfig {
 }
 
 /// One instance per shard; vxtap steers both directions of a connection to the same instance, so
-/// per-connection state needs no locks.
+/// per-connection state needs no locks. Counts live per session in a `PerSession` (found by the
+/// session's id, no hashing) and per port in a map that allocates only when a port is first seen: a
+/// module must not allocate per packet, and a session's name is copied once, not per SYN.
 struct SynCounter {
     ports: Vec<u16>,
-    counts: BTreeMap<(String, u16), u64>,
+    sessions: PerSession<(String, BTreeMap<u16, u64>)>,
 }
 
 impl Module for SynCounter {
@@ -51,16 +55,22 @@ impl Module for SynCounter {
         const ACK: u8 = 0x10;
         if let Transport::Tcp { dst, flags, .. } = *pkt.transport() {
             if flags & (SYN | ACK) == SYN && (self.ports.is_empty() || self.ports.contains(&dst)) {
-                *self
-                    .counts
-                    .entry((pkt.session.name.clone(), dst))
-                    .or_default() += 1;
+                let (_, ports) = self.sessions.get_or_insert_with(pkt.session.id, || {
+                    (pkt.session.name.clone(), BTreeMap::new())
+                });
+                *ports.entry(dst).or_default() += 1;
             }
         }
     }
 
     fn finish(&mut self, out: &mut Emitter<'_>) {
-        for ((session, port), syns) in &self.counts {
+        let mut lines: Vec<_> = self
+            .sessions
+            .iter()
+            .flat_map(|(_, (session, ports))| ports.iter().map(move |(p, n)| (session, *p, *n)))
+            .collect();
+        lines.sort();
+        for (session, port, syns) in lines {
             out.line(format_args!(
                 "syn_counter session={session} port={port} syns={syns}"
             ));

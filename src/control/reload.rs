@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::admin::{AdminState, ReloadStats};
 use super::health::Liveness;
-use crate::config::Config;
+use crate::config::{AdminConfig, Config, HealthConfig};
 use crate::modules::Registry;
 use crate::pipeline::{DispatchMode, Pipeline};
 
@@ -39,32 +39,47 @@ pub(crate) fn merge(running: &mut Config, new: &Config) -> Applied {
         running.truncation = new.truncation.clone();
         changed.push("truncation");
     }
-    if running.health.drain_seconds != new.health.drain_seconds {
-        running.health.drain_seconds = new.health.drain_seconds;
-        changed.push("health.drain_seconds");
-    }
-    if running.health.stale_after_seconds != new.health.stale_after_seconds {
-        running.health.stale_after_seconds = new.health.stale_after_seconds;
-        changed.push("health.stale_after_seconds");
-    }
-    if running.admin.max_learned_session_series != new.admin.max_learned_session_series {
-        running.admin.max_learned_session_series = new.admin.max_learned_session_series;
-        changed.push("admin.max_learned_session_series");
-    }
+    // [health] and [admin]: the fields that apply live are taken one by one; then the rest of each
+    // table is compared whole, so a field added later is either listed here as live or flagged for
+    // a restart, never silently ignored.
+    live_field(
+        &mut changed,
+        "health.drain_seconds",
+        &mut running.health.drain_seconds,
+        new.health.drain_seconds,
+    );
+    live_field(
+        &mut changed,
+        "health.stale_after_seconds",
+        &mut running.health.stale_after_seconds,
+        new.health.stale_after_seconds,
+    );
+    live_field(
+        &mut changed,
+        "admin.max_learned_session_series",
+        &mut running.admin.max_learned_session_series,
+        new.admin.max_learned_session_series,
+    );
     if running.ingest != new.ingest {
         restart.push("ingest");
     }
     if running.pipeline != new.pipeline {
         restart.push("pipeline");
     }
-    if running.health.listen != new.health.listen {
-        restart.push("health.listen");
+    let health_rest = HealthConfig {
+        drain_seconds: running.health.drain_seconds,
+        stale_after_seconds: running.health.stale_after_seconds,
+        ..new.health.clone()
+    };
+    if running.health != health_rest {
+        restart.push("health");
     }
-    if running.health.when_unhealthy != new.health.when_unhealthy {
-        restart.push("health.when_unhealthy");
-    }
-    if running.admin.listen != new.admin.listen {
-        restart.push("admin.listen");
+    let admin_rest = AdminConfig {
+        max_learned_session_series: running.admin.max_learned_session_series,
+        ..new.admin.clone()
+    };
+    if running.admin != admin_rest {
+        restart.push("admin");
     }
     let modules = |c: &Config| {
         c.modules
@@ -82,6 +97,19 @@ pub(crate) fn merge(running: &mut Config, new: &Config) -> Applied {
         }
     }
     Applied { changed, restart }
+}
+
+/// Takes a setting that applies live, noting its name when it changed.
+fn live_field<T: PartialEq + Copy>(
+    changed: &mut Vec<&'static str>,
+    name: &'static str,
+    running: &mut T,
+    new: T,
+) {
+    if *running != new {
+        *running = new;
+        changed.push(name);
+    }
 }
 
 /// Everything a reload touches.
@@ -165,6 +193,19 @@ mod tests {
         assert_eq!(applied.changed, ["truncation", "health.drain_seconds"]);
         assert_eq!(applied.restart, ["ingest", "module"]);
         assert_eq!(running.truncation.snaplen, 96);
+        let held = Config::parse("[health]\ndrain_seconds = 5\n", "e").unwrap();
+        let moved = Config::parse(
+            "[health]\nlisten = \"127.0.0.1:1\"\ndrain_seconds = 6\n",
+            "f",
+        )
+        .unwrap();
+        let applied = merge(&mut held.clone(), &moved);
+        assert_eq!(applied.changed, ["health.drain_seconds"]);
+        assert_eq!(
+            applied.restart,
+            ["health"],
+            "a field not applied live waits for a restart"
+        );
         assert_eq!(running.ingest.workers, 1, "running listeners are kept");
         let same = running.clone();
         assert_eq!(merge(&mut running, &same).changed.len(), 0);

@@ -75,7 +75,6 @@ impl ModuleConfig for StatsConfig {
             interval_ns: self.interval_secs * 1_000_000_000,
             write_records: self.output.is_some(),
             next: None,
-            last_ts: Timestamp::default(),
             counts: PerSession::new(),
             board: self.board.clone(),
         }))
@@ -95,7 +94,6 @@ struct Stats {
     interval_ns: u64,
     write_records: bool,
     next: Option<Timestamp>,
-    last_ts: Timestamp,
     counts: PerSession<SessionCounts>,
     board: Arc<Board>,
 }
@@ -182,7 +180,6 @@ impl Module for Stats {
             });
         c.packets += 1;
         c.bytes += u64::from(pkt.orig_len);
-        self.last_ts = self.last_ts.max(pkt.ts);
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {

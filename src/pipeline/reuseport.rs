@@ -299,8 +299,10 @@ fn ipv6(a: &mut Asm, name: &str, l3: u32) {
 }
 
 /// Runs `program` on `payload` as the kernel would (for the subset of classic BPF the programs here
-/// use): the socket index it returns. A load out of bounds returns 0, as in the kernel.
-pub fn run(program: &[Insn], payload: &[u8]) -> u32 {
+/// use): the socket index it returns. A load out of bounds returns 0, as in the kernel. Only the tests
+/// need it: it is how they check the program's symmetry without a kernel.
+#[cfg(test)]
+fn run(program: &[Insn], payload: &[u8]) -> u32 {
     let (mut a, mut x) = (0u32, 0u32);
     let mut mem = [0u32; 16];
     let mut pc = 0usize;
