@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::base::{Packet, Timestamp};
-use crate::sinks::{NullSink, Sink, StdoutSink};
+use crate::sinks::{NullSink, OutputConfig, SeriesName, Sink};
 
 /// `[[module]] kind = "stats"`.
 #[derive(Debug, Deserialize)]
@@ -20,9 +20,10 @@ pub struct StatsConfig {
     /// Seconds between summaries.
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
-    /// Also write one JSON record per session per interval: `"stdout"`, or omit for none.
+    /// Also write one JSON record per session per interval, to standard output (`"stdout"`) or files
+    /// (`[module.output]` with a `dir`); omit for none.
     #[serde(default)]
-    pub output: Option<String>,
+    pub output: Option<OutputConfig>,
     #[serde(skip)]
     board: Arc<Board>,
 }
@@ -60,12 +61,7 @@ impl ModuleConfig for StatsConfig {
         if self.interval_secs == 0 {
             return Err("interval_secs: must be at least 1".into());
         }
-        match self.output.as_deref() {
-            None | Some("stdout") => Ok(()),
-            Some(other) => Err(format!(
-                "output: {other:?} is not supported; use \"stdout\" or omit it"
-            )),
-        }
+        self.output.as_ref().map_or(Ok(()), OutputConfig::validate)
     }
 
     fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
@@ -80,11 +76,16 @@ impl ModuleConfig for StatsConfig {
         }))
     }
 
-    fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(match self.output {
-            Some(_) => Box::<StdoutSink>::default(),
-            None => Box::new(NullSink),
-        })
+    fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        let Some(output) = &self.output else {
+            return Ok(Box::new(NullSink));
+        };
+        let name = SeriesName {
+            stem: format!("stats-shard{}", ctx.shard),
+            ext: "json".into(),
+            aws_prefix: None,
+        };
+        Ok(output.record_sink(name, Vec::new())?)
     }
 }
 

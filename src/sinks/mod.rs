@@ -15,12 +15,14 @@
 
 mod clock;
 mod file;
+mod output;
 mod ring;
 
 use std::io::{self, Write};
 
 pub use self::clock::UtcTime;
 pub use self::file::{FileOutputConfig, FileSink, Layout, Prepared, RotatingFile, SeriesName};
+pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
 use crate::base::Timestamp;
 

@@ -22,11 +22,8 @@ use serde::Deserialize;
 pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
 use self::table::{DirKey, Entry, FlowTable};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
-use crate::base::Session;
-use crate::base::{Packet, Timestamp};
-use crate::sinks::{
-    FileOutputConfig, FileSink, Layout, RotatingFile, SeriesName, Sink, StdoutSink,
-};
+use crate::base::{Packet, Session, Timestamp};
+use crate::sinks::{Layout, OutputConfig, SeriesName, Sink};
 use crate::wire::inner::Transport;
 
 const NANOS: u64 = 1_000_000_000;
@@ -60,9 +57,9 @@ pub struct FlowLogConfig {
     /// The flow log id in file names with `layout = "aws_logs"`.
     #[serde(default = "default_flow_log_id")]
     pub flow_log_id: String,
-    /// Files to write; without it, records go to standard output.
+    /// Where records go: standard output (the default) or rotating files.
     #[serde(default)]
-    pub output: Option<FileOutputConfig>,
+    pub output: OutputConfig,
 }
 
 /// How records are written.
@@ -124,8 +121,8 @@ impl ModuleConfig for FlowLogConfig {
             ));
         }
         Format::parse(&self.format).map_err(|e| format!("format: {e}"))?;
-        if let Some(out) = &self.output {
-            out.validate()?;
+        self.output.validate()?;
+        if let Some(out) = self.output.file() {
             if out.layout == Layout::AwsLogs && (self.account_id.is_none() || self.region.is_none())
             {
                 return Err(
@@ -152,15 +149,10 @@ impl ModuleConfig for FlowLogConfig {
     }
 
     fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
-        let Some(out) = &self.output else {
-            return Ok(Box::<StdoutSink>::default());
-        };
         let ext = self.extension();
-        let cap = out
-            .prepare_dir(&[&format!(".{ext}"), &format!(".{ext}.gz")])
-            .map_err(|e| BuildError::new(format!("output.dir {}: {e}", out.dir.display())))?;
-        let name = match (out.layout, &self.account_id, &self.region) {
-            (Layout::AwsLogs, Some(account), Some(region)) => SeriesName {
+        let layout = self.output.file().map(|f| f.layout);
+        let name = match (layout, &self.account_id, &self.region) {
+            (Some(Layout::AwsLogs), Some(account), Some(region)) => SeriesName {
                 // AWS names objects {account}_vpcflowlogs_{region}_{flow-log-id}_{time}_{hash}.
                 stem: format!(
                     "{}_vpcflowlogs_{}_{}-{}",
@@ -191,9 +183,7 @@ impl ModuleConfig for FlowLogConfig {
                 .into_bytes(),
             Encoding::Json => Vec::new(),
         };
-        Ok(Box::new(FileSink::new(RotatingFile::new(
-            out, name, header, cap,
-        ))))
+        Ok(self.output.record_sink(name, header)?)
     }
 }
 

@@ -21,9 +21,10 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
-use crate::base::Session;
-use crate::base::{Packet, Timestamp};
-use crate::sinks::{FileOutputConfig, Layout, Prepared, RotatingFile, SeriesName, SizeCap};
+use crate::base::{Packet, Session, Timestamp};
+use crate::sinks::{
+    FileOutputConfig, Layout, OutputConfig, Prepared, RotatingFile, SeriesName, SizeCap,
+};
 
 /// `[[module]] kind = "pcap"`.
 #[derive(Debug, Deserialize)]
@@ -42,8 +43,8 @@ pub struct PcapConfig {
     /// The start of every file name.
     #[serde(default = "default_prefix")]
     pub prefix: String,
-    /// Where and how files are written.
-    pub output: FileOutputConfig,
+    /// Where and how files are written: a file output (`[module.output]` with a `dir`).
+    pub output: OutputConfig,
 }
 
 /// The capture file format.
@@ -74,15 +75,25 @@ impl PcapFormat {
     }
 }
 
+impl PcapConfig {
+    /// The file settings: a capture is a file, never lines on standard output.
+    fn files(&self) -> Result<&FileOutputConfig, String> {
+        self.output.file().ok_or_else(|| {
+            "output: pcap writes capture files; give [module.output] a dir (type = \"file\")".into()
+        })
+    }
+}
+
 impl ModuleConfig for PcapConfig {
     fn validate(&self) -> Result<(), String> {
-        self.output.validate()?;
-        if self.output.layout == Layout::AwsLogs {
+        let output = self.files()?;
+        output.validate()?;
+        if output.layout == Layout::AwsLogs {
             return Err(
                 "output.layout: \"aws_logs\" is for flow logs; use \"flat\" or \"dated\"".into(),
             );
         }
-        if self.output.gzip {
+        if output.gzip {
             return Err(
                 "output.gzip: capture files are not compressed (a compressed file cannot be read \
                  after a crash); compress closed files outside vxtap"
@@ -99,13 +110,11 @@ impl ModuleConfig for PcapConfig {
     }
 
     fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        let output = self.files().map_err(BuildError::new)?;
         let ext = self.format.ext();
-        let cap = self
-            .output
+        let cap = output
             .prepare_dir(&[&format!(".{ext}")])
-            .map_err(|e| {
-                BuildError::new(format!("output.dir {}: {e}", self.output.dir.display()))
-            })?;
+            .map_err(|e| BuildError::new(format!("output.dir {}: {e}", output.dir.display())))?;
         let snaplen = if self.snaplen == 0 {
             WHOLE_FRAMES
         } else {
@@ -115,7 +124,7 @@ impl ModuleConfig for PcapConfig {
         blocks::section_header(&mut header);
         let shared = match self.format {
             PcapFormat::Pcapng => Some(RotatingFile::new(
-                &self.output,
+                output,
                 SeriesName {
                     stem: format!("{}-shard{}", self.prefix, ctx.shard),
                     ext: ext.into(),
@@ -132,7 +141,7 @@ impl ModuleConfig for PcapConfig {
             snaplen,
             prefix: self.prefix.clone(),
             shard: ctx.shard,
-            output: self.output.clone(),
+            output: output.clone(),
             cap,
             shared,
             interfaces: FxHashMap::default(),
