@@ -190,3 +190,212 @@ pub fn ja4(hello: &ClientHello<'_>, transport: Transport) -> Ja4 {
     }
     Ja4 { text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::tls::parser::ClientHello;
+
+    /// A ClientHello body with these cipher suites and extensions (type, payload), TLS 1.2 legacy
+    /// version, empty session id.
+    fn hello_body(ciphers: &[u16], extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0; 32]);
+        body.push(0);
+        body.extend_from_slice(&((ciphers.len() * 2) as u16).to_be_bytes());
+        for c in ciphers {
+            body.extend_from_slice(&c.to_be_bytes());
+        }
+        body.extend_from_slice(&[1, 0]);
+        let mut block = Vec::new();
+        for (ty, data) in extensions {
+            block.extend_from_slice(&ty.to_be_bytes());
+            block.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            block.extend_from_slice(data);
+        }
+        body.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        body.extend_from_slice(&block);
+        body
+    }
+
+    fn u16_list(prefix_len: usize, values: &[u16]) -> Vec<u8> {
+        let n = values.len() * 2;
+        let mut out = n.to_be_bytes()[core::mem::size_of::<usize>() - prefix_len..].to_vec();
+        for v in values {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn alpn(names: &[&[u8]]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for n in names {
+            list.push(n.len() as u8);
+            list.extend_from_slice(n);
+        }
+        let mut out = (list.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&list);
+        out
+    }
+
+    fn sni(host: &str) -> Vec<u8> {
+        let mut out = ((host.len() + 3) as u16).to_be_bytes().to_vec();
+        out.push(0);
+        out.extend_from_slice(&(host.len() as u16).to_be_bytes());
+        out.extend_from_slice(host.as_bytes());
+        out
+    }
+
+    /// The worked example of the JA4 spec (technical_details/JA4.md): its cipher suites, extensions in
+    /// wire order, and signature algorithms.
+    fn spec_example(signatures: &[u16]) -> Vec<u8> {
+        let ciphers = [
+            0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+            0x009c, 0x009d, 0x002f, 0x0035,
+        ];
+        let types = [
+            0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012,
+            0x002b, 0xff01, 0x000b, 0x000a, 0x0015,
+        ];
+        let extensions: Vec<(u16, Vec<u8>)> = types
+            .iter()
+            .map(|&t| {
+                let data = match t {
+                    0x0000 => sni("example.com"),
+                    0x0010 => alpn(&[b"h2", b"http/1.1"]),
+                    0x002b => u16_list(1, &[0x0304, 0x0303]),
+                    0x000d => u16_list(2, signatures),
+                    _ => Vec::new(),
+                };
+                (t, data)
+            })
+            .collect();
+        hello_body(&ciphers, &extensions)
+    }
+
+    fn fingerprint(body: &[u8]) -> String {
+        ja4(&ClientHello::parse(body).unwrap(), Transport::Tcp).to_string()
+    }
+
+    #[test]
+    fn spec_example_fingerprint() {
+        let sigs = [
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ];
+        assert_eq!(
+            fingerprint(&spec_example(&sigs)),
+            "t13d1516h2_8daaf6152771_e5627efa2ab1"
+        );
+        // No signature algorithms: the extension list is hashed without a trailing underscore.
+        assert_eq!(
+            fingerprint(&spec_example(&[])),
+            "t13d1516h2_8daaf6152771_6d807ffa2a79"
+        );
+    }
+
+    #[test]
+    fn grease_is_ignored_everywhere() {
+        let sigs = [
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ];
+        let plain = spec_example(&sigs);
+        // The same hello with GREASE in the cipher suites, the extensions, supported_versions and the
+        // signature algorithms.
+        let mut hello = ClientHello::parse(&plain).unwrap();
+        let mut ciphers: Vec<u16> = hello.cipher_suites().collect();
+        ciphers.insert(0, 0x7a7a);
+        let mut extensions: Vec<(u16, Vec<u8>)> = hello
+            .extensions()
+            .map(|e| match e.ty {
+                0x002b => (e.ty, u16_list(1, &[0xdada, 0x0304, 0x0303])),
+                0x000d => (
+                    e.ty,
+                    u16_list(
+                        2,
+                        &[
+                            0x0a0a, 0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+                        ],
+                    ),
+                ),
+                _ => (e.ty, e.data.to_vec()),
+            })
+            .collect();
+        extensions.insert(0, (0x2a2a, Vec::new()));
+        extensions.push((0xfafa, vec![0]));
+        let greased = hello_body(&ciphers, &extensions);
+        hello = ClientHello::parse(&greased).unwrap();
+        assert_eq!(ja4(&hello, Transport::Tcp).as_str(), fingerprint(&plain));
+    }
+
+    #[test]
+    fn part_a_fields() {
+        // No SNI, no ALPN, no supported_versions: "i", "00", and the legacy version.
+        let body = hello_body(&[0x002f], &[(0x000a, u16_list(2, &[0x001d]))]);
+        let fp = fingerprint(&body);
+        assert_eq!(&fp[..11], "t12i010100_");
+        let hello = ClientHello::parse(&body).unwrap();
+        assert_eq!(&ja4(&hello, Transport::Quic).as_str()[..1], "q");
+        assert_eq!(&ja4(&hello, Transport::Dtls).as_str()[..1], "d");
+        // Counts cap at 99.
+        let many: Vec<u16> = (1..=150).collect();
+        assert_eq!(&fingerprint(&hello_body(&many, &[]))[4..8], "9900");
+        // No cipher suites, no extensions: both hashes are twelve zeros.
+        assert_eq!(
+            fingerprint(&hello_body(&[], &[])),
+            "t12i000000_000000000000_000000000000"
+        );
+        // Only SNI and ALPN: nothing left to hash for c.
+        let body = hello_body(&[0x1301], &[(0, sni("a.b")), (0x10, alpn(&[b"h2"]))]);
+        assert!(fingerprint(&body).ends_with("_000000000000"));
+        assert_eq!(&fingerprint(&body)[..10], "t12d0102h2");
+    }
+
+    #[test]
+    fn versions() {
+        for (v, code) in [
+            (0x0304, "13"),
+            (0x0303, "12"),
+            (0x0302, "11"),
+            (0x0301, "10"),
+            (0x0300, "s3"),
+            (0x0002, "s2"),
+            (0xfeff, "d1"),
+            (0xfefd, "d2"),
+            (0xfefc, "d3"),
+            (0x0305, "00"),
+        ] {
+            assert_eq!(version_code(v), code.as_bytes(), "{v:#06x}");
+        }
+    }
+
+    #[test]
+    fn alpn_characters() {
+        // The spec's examples, and its single-character and empty cases.
+        for (value, code) in [
+            (&b"h2"[..], "h2"),
+            (b"http/1.1", "h1"),
+            (b"x", "xx"),
+            (&[0xab], "ab"),
+            (&[0xab, 0xcd], "ad"),
+            (&[0x30, 0xab], "3b"),
+            (&[0x30, 0x31, 0xab, 0xcd], "3d"),
+            (&[0x30, 0xab, 0xcd, 0x31], "01"),
+        ] {
+            assert_eq!(alpn_code(Some(value)), code.as_bytes(), "{value:?}");
+        }
+        assert_eq!(alpn_code(None), *b"00");
+        assert_eq!(alpn_code(Some(&[])), *b"00");
+    }
+
+    #[test]
+    fn literal_client_hello() {
+        // parser::tests::CLIENT_HELLO_RECORD: three ciphers and six extensions besides GREASE.
+        let record = crate::modules::tls::parser::tests::CLIENT_HELLO_RECORD;
+        let hello = ClientHello::parse(&record[9..]).unwrap();
+        // sha256("1301,1302,c02b") and sha256("000a,000b,000d,002b_0403,0804"), computed apart.
+        assert_eq!(
+            ja4(&hello, Transport::Tcp).as_str(),
+            "t13d0306h2_5559582ccdc4_fb71836bce29"
+        );
+    }
+}

@@ -1090,3 +1090,440 @@ impl<'a> Iterator for CertificateChain<'a> {
 }
 
 impl ExactSizeIterator for CertificateChain<'_> {}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A ClientHello in one record, written out by hand: GREASE in the cipher suites, the extensions,
+    /// supported_versions and supported_groups; SNI, ALPN, signature algorithms, point formats.
+    #[rustfmt::skip]
+    pub(crate) const CLIENT_HELLO_RECORD: [u8; 137] = [
+        0x16, 0x03, 0x01, 0x00, 0x84,                   // record: handshake, TLS 1.0, 132 bytes
+        0x01, 0x00, 0x00, 0x80,                         // ClientHello, 128 bytes
+        0x03, 0x03,                                     // legacy_version TLS 1.2
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, // random
+        0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+        0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+        0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+        0x00,                                           // no session id
+        0x00, 0x08, 0x0a, 0x0a, 0x13, 0x01, 0x13, 0x02, 0xc0, 0x2b, // GREASE + 3 cipher suites
+        0x01, 0x00,                                     // compression: null
+        0x00, 0x4f,                                     // 79 bytes of extensions
+        0x1a, 0x1a, 0x00, 0x00,                         // GREASE, empty
+        0x00, 0x00, 0x00, 0x10, 0x00, 0x0e, 0x00, 0x00, 0x0b, // server_name: host_name, 11 bytes
+        b'e', b'x', b'a', b'm', b'p', b'l', b'e', b'.', b'c', b'o', b'm',
+        0x00, 0x10, 0x00, 0x0e, 0x00, 0x0c,             // ALPN: h2, http/1.1
+        0x02, b'h', b'2', 0x08, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+        0x00, 0x2b, 0x00, 0x07, 0x06, 0x2a, 0x2a, 0x03, 0x04, 0x03, 0x03, // supported_versions
+        0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04, // signature_algorithms
+        0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x3a, 0x3a, 0x00, 0x1d, // supported_groups
+        0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,             // ec_point_formats: uncompressed
+    ];
+
+    /// The server's first flight in tls-alpn-h2.pcap (testdata/README.md).
+    const SERVER_FLIGHT: &[u8] = include_bytes!("testdata/tls-alpn-h2-server-flight.bin");
+
+    fn hello_body() -> &'static [u8] {
+        &CLIENT_HELLO_RECORD[RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN..]
+    }
+
+    /// Wraps `message` (a whole handshake message) into records of the given fragment sizes; the last
+    /// record takes what is left.
+    fn records(message: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = message;
+        for (i, &size) in sizes.iter().chain([usize::MAX].iter()).enumerate() {
+            if rest.is_empty() && i > 0 {
+                break;
+            }
+            let (fragment, tail) = rest.split_at(size.min(rest.len()));
+            out.extend_from_slice(&[22, 3, 3]);
+            out.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+            out.extend_from_slice(fragment);
+            rest = tail;
+        }
+        out
+    }
+
+    #[test]
+    fn grease_values() {
+        let grease: Vec<u16> = (0..=u16::MAX).filter(|&v| is_grease(v)).collect();
+        assert_eq!(grease.len(), 16);
+        assert_eq!(grease[0], 0x0a0a);
+        assert_eq!(grease[15], 0xfafa);
+        assert!(!is_grease(0x0a1a) && !is_grease(0x1301));
+    }
+
+    #[test]
+    fn client_hello_apart() {
+        let header = RecordHeader::parse(&CLIENT_HELLO_RECORD).unwrap();
+        assert_eq!(
+            header,
+            RecordHeader {
+                content_type: content_type::HANDSHAKE,
+                version: version::TLS_1_0,
+                length: 132
+            }
+        );
+        let hello = ClientHello::parse(hello_body()).unwrap();
+        assert_eq!(hello.legacy_version, version::TLS_1_2);
+        assert_eq!(hello.random.len(), 32);
+        assert!(hello.session_id.is_empty());
+        assert_eq!(
+            hello.cipher_suites().collect::<Vec<_>>(),
+            [0x0a0a, 0x1301, 0x1302, 0xc02b]
+        );
+        assert_eq!(hello.compression_methods, [0]);
+        assert_eq!(
+            hello.extension_types().collect::<Vec<_>>(),
+            [0x1a1a, 0x0000, 0x0010, 0x002b, 0x000d, 0x000a, 0x000b]
+        );
+        assert_eq!(hello.server_name_str(), Some("example.com"));
+        assert!(hello.has_server_name());
+        assert_eq!(
+            hello.alpn().collect::<Vec<_>>(),
+            [b"h2".as_slice(), b"http/1.1".as_slice()]
+        );
+        assert_eq!(
+            hello.supported_versions().unwrap().collect::<Vec<_>>(),
+            [0x2a2a, 0x0304, 0x0303]
+        );
+        assert_eq!(hello.max_version(), version::TLS_1_3);
+        assert_eq!(
+            hello.signature_algorithms().collect::<Vec<_>>(),
+            [0x0403, 0x0804]
+        );
+        assert_eq!(
+            hello.supported_groups().collect::<Vec<_>>(),
+            [0x3a3a, 0x001d]
+        );
+        assert_eq!(hello.ec_point_formats(), [0]);
+        assert_eq!(hello.flags, HelloFlags::default());
+    }
+
+    #[test]
+    fn hello_without_extensions_or_sni() {
+        // An SSL 3.0-era hello: no extension block at all.
+        let mut body = vec![0x03, 0x00];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x00, 0x2f, 1, 0]);
+        let hello = ClientHello::parse(&body).unwrap();
+        assert!(!hello.has_extensions && !hello.has_server_name());
+        assert_eq!(hello.server_name(), None);
+        assert_eq!(hello.alpn().count(), 0);
+        assert_eq!(hello.max_version(), version::SSL_3_0);
+        assert_eq!(hello.signature_algorithms().count(), 0);
+        // With a byte too many, or an odd cipher list, it is refused.
+        body.push(0);
+        assert_eq!(
+            ClientHello::parse(&body).unwrap_err(),
+            TlsError::Truncated("extensions")
+        );
+        body.pop();
+        body[35] = 3;
+        assert!(ClientHello::parse(&body).is_err());
+    }
+
+    #[test]
+    fn malformed_and_repeated_extensions_are_flags() {
+        let mut body = hello_body().to_vec();
+        // ALPN's inner list length (at body offset 2+32+1+10+2+2+4+20+4 = 77) one too short.
+        assert_eq!(&body[77..79], [0x00, 0x0c]);
+        body[78] = 0x0b;
+        let hello = ClientHello::parse(&body).unwrap();
+        assert!(hello.flags.malformed_extension);
+        assert!(!hello.has_alpn());
+        assert_eq!(hello.alpn().count(), 0);
+        assert_eq!(hello.server_name_str(), Some("example.com"));
+
+        // The GREASE extension renamed to a second server_name (empty, so also malformed).
+        let mut body = hello_body().to_vec();
+        body[49..51].copy_from_slice(&[0, 0]);
+        let hello = ClientHello::parse(&body).unwrap();
+        assert!(hello.flags.duplicate_extension);
+        assert_eq!(hello.server_name_str(), None, "the first one wins");
+        assert!(hello.has_server_name());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let body = hello_body();
+        // Cut right after the compression methods, it is a valid hello without extensions.
+        let no_extensions = 2 + 32 + 1 + 10 + 2;
+        for n in 0..body.len() {
+            assert_eq!(
+                ClientHello::parse(&body[..n]).is_ok(),
+                n == no_extensions,
+                "cut at {n}"
+            );
+            let _ = ServerHello::parse(&body[..n]);
+            let _ = Certificate::parse(&body[..n]);
+        }
+    }
+
+    #[test]
+    fn every_byte_changed_never_panics() {
+        let mut record = CLIENT_HELLO_RECORD;
+        let mut scratch = Vec::new();
+        for i in 0..record.len() {
+            for v in [0x00, 0x01, 0x0a, 0x7f, 0x80, 0xff] {
+                let old = record[i];
+                record[i] = v;
+                let _ = probe(&record);
+                if let Found::Complete { body, .. } =
+                    find_handshake(&record, handshake_type::CLIENT_HELLO, &mut scratch)
+                {
+                    if let Ok(hello) = ClientHello::parse(body) {
+                        let _ = super::super::ja4::ja4(&hello, super::super::ja4::Transport::Tcp);
+                        let _ = hello.alpn().count() + hello.extensions().count();
+                    }
+                }
+                record[i] = old;
+            }
+        }
+    }
+
+    #[test]
+    fn probe_by_content() {
+        assert_eq!(probe(&CLIENT_HELLO_RECORD), Probe::Tls);
+        assert_eq!(probe(&CLIENT_HELLO_RECORD[..11]), Probe::Tls);
+        assert_eq!(probe(&SERVER_FLIGHT[..11]), Probe::Tls);
+        assert_eq!(probe(&CLIENT_HELLO_RECORD[..10]), Probe::NeedMore(11));
+        assert_eq!(probe(&CLIENT_HELLO_RECORD[..2]), Probe::NeedMore(11));
+        assert_eq!(probe(&[]), Probe::NeedMore(11));
+        assert_eq!(probe(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Probe::NotTls);
+        assert_eq!(probe(b"\x16\x01"), Probe::NotTls);
+        assert_eq!(probe(b"SSH-2.0-OpenSSH_9.6\r\n"), Probe::NotTls);
+        // A handshake record whose message is not a hello (an encrypted-looking first message).
+        assert_eq!(probe(&[22, 3, 3, 0, 40, 11, 0, 0, 36, 3, 3]), Probe::NotTls);
+        // Application data is TLS, but not the start of one.
+        assert_eq!(probe(&[23, 3, 3, 0, 40, 1, 2, 3, 4, 5, 6]), Probe::NotTls);
+    }
+
+    #[test]
+    fn whole_record_is_borrowed_and_prefixes_need_more() {
+        let mut scratch = Vec::new();
+        let stream = &CLIENT_HELLO_RECORD[..];
+        match find_handshake(stream, handshake_type::CLIENT_HELLO, &mut scratch) {
+            Found::Complete { body, end } => {
+                assert_eq!(body, hello_body());
+                assert_eq!(end, stream.len());
+                assert!(
+                    core::ptr::eq(body.as_ptr(), hello_body().as_ptr()),
+                    "not copied"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for n in 0..stream.len() {
+            match handshake_status(&stream[..n], handshake_type::CLIENT_HELLO) {
+                Status::NeedMore { need } => {
+                    assert!(need > n && need <= stream.len(), "{n}: {need}")
+                }
+                other => panic!("prefix {n}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn message_split_over_three_records() {
+        let message = &CLIENT_HELLO_RECORD[RECORD_HEADER_LEN..];
+        // The four-byte header itself is cut after two bytes.
+        let stream = records(message, &[2, 50]);
+        assert_eq!(stream.len(), message.len() + 3 * RECORD_HEADER_LEN);
+        let mut scratch = Vec::new();
+        match find_handshake(&stream, handshake_type::CLIENT_HELLO, &mut scratch) {
+            Found::Complete { body, end } => {
+                assert_eq!(body, hello_body());
+                assert_eq!(end, stream.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            handshake_status(&stream, handshake_type::CLIENT_HELLO),
+            Status::Complete {
+                len: hello_body().len(),
+                end: stream.len()
+            }
+        );
+        for n in 0..stream.len() {
+            assert!(
+                matches!(
+                    handshake_status(&stream[..n], handshake_type::CLIENT_HELLO),
+                    Status::NeedMore { need } if need > n
+                ),
+                "prefix {n}"
+            );
+        }
+        let hello = ClientHello::parse(hello_body()).unwrap();
+        assert_eq!(hello.server_name_str(), Some("example.com"));
+    }
+
+    #[test]
+    fn server_flight_messages_found_in_turn() {
+        let mut scratch = Vec::new();
+        let Found::Complete { body, end } =
+            find_handshake(SERVER_FLIGHT, handshake_type::SERVER_HELLO, &mut scratch)
+        else {
+            panic!("server hello");
+        };
+        assert_eq!(end, 105);
+        let hello = ServerHello::parse(body).unwrap();
+        assert_eq!(hello.version(), version::TLS_1_2);
+        assert_eq!(hello.selected_version(), None);
+        assert_eq!(hello.cipher_suite, 0xcca9);
+        assert_eq!(hello.alpn(), Some(b"h2".as_slice()));
+        assert_eq!(
+            hello.extension_types().collect::<Vec<_>>(),
+            [0x0000, 0xff01, 0x000b, 0x0010]
+        );
+        assert!(!hello.is_hello_retry_request());
+        assert_eq!(hello.flags, HelloFlags::default());
+
+        let Found::Complete { body, end } =
+            find_handshake(SERVER_FLIGHT, handshake_type::CERTIFICATE, &mut scratch)
+        else {
+            panic!("certificate");
+        };
+        assert_eq!(end, 2682);
+        let chain = Certificate::parse(body).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(!chain.chain_truncated);
+        let lengths: Vec<usize> = chain.chain().map(<[u8]>::len).collect();
+        assert_eq!(lengths, [1555, 1004]);
+        assert!(chain.chain().all(|der| der.first() == Some(&0x30)));
+
+        assert!(matches!(
+            handshake_status(SERVER_FLIGHT, handshake_type::SERVER_HELLO_DONE),
+            Status::Complete { len: 0, end: 2810 }
+        ));
+        // The flight cut inside the certificate record: wait for the record's end.
+        assert_eq!(
+            handshake_status(&SERVER_FLIGHT[..1000], handshake_type::CERTIFICATE),
+            Status::NeedMore { need: 2682 }
+        );
+    }
+
+    #[test]
+    fn several_messages_in_one_record() {
+        // ServerHelloDone (empty) and a ClientHello-typed message share one record; the first is skipped.
+        let mut message = vec![handshake_type::SERVER_HELLO_DONE, 0, 0, 0];
+        message.extend_from_slice(&CLIENT_HELLO_RECORD[RECORD_HEADER_LEN..]);
+        let stream = records(&message, &[]);
+        let mut scratch = Vec::new();
+        let Found::Complete { body, .. } =
+            find_handshake(&stream, handshake_type::CLIENT_HELLO, &mut scratch)
+        else {
+            panic!();
+        };
+        assert_eq!(body, hello_body());
+    }
+
+    #[test]
+    fn absent_interleaved_and_not_tls() {
+        // Handshake over, then a change_cipher_spec: no Certificate in the clear (TLS 1.3).
+        let mut stream = CLIENT_HELLO_RECORD.to_vec();
+        stream.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        assert_eq!(
+            handshake_status(&stream, handshake_type::CERTIFICATE),
+            Status::Absent
+        );
+        assert_eq!(skip_compat_change_cipher_spec(&stream[137..]), 6);
+        assert_eq!(skip_compat_change_cipher_spec(&stream), 0);
+        // A change_cipher_spec after half a message header.
+        let mut stream = records(
+            &CLIENT_HELLO_RECORD[RECORD_HEADER_LEN..RECORD_HEADER_LEN + 2],
+            &[],
+        );
+        stream.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        assert_eq!(
+            handshake_status(&stream, handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::Interleaved(20))
+        );
+        assert_eq!(
+            handshake_status(b"GET / HTTP/1.1\r\n", handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::UnknownContentType(b'G'))
+        );
+        assert_eq!(
+            handshake_status(&[22, 2, 0, 0, 4], handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::BadRecordVersion(0x0200))
+        );
+        assert_eq!(
+            handshake_status(&[22, 3, 3, 0xff, 0xff], handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::RecordTooLong(0xffff))
+        );
+        assert_eq!(
+            handshake_status(&[22, 3, 3, 0, 0], handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::EmptyHandshakeRecord)
+        );
+        assert_eq!(
+            handshake_status(&[22, 3, 1, 0, 4, 1, 1, 0, 1], handshake_type::CLIENT_HELLO),
+            Status::Invalid(TlsError::HandshakeTooLong(0x010001))
+        );
+        // SSL 2.0 framing: 0x80 | length, then CLIENT-HELLO.
+        assert_eq!(
+            handshake_status(
+                &[0x80, 0x2e, 0x01, 0x03, 0x01],
+                handshake_type::CLIENT_HELLO
+            ),
+            Status::Invalid(TlsError::Ssl2)
+        );
+    }
+
+    #[test]
+    fn tls13_server_hello_and_hello_retry_request() {
+        #[rustfmt::skip]
+        let mut body = vec![
+            0x03, 0x03,                                   // legacy_version
+        ];
+        body.extend_from_slice(&[0x55; 32]);
+        body.extend_from_slice(&[
+            0x00, // empty session id
+            0x13, 0x01, // TLS_AES_128_GCM_SHA256
+            0x00, // null compression
+            0x00, 0x06, 0x00, 0x2b, 0x00, 0x02, 0x03, 0x04, // supported_versions: TLS 1.3
+        ]);
+        let hello = ServerHello::parse(&body).unwrap();
+        assert_eq!(hello.version(), version::TLS_1_3);
+        assert_eq!(hello.legacy_version, version::TLS_1_2);
+        assert_eq!(hello.cipher_suite, 0x1301);
+        assert_eq!(hello.alpn(), None);
+        assert!(!hello.is_hello_retry_request());
+        body[2..34].copy_from_slice(&HELLO_RETRY_REQUEST_RANDOM);
+        assert!(ServerHello::parse(&body).unwrap().is_hello_retry_request());
+        // A supported_versions of the client's shape is malformed in a ServerHello.
+        let n = body.len();
+        body[n - 2..].copy_from_slice(&[0x02, 0x03]);
+        body.push(0x04);
+        body[n - 7] = 0x07; // extensions length
+        body[n - 3] = 0x03; // extension length
+        let hello = ServerHello::parse(&body).unwrap();
+        assert!(hello.flags.malformed_extension);
+        assert_eq!(hello.version(), version::TLS_1_2);
+    }
+
+    #[test]
+    fn certificate_chain_limits() {
+        // An empty chain, and a chain of MAX_CHAIN_CERTS + 1 one-byte entries.
+        let chain = Certificate::parse(&[0, 0, 0]).unwrap();
+        assert!(chain.is_empty() && chain.chain().next().is_none());
+        let n = MAX_CHAIN_CERTS + 1;
+        let mut body = ((n * 4) as u32).to_be_bytes()[1..].to_vec();
+        for i in 0..n {
+            body.extend_from_slice(&[0, 0, 1, i as u8]);
+        }
+        let chain = Certificate::parse(&body).unwrap();
+        assert!(chain.chain_truncated);
+        assert_eq!(chain.chain().count(), MAX_CHAIN_CERTS);
+        // A list overrunning the message, and an entry overrunning the list.
+        assert_eq!(
+            Certificate::parse(&[0, 0, 5, 0, 0, 2, 0x30]).unwrap_err(),
+            TlsError::BadLength("certificate list")
+        );
+        assert_eq!(
+            Certificate::parse(&[0, 0, 4, 0, 0, 2, 0x30]).unwrap_err(),
+            TlsError::BadLength("certificate")
+        );
+    }
+}
