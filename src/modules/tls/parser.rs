@@ -364,6 +364,11 @@ pub fn handshake_status(stream: &[u8], msg_type: u8) -> Status {
 /// As [`handshake_status`], and gives the message body: borrowed from `stream` when it sat in one
 /// record (the usual case), else gathered into `scratch` (cleared first; reuse it to avoid allocating
 /// again).
+///
+/// Several messages often share a record (a TLS 1.2 server sends ServerHello, Certificate,
+/// ServerKeyExchange and ServerHelloDone in one), so to find a later message of another type ask again
+/// over the same stream from its start; `end` is for going past this one, as for the second ClientHello
+/// after a HelloRetryRequest (see [`skip_compat_change_cipher_spec`]).
 pub fn find_handshake<'a>(stream: &'a [u8], msg_type: u8, scratch: &'a mut Vec<u8>) -> Found<'a> {
     scratch.clear();
     let walked = walk(stream, msg_type, Some(&mut *scratch));
@@ -520,6 +525,23 @@ fn walk(stream: &[u8], msg_type: u8, mut scratch: Option<&mut Vec<u8>>) -> Walk 
         }
         pos = end;
     }
+}
+
+/// Splits one whole handshake message (header included, no record framing) into its type and body,
+/// for handshake bytes that come without records: QUIC carries them in CRYPTO frames (RFC 9001 §4).
+/// The body must be exactly as long as the header says.
+pub fn handshake_message(message: &[u8]) -> Result<(u8, &[u8])> {
+    let mut r = Reader::new(message);
+    let ty = r.u8("handshake header")?;
+    let len = r.u24("handshake header")?;
+    if len > MAX_HANDSHAKE_LEN {
+        return Err(TlsError::HandshakeTooLong(len));
+    }
+    let body = r.take(len, "handshake message")?;
+    if !r.is_empty() {
+        return Err(TlsError::TrailingBytes("handshake message"));
+    }
+    Ok((ty, body))
 }
 
 /// Length of the change_cipher_spec records at the start of `stream` that TLS 1.3 sends for middlebox
@@ -1402,6 +1424,25 @@ pub(super) mod tests {
         assert_eq!(
             handshake_status(&SERVER_FLIGHT[..1000], handshake_type::CERTIFICATE),
             Status::NeedMore { need: 2682 }
+        );
+    }
+
+    #[test]
+    fn message_without_records() {
+        let message = &CLIENT_HELLO_RECORD[RECORD_HEADER_LEN..];
+        assert_eq!(
+            handshake_message(message),
+            Ok((handshake_type::CLIENT_HELLO, hello_body()))
+        );
+        assert_eq!(
+            handshake_message(&message[..40]),
+            Err(TlsError::Truncated("handshake message"))
+        );
+        let mut long = message.to_vec();
+        long.push(0);
+        assert_eq!(
+            handshake_message(&long),
+            Err(TlsError::TrailingBytes("handshake message"))
         );
     }
 
