@@ -11,8 +11,8 @@ use std::path::Path;
 use vxtap::ingest::pcap::{self, CaptureReader, Item};
 use vxtap::modules::tls::ja4::{ja4, Transport};
 use vxtap::modules::tls::parser::{
-    find_handshake, handshake_status, handshake_type, skip_compat_change_cipher_spec, ClientHello,
-    Found, Status,
+    find_handshake, handshake_status, handshake_type, probe, skip_compat_change_cipher_spec,
+    ClientHello, Found, Probe, Status,
 };
 use vxtap::wire::inner::{dissect, Transport as L4};
 
@@ -28,21 +28,23 @@ struct Direction {
 }
 
 impl Direction {
-    /// The stream from its first byte, as far as it is contiguous.
-    fn stream(&self) -> Vec<u8> {
+    /// The stream from its first byte, as far as it is contiguous, in the segments that carried it
+    /// (retransmitted bytes left out). Sequence numbers are compared as plain integers: these captures'
+    /// first flights do not wrap.
+    fn pieces(&self) -> Vec<&[u8]> {
         let mut out = Vec::new();
         let Some(&first) = self.segments.keys().next() else {
             return out;
         };
         let mut next = self.isn.map_or(first, |isn| isn.wrapping_add(1));
         for (&seq, data) in &self.segments {
-            let skip = next.wrapping_sub(seq) as usize;
-            if seq.wrapping_sub(next) as i32 > 0 {
+            if seq > next {
                 break; // a hole
             }
+            let skip = (next - seq) as usize;
             if skip < data.len() {
-                out.extend_from_slice(&data[skip..]);
-                next = seq.wrapping_add(data.len() as u32);
+                out.push(&data[skip..]);
+                next = seq + data.len() as u32;
             }
         }
         out
@@ -129,7 +131,27 @@ fn check(file: &str) -> usize {
     let mut got = Vec::new();
     let mut scratch = Vec::new();
     for ((src, sport, dst, dport), dir) in directions(file) {
-        let stream = dir.stream();
+        // Accumulate segment by segment, as the module will, until the parser says the first
+        // ClientHello is whole; a stream that is not TLS is left alone.
+        let mut stream = Vec::new();
+        let mut whole = false;
+        for piece in dir.pieces() {
+            stream.extend_from_slice(piece);
+            match handshake_status(&stream, handshake_type::CLIENT_HELLO) {
+                Status::NeedMore { need } => assert!(need > stream.len()),
+                Status::Complete { .. } => {
+                    whole = true;
+                    break;
+                }
+                Status::Absent | Status::Invalid(_) => break,
+            }
+        }
+        if !whole {
+            continue;
+        }
+        assert_eq!(probe(&stream), Probe::Tls, "the content probe agrees");
+        // Then all of the direction, for a second ClientHello.
+        let stream: Vec<u8> = dir.pieces().concat();
         // Every ClientHello of the connection: after a HelloRetryRequest the client sends a second one
         // (five connections of tls-sni.pcapng), after the first one's record and a compatibility
         // change_cipher_spec; the reference lists both.
