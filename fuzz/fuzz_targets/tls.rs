@@ -1,14 +1,15 @@
 //! TLS parsers: the bytes of one TCP direction, untrusted. The content probe, the handshake
 //! accumulation helper, the ClientHello/ServerHello/Certificate parsers, JA4 and the X.509 decoding
-//! must never panic or loop, whatever the bytes; each parser is also fed the raw input as a message body.
+//! must never panic or loop, whatever the bytes; each parser is also fed the raw input as a message
+//! body.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vxtap::modules::tls::cert::parse_certificate;
 use vxtap::modules::tls::ja4::{ja4, Transport};
 use vxtap::modules::tls::parser::{
-    find_handshake, handshake_status, handshake_type, probe, skip_compat_change_cipher_spec,
-    Certificate, ClientHello, Found, ServerHello,
+    find_handshake, handshake_message, handshake_status, handshake_type, probe,
+    skip_compat_change_cipher_spec, Certificate, ClientHello, Found, ServerHello,
 };
 
 fn client_hello(body: &[u8]) {
@@ -23,7 +24,11 @@ fn client_hello(body: &[u8]) {
 
 fn server_hello(body: &[u8]) {
     if let Ok(hello) = ServerHello::parse(body) {
-        let _ = (hello.version(), hello.alpn(), hello.is_hello_retry_request());
+        let _ = (
+            hello.version(),
+            hello.alpn(),
+            hello.is_hello_retry_request(),
+        );
         let _ = hello.extension_types().count();
     }
 }
@@ -67,4 +72,8 @@ fuzz_target!(|data: &[u8]| {
     client_hello(data);
     server_hello(data);
     certificate(data);
+    // Record-less handshake bytes, as QUIC CRYPTO frames carry them.
+    if let Ok((handshake_type::CLIENT_HELLO, body)) = handshake_message(data) {
+        client_hello(body);
+    }
 });
