@@ -11,6 +11,7 @@ mod no_alloc_tests;
 pub mod pcap;
 mod per_session;
 pub mod stats;
+pub mod tls;
 
 pub use per_session::PerSession;
 
