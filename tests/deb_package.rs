@@ -184,7 +184,8 @@ fn lock_machine() -> MachineLock {
 }
 
 /// Purges the package when a check fails between install and purge, so a failed run leaves the
-/// machine as it found it; also removes the directories the test itself made.
+/// machine as it found it; also removes the directories the test itself made, and the vxtap user and
+/// group, which did not exist before the test (a broken postrm could leave them).
 struct Installed {
     made_dirs: Vec<&'static str>,
 }
@@ -193,6 +194,12 @@ impl Drop for Installed {
     fn drop(&mut self) {
         if package_status().is_some() {
             let _ = run("dpkg", &["--purge", "vxtap"]);
+        }
+        if passwd_entry("vxtap").is_some() {
+            let _ = run("userdel", &["vxtap"]);
+        }
+        if group_exists("vxtap") {
+            let _ = run("groupdel", &["vxtap"]);
         }
         for dir in self.made_dirs.iter().rev() {
             let _ = fs::remove_dir(dir);
