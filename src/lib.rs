@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod control;
+pub mod flow;
 pub mod ingest;
 pub mod modules;
 pub mod pipeline;
