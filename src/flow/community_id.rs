@@ -113,14 +113,40 @@ pub fn community_id_v1(
     src_port: u16,
     dst_port: u16,
 ) -> CommunityId {
-    let (has_ports, sport, dport, one_way) = match proto {
-        TCP | UDP | SCTP => (true, src_port, dst_port, false),
+    let (ports, one_way) = match proto {
+        TCP | UDP | SCTP => (Some((src_port, dst_port)), false),
         ICMP | ICMPV6 => match icmp_counterpart(proto, src_port) {
-            Some(other) => (true, src_port, other, false),
-            None => (true, src_port, dst_port, true),
+            Some(other) => (Some((src_port, other)), false),
+            None => (Some((src_port, dst_port)), true),
         },
-        _ => (false, 0, 0, false),
+        _ => (None, false),
     };
+    hash_v1(seed, proto, src, dst, ports, one_way)
+}
+
+/// The Community ID of a packet whose transport header is not there to read: a non-first IP
+/// fragment, or a packet cut before its ports. It hashes addresses and protocol only, as Wireshark
+/// does for such packets; a flow's own ID (from its first fragment or any whole packet) is
+/// [`community_id_v1`]'s, so prefer that one when the flow is known.
+pub fn community_id_v1_without_ports(
+    seed: u16,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+) -> CommunityId {
+    hash_v1(seed, proto, src, dst, None, false)
+}
+
+fn hash_v1(
+    seed: u16,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: Option<(u16, u16)>,
+    one_way: bool,
+) -> CommunityId {
+    let has_ports = ports.is_some();
+    let (sport, dport) = ports.unwrap_or((0, 0));
     let src_key = (addr_key(&src), sport);
     let dst_key = (addr_key(&dst), dport);
     let ((a, ap), (b, bp)) = if one_way || src_key <= dst_key {
@@ -445,5 +471,91 @@ mod tests {
             community_id_v1(0, 1, a, b, 3, 1),
             community_id_v1(0, 1, b, a, 3, 1)
         );
+    }
+
+    /// Wireshark computes Community IDs too (its `communityid` post-dissector): every packet of the
+    /// project's unencapsulated sample captures must get the same ID from both. Skipped with a
+    /// notice where tshark is missing, except in CI, which installs it.
+    #[test]
+    fn community_id_matches_tshark_on_sample_captures() {
+        use std::process::Command;
+        const FIELDS: &[&str] = &[
+            "ip.src",
+            "ip.dst",
+            "ipv6.src",
+            "ipv6.dst",
+            "ip.proto",
+            "tcp.srcport",
+            "tcp.dstport",
+            "udp.srcport",
+            "udp.dstport",
+            "icmp.type",
+            "icmp.code",
+            "icmpv6.type",
+            "icmpv6.code",
+            "communityid",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+        let mut checked = 0;
+        for file in ["plain.pcapng", "plain-sll.pcap"] {
+            let mut cmd = Command::new("tshark");
+            cmd.args(["--enable-protocol", "communityid", "-T", "fields", "-r"])
+                .arg(dir.join(file));
+            for f in FIELDS {
+                cmd.args(["-e", f]);
+            }
+            let out = match cmd.output() {
+                Ok(out) if out.status.success() => out,
+                other => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "tshark is required in CI: {other:?}"
+                    );
+                    eprintln!("skipped: tshark not available ({other:?})");
+                    return;
+                }
+            };
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let v: Vec<&str> = line.split('\t').collect();
+                // Tunnelled packets list several layers; which one tshark hashes is its choice.
+                if v.len() != FIELDS.len() || v.iter().any(|f| f.contains(',')) || v[13].is_empty()
+                {
+                    continue;
+                }
+                let (src, dst) = if v[0].is_empty() {
+                    (v[2], v[3])
+                } else {
+                    (v[0], v[1])
+                };
+                let num = |s: &str| s.parse::<u16>().ok();
+                let (proto, sp, dp) = if let (Some(a), Some(b)) = (num(v[5]), num(v[6])) {
+                    (6, a, b)
+                } else if let (Some(a), Some(b)) = (num(v[7]), num(v[8])) {
+                    (17, a, b)
+                } else if let (Some(a), Some(b)) = (num(v[9]), num(v[10])) {
+                    (1, a, b)
+                } else if let (Some(a), Some(b)) = (num(v[11]), num(v[12])) {
+                    (58, a, b)
+                } else if let Ok(p) = v[4].parse::<u8>() {
+                    // A non-first fragment, or a protocol without ports.
+                    let id = community_id_v1_without_ports(
+                        0,
+                        p,
+                        src.parse().unwrap(),
+                        dst.parse().unwrap(),
+                    );
+                    assert_eq!(id.as_str(), v[13], "{file}: {line}");
+                    checked += 1;
+                    continue;
+                } else {
+                    continue;
+                };
+                let id =
+                    community_id_v1(0, proto, src.parse().unwrap(), dst.parse().unwrap(), sp, dp);
+                assert_eq!(id.as_str(), v[13], "{file}: {line}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "tshark gave no Community IDs to compare");
     }
 }
