@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod flowlog;
+pub mod http;
 #[cfg(test)]
 mod no_alloc_tests;
 pub mod pcap;
