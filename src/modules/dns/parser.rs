@@ -347,6 +347,11 @@ impl<'a> Name<'a> {
 
     /// Writes the name EVE-style: labels joined by dots, no trailing dot, `<root>` for the root.
     ///
+    /// `<root>` keeps the root visible in a record where an empty string would read as "no name".
+    /// Suricata's parser (rust/src/dns/parser.rs, as stored for this work) holds the root as an empty
+    /// name; whether its EVE writer turns that into `<root>` could not be confirmed from the sources
+    /// at hand, so compare with a real Suricata before relying on equality for the root.
+    ///
     /// Bytes are written as Suricata's EVE writes them where the label is valid UTF-8 (as is,
     /// spaces included); control characters (below 0x20, and 0x7f) and, in a label that is not
     /// valid UTF-8, every byte from 0x80, become `\xNN` in lowercase hex. A dot inside a label is
