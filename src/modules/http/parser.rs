@@ -340,7 +340,8 @@ impl ResponseHead<'_> {
 /// Reads a request head from the start of `buf`. `Ok(None)` means the head is not complete yet.
 ///
 /// Fails on a malformed request line or field, or when no end of head comes within
-/// [`MAX_HEAD_LEN`] bytes. More than [`MAX_HEADERS`] fields is not an error: the head is read with
+/// [`MAX_HEAD_LEN`] bytes. httparse refuses a request target that is not UTF-8
+/// ([`HttpError::RequestLine`]); such requests are rare outside attacks, which a caller may count. More than [`MAX_HEADERS`] fields is not an error: the head is read with
 /// `fields.too_many_headers` set.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -912,6 +913,10 @@ Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhelloHTTP/1.1 304 Not Modifie
         );
         assert_eq!(
             parse_request(b"G(T / HTTP/1.1\r\n\r\n"),
+            Err(HttpError::RequestLine)
+        );
+        assert_eq!(
+            parse_request(b"GET /\xff HTTP/1.1\r\n\r\n"),
             Err(HttpError::RequestLine)
         );
         assert_eq!(
