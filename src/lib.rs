@@ -18,6 +18,7 @@
 pub mod base;
 pub mod config;
 pub mod control;
+pub mod flow;
 pub mod ingest;
 pub mod modules;
 pub mod pipeline;

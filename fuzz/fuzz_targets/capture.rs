@@ -8,7 +8,8 @@ use std::sync::{Mutex, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use vxtap::base::Feed;
 use vxtap::ingest::pcap::{self, CaptureReader, Item};
-use vxtap::ingest::replay::{mirror_datagram, Feeder, FileSummary};
+use vxtap::ingest::replay::{Feeder, FileSummary};
+use vxtap::wire::link::find_datagram;
 use vxtap::pipeline::{Ingress, Pipeline};
 
 struct Replay {
@@ -44,8 +45,9 @@ fuzz_target!(|data: &[u8]| {
                 "more records than input bytes: the reader loops"
             );
             if let Item::Frame(r) = item {
-                if let Some(l3) = pcap::l3(r.link, r.data) {
-                    let _ = mirror_datagram(r.link, l3);
+                let _ = pcap::l3(r.link, r.data);
+                if let Some(d) = find_datagram(r.link, r.data) {
+                    let _ = (d.payload(), d.source_port());
                 }
             }
         }

@@ -5,7 +5,9 @@
 //! (Vector's shape: a serde config struct with `deny_unknown_fields` and a `build`), so a library user
 //! adds a kind with one [`Registry::register`] call.
 
+pub mod dns;
 pub mod flowlog;
+pub mod http;
 #[cfg(test)]
 mod no_alloc_tests;
 pub mod pcap;

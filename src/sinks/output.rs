@@ -27,9 +27,11 @@ impl<'de> Deserialize<'de> for OutputConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut table = match toml::Value::deserialize(d)? {
             toml::Value::String(s) if s == "stdout" => return Ok(OutputConfig::Stdout),
-            toml::Value::String(s) => return Err(D::Error::custom(format!(
+            toml::Value::String(s) => {
+                return Err(D::Error::custom(format!(
                 "{s:?} is not an output; use \"stdout\" or a table with type = \"file\" and a dir"
-            ))),
+            )))
+            }
             toml::Value::Table(t) => t,
             other => {
                 return Err(D::Error::custom(format!(
