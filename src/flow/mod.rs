@@ -4,3 +4,4 @@
 //! ID, so every record about a flow can carry the identifier other tools log for it.
 
 pub mod community_id;
+pub(crate) mod index;
