@@ -19,6 +19,6 @@ mod time;
 pub use self::drop_reason::DropReason;
 pub use self::feed::Feed;
 pub use self::flow_key::FlowKey;
-pub use self::packet::Packet;
+pub use self::packet::{Packet, TcpHeader};
 pub use self::session::{AwsMetadata, Session, SessionKey};
 pub use self::time::Timestamp;
