@@ -1,7 +1,10 @@
-//! The flow layer (issue 12): what modules will need to know about a connection beyond its packets.
+//! The flow layer: what sits between single packets (`base`, `wire`) and the modules that want
+//! connections and byte streams. It may use `crate::base`, `crate::wire` and `crate::config` only.
 //!
-//! For now it holds the pieces that depend on neither the flow table nor the pipeline: the Community
-//! ID, so every record about a flow can carry the identifier other tools log for it.
+//! - [`reassembly`]: one direction of a TCP connection put back in order, with gaps reported as
+//!   data rather than hidden, from a per-shard pool allocated once.
+//! - [`community_id`]: the identifier Zeek, Suricata and Arkime log for a flow, so records join.
 
 pub mod community_id;
 pub(crate) mod index;
+pub mod reassembly;
