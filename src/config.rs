@@ -67,6 +67,9 @@ pub struct Config {
     /// The operators' endpoint: metrics, sessions, modules.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The flow layer: connection tracking and TCP reassembly for the modules that ask for flows.
+    #[serde(default)]
+    pub flow: FlowConfig,
     /// Inspection modules, in the order they see each packet.
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleTable>,
@@ -326,6 +329,49 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[flow]`: the per-shard flow table that flow-aware modules share (see docs/configuration.md). A
+/// shard keeps one only when at least one of its modules asks for flows; every number here is per
+/// shard. Timeouts are in seconds of packet time, in line with Suricata's and Zeek's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Flows a shard tracks at once. When full, the flow nearest its idle timeout is ended (reason
+    /// `evicted`, counted) to make room.
+    pub max_flows: usize,
+    /// A TCP connection whose handshake has not completed (SYN or SYN-ACK only).
+    pub tcp_new_timeout_secs: u64,
+    /// An established TCP connection, and one closing with a FIN one way.
+    pub tcp_established_timeout_secs: u64,
+    /// After FIN both ways or a RST: long enough for retransmissions and the last ACK.
+    pub tcp_closed_timeout_secs: u64,
+    /// UDP.
+    pub udp_timeout_secs: u64,
+    /// ICMP and ICMPv6.
+    pub icmp_timeout_secs: u64,
+    /// Any other IP protocol.
+    pub other_timeout_secs: u64,
+    /// Memory for out-of-order TCP segments, all flows of a shard together.
+    pub reassembly_memcap_bytes: usize,
+    /// Out-of-order bytes one direction of one connection may hold before it gives up on a hole.
+    pub stream_buffer_bytes: u32,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            tcp_new_timeout_secs: 60,
+            tcp_established_timeout_secs: 3600,
+            tcp_closed_timeout_secs: 30,
+            udp_timeout_secs: 60,
+            icmp_timeout_secs: 30,
+            other_timeout_secs: 60,
+            reassembly_memcap_bytes: 64 << 20,
+            stream_buffer_bytes: 64 << 10,
+        }
+    }
+}
+
 /// `[truncation]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -432,6 +478,28 @@ impl Config {
                     self.health.drain_seconds
                 ),
             );
+        }
+        if self.flow.max_flows == 0 || self.flow.max_flows > 1 << 26 {
+            return fail(
+                "flow.max_flows",
+                format!("{} is out of range 1..=67108864", self.flow.max_flows),
+            );
+        }
+        let f = &self.flow;
+        for (key, secs) in [
+            ("flow.tcp_new_timeout_secs", f.tcp_new_timeout_secs),
+            (
+                "flow.tcp_established_timeout_secs",
+                f.tcp_established_timeout_secs,
+            ),
+            ("flow.tcp_closed_timeout_secs", f.tcp_closed_timeout_secs),
+            ("flow.udp_timeout_secs", f.udp_timeout_secs),
+            ("flow.icmp_timeout_secs", f.icmp_timeout_secs),
+            ("flow.other_timeout_secs", f.other_timeout_secs),
+        ] {
+            if secs == 0 || secs > 86_400 {
+                return fail(key, format!("{secs} is out of range 1..=86400"));
+            }
         }
         if self.pipeline.tick_ms == 0 {
             return fail("pipeline.tick_ms", "must be at least 1".into());

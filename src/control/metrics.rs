@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::admin::{AdminState, SessionView};
 use crate::base::DropReason;
+use crate::flow::{EndReason, FlowCounters};
 
 /// Writes metric families; keeps HELP and TYPE next to their samples as the format requires.
 struct Exposition {
@@ -143,6 +144,8 @@ pub(crate) fn render(state: &AdminState) -> String {
             s.packets.load(Ordering::Relaxed),
         );
     }
+
+    flow_metrics(&mut m, state);
 
     let modules = state.module_totals();
     for (name, help, pick) in [
@@ -290,6 +293,70 @@ fn listed_sessions(sessions: &[SessionView], max_learned: usize) -> Vec<&Session
     let mut out: Vec<&SessionView> = sessions.iter().filter(|s| !s.learned).collect();
     out.extend(learned);
     out
+}
+
+/// The flow layer's series, summed over the shards that keep a flow table (none when no module
+/// wants flows: the series are then absent, not zero, so a dashboard tells "off" from "idle").
+fn flow_metrics(m: &mut Exposition, state: &AdminState) {
+    let tables: Vec<_> = state
+        .shards
+        .iter()
+        .filter_map(|s| s.flows.clone())
+        .collect();
+    if tables.is_empty() {
+        return;
+    }
+    let sum = |pick: &dyn Fn(&FlowCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+        tables.iter().map(|t| pick(t).load(Ordering::Relaxed)).sum()
+    };
+    m.single(
+        "vxtap_flows_active",
+        "gauge",
+        "Flows in the shards' flow tables.",
+        sum(&|t| &t.active),
+    );
+    m.single(
+        "vxtap_flows_started_total",
+        "counter",
+        "Flows started.",
+        sum(&|t| &t.started),
+    );
+    m.family(
+        "vxtap_flows_ended_total",
+        "counter",
+        "Flows ended, by reason (evicted: the table was full).",
+    );
+    for r in EndReason::ALL {
+        m.sample(
+            "vxtap_flows_ended_total",
+            &[("reason", r.name())],
+            sum(&|t| &t.ended[r as usize]),
+        );
+    }
+    m.single(
+        "vxtap_reassembly_bytes",
+        "gauge",
+        "Out-of-order TCP bytes held for reassembly.",
+        sum(&|t| &t.reassembly_bytes),
+    );
+    m.single(
+        "vxtap_stream_bytes_total",
+        "counter",
+        "Reassembled TCP bytes delivered to modules in order.",
+        sum(&|t| &t.stream_bytes),
+    );
+    m.single(
+        "vxtap_stream_gaps_total",
+        "counter",
+        "Holes in reassembled TCP streams (lost by the mirror, cut by truncation, over a buffer limit).",
+        sum(&|t| &t.gaps),
+    );
+    m.single(
+        "vxtap_stream_gap_bytes_total",
+        "counter",
+        "Bytes those holes covered.",
+        sum(&|t| &t.gap_bytes),
+    );
 }
 
 #[cfg(test)]

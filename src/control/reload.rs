@@ -66,6 +66,9 @@ pub(crate) fn merge(running: &mut Config, new: &Config) -> Applied {
     if running.pipeline != new.pipeline {
         restart.push("pipeline");
     }
+    if running.flow != new.flow {
+        restart.push("flow");
+    }
     let health_rest = HealthConfig {
         drain_seconds: running.health.drain_seconds,
         stale_after_seconds: running.health.stale_after_seconds,

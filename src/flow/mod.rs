@@ -4,7 +4,17 @@
 //! - [`reassembly`]: one direction of a TCP connection put back in order, with gaps reported as
 //!   data rather than hidden, from a per-shard pool allocated once.
 //! - [`community_id`]: the identifier Zeek, Suricata and Arkime log for a flow, so records join.
+//! - the per-shard flow table (connection tracking, client/server orientation, TCP state, idle
+//!   expiry and eviction on packet time), shared by every flow-aware module of a shard; what a module
+//!   sees of a flow is a [`Flow`], where it keeps its own state is a [`PerFlow`].
 
 pub mod community_id;
 pub(crate) mod index;
 pub mod reassembly;
+pub(crate) mod table;
+mod types;
+mod view;
+
+pub use self::reassembly::{Chunk, GapReason};
+pub use self::types::{Dir, DirStats, EndReason, FlowCounters, TcpState, TcpTimes};
+pub use self::view::{Flow, PerFlow};

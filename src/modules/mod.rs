@@ -28,13 +28,20 @@ use thiserror::Error;
 use crate::base::counter::bump;
 use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
+use crate::flow::{Chunk, Dir, EndReason, Flow};
 use crate::session::SessionTable;
 use crate::sinks::{NullSink, Sink};
 
 /// An inspection module instance. Time comes only from packets and ticks.
+///
+/// A packet-level module implements [`Module::on_packet`]. A flow-aware one says so with
+/// [`Module::wants_flows`] and gets the shard's flow events instead or as well: a flow's start, each
+/// of its packets with its direction, the in-order bytes of the TCP directions it asks for
+/// ([`Flow::want_stream`]), and the flow's end with its reason. Per-flow state goes in a
+/// [`PerFlow`](crate::flow::PerFlow), found through the flow without a hash map of the module's own.
 pub trait Module: Send {
     /// Called for every packet steered to this instance's shard.
-    fn on_packet(&mut self, pkt: &Packet<'_>, out: &mut Emitter<'_>);
+    fn on_packet(&mut self, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {}
 
     /// Called with up to a batch of packets before `on_packet` is called for each of them, in the
     /// same order. A hint for modules whose per-packet work is a lookup in a table larger than the
@@ -49,6 +56,41 @@ pub trait Module: Send {
     /// The instance's last call: emit everything held. It comes when the input ends (the drain
     /// after SIGTERM, the end of a replay) and before a config reload replaces the instance.
     fn finish(&mut self, _out: &mut Emitter<'_>) {}
+
+    /// Whether this instance wants flow events. Asked once, right after it is built; a shard keeps
+    /// a flow table only when one of its modules says yes.
+    fn wants_flows(&self) -> bool {
+        false
+    }
+
+    /// A flow's first packet (called before [`Module::on_flow_packet`] for it). The place to ask for
+    /// its streams ([`Flow::want_stream`]), so reassembly starts at the first byte.
+    fn on_flow_start(&mut self, _flow: &mut Flow<'_>, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {}
+
+    /// Every packet of a tracked flow, with its direction relative to the client.
+    fn on_flow_packet(
+        &mut self,
+        _flow: &mut Flow<'_>,
+        _pkt: &Packet<'_>,
+        _dir: Dir,
+        _out: &mut Emitter<'_>,
+    ) {
+    }
+
+    /// In-order bytes of a TCP direction this module asked for, or a gap where bytes will never
+    /// come (lost by the mirror, cut by truncation, past a buffer limit): resynchronise or give up
+    /// on the flow, never read across it.
+    fn on_stream(
+        &mut self,
+        _flow: &mut Flow<'_>,
+        _dir: Dir,
+        _chunk: &Chunk<'_>,
+        _out: &mut Emitter<'_>,
+    ) {
+    }
+
+    /// The flow's last event: its streams have delivered everything they held.
+    fn on_flow_end(&mut self, _flow: &mut Flow<'_>, _reason: EndReason, _out: &mut Emitter<'_>) {}
 }
 
 /// Counters of one module instance, read by the admin endpoint.

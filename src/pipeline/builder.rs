@@ -62,14 +62,18 @@ impl PipelineBuilder {
                 feed: self.feed,
             };
             let (control_tx, control) = crossbeam_channel::unbounded();
-            let shard =
-                Shard::new(ctx, &specs, self.config.pipeline.tick_ms, control).map_err(|e| {
-                    PipelineError::Module {
-                        kind: e.kind,
-                        shard: index,
-                        source: e.source,
-                    }
-                })?;
+            let shard = Shard::new(
+                ctx,
+                &specs,
+                self.config.pipeline.tick_ms,
+                &self.config.flow,
+                control,
+            )
+            .map_err(|e| PipelineError::Module {
+                kind: e.kind,
+                shard: index,
+                source: e.source,
+            })?;
             shards.push(shard);
             controls.push(control_tx);
         }

@@ -16,6 +16,9 @@ use super::batch::{Batch, BATCH_PACKETS};
 use super::tallies::{SessionTallies, SessionTally};
 use crate::base::counter::bump;
 use crate::base::{Packet, SessionKey, Timestamp};
+use crate::config::FlowConfig;
+use crate::flow::table::{FlowEvents, FlowTable, MAX_FLOW_MODULES};
+use crate::flow::{Chunk, Dir, EndReason, Flow, FlowCounters};
 use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::sinks::Sink;
 
@@ -32,6 +35,8 @@ pub struct ShardCounters {
     /// a private map and copies it here once per tick, so the admin endpoint sums shards on scrape and
     /// the packet path shares nothing.
     pub sessions: Mutex<FxHashMap<SessionKey, SessionTally>>,
+    /// The flow layer's counters, when a module of this shard wants flows.
+    pub flows: Option<Arc<FlowCounters>>,
 }
 
 /// One module instance on a shard, with what it writes to and what it has counted.
@@ -62,6 +67,8 @@ pub(crate) struct Shard {
     /// What this shard's module instances were built from, to build them again on reload.
     ctx: ModuleContext,
     modules: Vec<ModuleSlot>,
+    /// The flow table and which modules (by position) want flow events; only when some do.
+    flows: Option<Flows>,
     counters: Arc<ShardCounters>,
     tick_ns: u64,
     next_tick: Option<Timestamp>,
@@ -83,6 +90,7 @@ impl Shard {
         ctx: ModuleContext,
         specs: &[ModuleSpec],
         tick_ms: u64,
+        flow: &FlowConfig,
         control: Receiver<Reconfigure>,
     ) -> Result<Shard, ModuleRefused> {
         let mut modules = Vec::with_capacity(specs.len());
@@ -99,8 +107,21 @@ impl Shard {
                 failed: false,
             });
         }
+        let wanting = flow_modules(&modules).len();
+        if wanting > MAX_FLOW_MODULES {
+            return Err(ModuleRefused {
+                kind: modules[flow_modules(&modules)[MAX_FLOW_MODULES]]
+                    .kind
+                    .clone(),
+                source: BuildError::new(format!(
+                    "{wanting} modules want flow events; a shard takes at most {MAX_FLOW_MODULES}"
+                )),
+            });
+        }
+        let flows = Flows::new(&modules, flow);
         let counters = Arc::new(ShardCounters {
             modules: modules.iter().map(|m| m.counters.clone()).collect(),
+            flows: flows.as_ref().map(|f| f.table.counters().clone()),
             ..ShardCounters::default()
         });
         Ok(Shard {
@@ -108,6 +129,7 @@ impl Shard {
             control,
             ctx,
             modules,
+            flows,
             counters,
             tick_ns: tick_ms.max(1) * 1_000_000,
             next_tick: None,
@@ -169,6 +191,9 @@ impl Shard {
                     }
                 })
                 .collect();
+            if let Some(flows) = &self.flows {
+                flows.table.prepare(&packets);
+            }
             for slot in self.modules.iter_mut().filter(|s| !s.failed) {
                 let module = &mut slot.module;
                 if catch_unwind(AssertUnwindSafe(|| module.prepare(&packets))).is_err() {
@@ -181,6 +206,16 @@ impl Shard {
                     self.tick(pkt.ts);
                 }
                 self.last_ts = self.last_ts.max(pkt.ts);
+                if let Some(flows) = &mut self.flows {
+                    let mut events = ModuleEvents {
+                        modules: &mut self.modules,
+                        which: &flows.modules,
+                        scratch: &mut self.scratch,
+                        shard: self.index,
+                        now: pkt.ts,
+                    };
+                    flows.table.packet(pkt, &mut events);
+                }
                 for slot in self.modules.iter_mut().filter(|s| !s.failed) {
                     slot.counters.packet();
                     let mut out = Emitter::new(
@@ -228,6 +263,7 @@ impl Shard {
 
     fn tick(&mut self, now: Timestamp) {
         self.next_tick = Some(now.next_boundary(self.tick_ns));
+        self.end_flows(now, None);
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
             let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
@@ -246,6 +282,18 @@ impl Shard {
     /// The modules' last call: they emit everything they hold (the input has ended, or a reload is
     /// about to replace them) and their sinks are flushed.
     pub(crate) fn finish(&mut self) {
+        let end = if self.ctx.feed.is_live() {
+            EndReason::Shutdown
+        } else {
+            EndReason::EndOfReplay
+        };
+        self.finish_with(end);
+    }
+
+    /// Ends every flow (so flow-aware modules emit what they hold for each), then finishes the
+    /// modules.
+    fn finish_with(&mut self, flows_end: EndReason) {
+        self.end_flows(self.last_ts, Some(flows_end));
         self.tallies.publish(&self.counters.sessions);
         let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
@@ -259,6 +307,22 @@ impl Shard {
             {
                 disable(slot, self.index, "finish");
             }
+        }
+    }
+
+    /// Ends the flows that timed out by `now` or, with `all`, every flow for that reason.
+    fn end_flows(&mut self, now: Timestamp, all: Option<EndReason>) {
+        let Some(flows) = &mut self.flows else { return };
+        let mut events = ModuleEvents {
+            modules: &mut self.modules,
+            which: &flows.modules,
+            scratch: &mut self.scratch,
+            shard: self.index,
+            now,
+        };
+        match all {
+            Some(reason) => flows.table.end_all(reason, &mut events),
+            None => flows.table.expire(now, &mut events),
         }
     }
 
@@ -281,12 +345,16 @@ impl Shard {
                 }
             }
         }
-        // The old instances emit what they hold before they go: a reload loses no record.
-        self.finish();
+        // The old instances emit what they hold before they go: a reload loses no record. Their
+        // flows end with them; the new instances start tracking from the next packet.
+        self.finish_with(EndReason::Reload);
         for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
             slot.module = module;
             slot.sink = sink;
             slot.failed = false;
+        }
+        if let Some(flows) = &mut self.flows {
+            flows.modules = flow_modules(&self.modules);
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
@@ -305,4 +373,96 @@ fn disable(slot: &mut ModuleSlot, shard: usize, during: &str) {
     slot.failed = true;
     bump(&slot.counters.errors, 1);
     tracing::error!(message = "Module panicked; disabled on this shard.", kind = %slot.kind, shard, during);
+}
+
+/// A shard's flow table and the modules that want its events.
+struct Flows {
+    table: FlowTable,
+    /// Positions of the flow-aware modules in the shard's module list, in config order.
+    modules: Vec<usize>,
+}
+
+impl Flows {
+    fn new(modules: &[ModuleSlot], config: &FlowConfig) -> Option<Flows> {
+        let which = flow_modules(modules);
+        if which.is_empty() {
+            return None;
+        }
+        Some(Flows {
+            table: FlowTable::new(config, which.len()),
+            modules: which,
+        })
+    }
+}
+
+/// The flow-aware modules, by position (more than [`MAX_FLOW_MODULES`] is refused at build).
+fn flow_modules(modules: &[ModuleSlot]) -> Vec<usize> {
+    modules
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.module.wants_flows())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The shard's side of the flow table's events: each flow-aware module in config order, with its
+/// own sink and counters, and the same panic isolation as packets get.
+struct ModuleEvents<'a> {
+    modules: &'a mut [ModuleSlot],
+    which: &'a [usize],
+    scratch: &'a mut String,
+    shard: usize,
+    now: Timestamp,
+}
+
+impl ModuleEvents<'_> {
+    fn each(
+        &mut self,
+        flow: &mut Flow<'_>,
+        during: &str,
+        only_wanting: Option<Dir>,
+        mut call: impl FnMut(&mut dyn Module, &mut Flow<'_>, &mut Emitter<'_>),
+    ) {
+        for (k, &m) in self.which.iter().enumerate() {
+            let slot = &mut self.modules[m];
+            if slot.failed {
+                continue;
+            }
+            flow.set_module(k);
+            if only_wanting.is_some_and(|d| !flow.wants_stream(d)) {
+                continue;
+            }
+            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, self.scratch, self.now);
+            let module = slot.module.as_mut();
+            if catch_unwind(AssertUnwindSafe(|| call(module, flow, &mut out))).is_err() {
+                disable(slot, self.shard, during);
+            }
+        }
+    }
+}
+
+impl FlowEvents for ModuleEvents<'_> {
+    fn start(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>) {
+        self.each(flow, "on_flow_start", None, |m, f, out| {
+            m.on_flow_start(f, pkt, out)
+        });
+    }
+
+    fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir) {
+        self.each(flow, "on_flow_packet", None, |m, f, out| {
+            m.on_flow_packet(f, pkt, dir, out)
+        });
+    }
+
+    fn stream(&mut self, flow: &mut Flow<'_>, dir: Dir, chunk: &Chunk<'_>) {
+        self.each(flow, "on_stream", Some(dir), |m, f, out| {
+            m.on_stream(f, dir, chunk, out)
+        });
+    }
+
+    fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason) {
+        self.each(flow, "on_flow_end", None, |m, f, out| {
+            m.on_flow_end(f, reason, out)
+        });
+    }
 }

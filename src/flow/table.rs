@@ -1,0 +1,816 @@
+//! The per-shard flow table: one entry per flow (both directions) per mirror session, bounded,
+//! allocated up front, on packet time.
+//!
+//! Lookups go through the shared open-addressing [`Index`] (one cache line of cells, then the
+//! entry). Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
+//! doubly linked slots: a flow's timeout depends on its TCP state, and a connection that closes
+//! (FIN both ways, RST) moves from the hour-long established timeout to the 30-second closed one,
+//! so it is unlinked and scheduled again at once, in O(1). Entries that saw packets since they were
+//! scheduled are moved when their slot comes up, so a packet never touches the wheel.
+//!
+//! Reassembly state lives outside the entry, in a slab taken only for TCP flows a module asked
+//! bytes of, so a flow nobody reassembles costs its entry and nothing else. Out-of-order bytes
+//! come from one [`SegmentPool`] per shard.
+
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustc_hash::FxHasher;
+
+use super::index::{advise_huge_pages, prefetch, Index};
+use super::reassembly::{Chunk, Limits, SegmentPool, StreamDir};
+use super::types::{Dir, DirStats, EndReason, FlowCounters, TcpState};
+use super::view::Flow;
+use crate::base::counter::bump;
+use crate::base::{FlowKey, Packet, Session, TcpHeader, Timestamp};
+use crate::config::FlowConfig;
+use crate::wire::inner::Transport;
+
+const NIL: u32 = u32::MAX;
+const NANOS: u64 = 1_000_000_000;
+/// Flow-aware modules a shard can have: one bit each in a flow's stream requests.
+pub(crate) const MAX_FLOW_MODULES: usize = 16;
+/// Table size (bytes of entries) above which `prepare` prefetches: about a core's L2 cache.
+const PREFETCH_ABOVE_BYTES: usize = 1 << 20;
+
+/// What the table tells the modules. The shard implements it: it owns the modules, and calls each
+/// flow-aware one in config order, with panic isolation.
+pub(crate) trait FlowEvents {
+    /// A flow's first packet (before `packet` for it).
+    fn start(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>);
+    /// Every packet, with its direction.
+    fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir);
+    /// In-order bytes (or a gap) of a direction, for the modules that asked for it.
+    fn stream(&mut self, flow: &mut Flow<'_>, dir: Dir, chunk: &Chunk<'_>);
+    /// The flow's last event.
+    fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason);
+}
+
+/// One flow. About 200 bytes (a test holds it under 256); reassembly state is elsewhere.
+pub(crate) struct Entry {
+    pub(super) session_id: u32,
+    /// The 5-tuple in canonical order (the lower endpoint first): the same key for both directions.
+    pub(super) canon: FlowKey,
+    pub(super) last: Timestamp,
+    /// The table's packet count at this flow's latest packet: orders flows by recency.
+    seq: u64,
+    prev: u32,
+    next: u32,
+    /// The wheel slot the entry is linked into, or NIL.
+    wheel_slot: u32,
+    pub(super) id: u64,
+    pub(super) session: Arc<Session>,
+    pub(super) first: Timestamp,
+    /// Whether the canonical first endpoint is the client.
+    pub(super) client_is_a: bool,
+    pub(super) guessed: bool,
+    pub(super) state: Option<TcpState>,
+    /// ICMP type and code of the first packet.
+    pub(super) icmp: [u8; 2],
+    /// Indexed by [`Dir::index`].
+    pub(super) stats: [DirStats; 2],
+    /// Nanoseconds of syn, syn-ack, established, fin to server, fin to client, rst; 0 = not seen.
+    pub(super) times: [u64; 6],
+    /// Per direction, one bit per flow-aware module that asked for the bytes.
+    pub(super) want: [u16; 2],
+    /// Reassembly state in `FlowTable::streams`, or NIL.
+    stream: u32,
+}
+
+/// Timeouts in nanoseconds, by what a flow is.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    tcp_new: u64,
+    tcp_established: u64,
+    tcp_closed: u64,
+    udp: u64,
+    icmp: u64,
+    other: u64,
+}
+
+impl Timeouts {
+    fn of(&self, e: &Entry) -> u64 {
+        match (e.canon.protocol, e.state) {
+            (6, Some(TcpState::SynSent | TcpState::SynReceived)) => self.tcp_new,
+            (6, Some(TcpState::Closed | TcpState::Reset)) => self.tcp_closed,
+            (6, _) => self.tcp_established,
+            (17, _) => self.udp,
+            (1 | 58, _) => self.icmp,
+            _ => self.other,
+        }
+    }
+
+    fn longest(&self) -> u64 {
+        [
+            self.tcp_new,
+            self.tcp_established,
+            self.tcp_closed,
+            self.udp,
+            self.icmp,
+            self.other,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(NANOS)
+    }
+}
+
+/// A shard's flows.
+pub(crate) struct FlowTable {
+    index: Index,
+    hasher: BuildHasherDefault<FxHasher>,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    /// `modules` slots per entry, for [`super::PerFlow`].
+    slots: Vec<u32>,
+    modules: usize,
+    streams: Vec<[StreamDir; 2]>,
+    free_streams: Vec<u32>,
+    pool: SegmentPool,
+    limits: Limits,
+    wheel: Vec<u32>,
+    checked_through: u64,
+    timeouts: Timeouts,
+    seq: u64,
+    max: usize,
+    counters: Arc<FlowCounters>,
+    /// Flows due at a tick, with their recency, ended least recently seen first.
+    due: Vec<(u64, u32)>,
+    /// Stands in for the session of a free entry, so that no entry keeps a gone session alive.
+    no_session: Arc<Session>,
+}
+
+impl FlowTable {
+    /// A table for `config.max_flows` flows and `modules` flow-aware modules, its memory reserved now
+    /// (and touched only as flows arrive).
+    pub(crate) fn new(config: &FlowConfig, modules: usize) -> FlowTable {
+        let s = |secs: u64| secs.saturating_mul(NANOS);
+        let timeouts = Timeouts {
+            tcp_new: s(config.tcp_new_timeout_secs),
+            tcp_established: s(config.tcp_established_timeout_secs),
+            tcp_closed: s(config.tcp_closed_timeout_secs),
+            udp: s(config.udp_timeout_secs),
+            icmp: s(config.icmp_timeout_secs),
+            other: s(config.other_timeout_secs),
+        };
+        let max = config.max_flows.max(1);
+        let entries: Vec<Entry> = Vec::with_capacity(max);
+        advise_huge_pages(entries.as_ptr().cast(), max * std::mem::size_of::<Entry>());
+        FlowTable {
+            index: Index::new(max),
+            hasher: Default::default(),
+            entries,
+            free: Vec::with_capacity(max),
+            slots: Vec::with_capacity(max * modules),
+            modules: modules.min(MAX_FLOW_MODULES),
+            streams: Vec::new(),
+            free_streams: Vec::new(),
+            pool: SegmentPool::new(config.reassembly_memcap_bytes),
+            limits: Limits {
+                per_direction_bytes: config.stream_buffer_bytes,
+                ..Limits::DEFAULT
+            },
+            // Every due second lies within the longest timeout (+2) of the last checked second.
+            wheel: vec![NIL; (timeouts.longest() / NANOS + 2) as usize],
+            checked_through: 0,
+            timeouts,
+            seq: 0,
+            max,
+            counters: Arc::new(FlowCounters::default()),
+            due: Vec::new(),
+            no_session: Arc::new(Session::plain("", 0)),
+        }
+    }
+
+    /// The counters `/metrics` reads.
+    pub(crate) fn counters(&self) -> &Arc<FlowCounters> {
+        &self.counters
+    }
+
+    /// Flows in the table.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    fn hash(&self, session: u32, k: &FlowKey) -> u64 {
+        fn fold(a: &IpAddr) -> u64 {
+            match a {
+                IpAddr::V4(a) => u64::from(a.to_bits()),
+                IpAddr::V6(a) => {
+                    let b = a.to_bits();
+                    ((b >> 64) as u64 ^ (b as u64).rotate_left(29)) | 1 << 32
+                }
+            }
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(fold(&k.src));
+        h.write_u64(fold(&k.dst));
+        h.write_u64(
+            u64::from(k.src_port) << 48
+                | u64::from(k.dst_port) << 32
+                | u64::from(k.protocol) << 24
+                | u64::from(session),
+        );
+        h.finish()
+    }
+
+    /// Starts loading what the lookups of a batch of packets will read (index cells, then entries),
+    /// so that their cache misses overlap; only when the table is larger than the caches.
+    pub(crate) fn prepare(&self, packets: &[Packet<'_>]) {
+        let cells = std::mem::size_of_val(&*self.index.cells) > PREFETCH_ABOVE_BYTES;
+        let entries = self.len() * std::mem::size_of::<Entry>() > PREFETCH_ABOVE_BYTES;
+        if !cells && !entries {
+            return;
+        }
+        let mut hashes = [0u64; 64];
+        for (h, pkt) in hashes.iter_mut().zip(packets) {
+            if let Some(k) = pkt.flow() {
+                *h = self.hash(pkt.session.id, &k.canonical().0);
+                if cells {
+                    prefetch(&self.index.cells[self.index.home(Index::cell(*h, 0))]);
+                }
+            }
+        }
+        if entries {
+            for &h in hashes.iter().take(packets.len()) {
+                if h == 0 {
+                    continue;
+                }
+                if let Some(i) = self.index.find(h, |_| true) {
+                    let e = self.entries.as_ptr_range().start.wrapping_add(i as usize);
+                    prefetch(e.cast::<u8>());
+                    prefetch(
+                        e.cast::<u8>()
+                            .wrapping_add(std::mem::size_of::<Entry>() - 1),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tracks one packet and tells the modules what it means: a flow's start, the packet with its
+    /// direction, in-order stream bytes. Non-IP frames are not flows.
+    pub(crate) fn packet(&mut self, pkt: &Packet<'_>, events: &mut dyn FlowEvents) {
+        let Some(key) = pkt.flow() else { return };
+        let (canon, sender_is_a) = key.canonical();
+        let session = pkt.session.id;
+        let hash = self.hash(session, &canon);
+        let tcp = pkt.tcp();
+        let flags = tcp.map_or(0, |t| t.flags);
+        self.seq += 1;
+        let entries = &self.entries;
+        let found = self.index.find(hash, |i| {
+            let e = &entries[i as usize];
+            e.session_id == session && e.canon == canon
+        });
+        let i = match found {
+            // A new connection on the 5-tuple of one that closed: the old one ends first.
+            Some(i)
+                if flags & (TcpHeader::SYN | TcpHeader::ACK) == TcpHeader::SYN
+                    && matches!(
+                        self.entries[i as usize].state,
+                        Some(TcpState::Closed | TcpState::Reset)
+                    ) =>
+            {
+                let reason = end_reason(self.entries[i as usize].state);
+                self.end(i, reason, events);
+                self.insert(pkt, canon, sender_is_a, hash, events)
+            }
+            Some(i) => i,
+            None => self.insert(pkt, canon, sender_is_a, hash, events),
+        };
+        self.update(i, pkt, sender_is_a, tcp, events);
+    }
+
+    fn insert(
+        &mut self,
+        pkt: &Packet<'_>,
+        canon: FlowKey,
+        sender_is_a: bool,
+        hash: u64,
+        events: &mut dyn FlowEvents,
+    ) -> u32 {
+        if self.len() >= self.max {
+            if let Some(victim) = self.nearest_to_expiry() {
+                self.end(victim, EndReason::Evicted, events);
+            }
+        }
+        let (sender_is_client, guessed) = orient(pkt);
+        let state = (canon.protocol == 6).then(|| {
+            let flags = pkt.tcp().map_or(0, |t| t.flags);
+            match flags & (TcpHeader::SYN | TcpHeader::ACK) {
+                TcpHeader::SYN => TcpState::SynSent,
+                f if f == TcpHeader::SYN | TcpHeader::ACK => TcpState::SynReceived,
+                _ => TcpState::Established,
+            }
+        });
+        let icmp = match *pkt.transport() {
+            Transport::Icmp { ty, code } => [ty, code],
+            _ => [0, 0],
+        };
+        let entry = Entry {
+            session_id: pkt.session.id,
+            canon,
+            last: pkt.ts,
+            seq: self.seq,
+            prev: NIL,
+            next: NIL,
+            wheel_slot: NIL,
+            id: flow_id(pkt.session, &canon, pkt.ts),
+            session: pkt.session.clone(),
+            first: pkt.ts,
+            client_is_a: sender_is_client == sender_is_a,
+            guessed,
+            state,
+            icmp,
+            stats: [DirStats::default(); 2],
+            times: [0; 6],
+            want: [0; 2],
+            stream: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = entry;
+                i
+            }
+            None => {
+                self.entries.push(entry);
+                self.slots.extend(std::iter::repeat_n(0, self.modules));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(hash, i);
+        self.schedule(i);
+        bump(&self.counters.started, 1);
+        bump(&self.counters.active, 1);
+        let mut flow = self.view(i);
+        events.start(&mut flow, pkt);
+        i
+    }
+
+    fn view(&mut self, i: u32) -> Flow<'_> {
+        let m = self.modules;
+        let at = i as usize * m;
+        Flow {
+            entry: &mut self.entries[i as usize],
+            slots: &mut self.slots[at..at + m],
+            module: 0,
+        }
+    }
+
+    fn update(
+        &mut self,
+        i: u32,
+        pkt: &Packet<'_>,
+        sender_is_a: bool,
+        tcp: Option<TcpHeader>,
+        events: &mut dyn FlowEvents,
+    ) {
+        let e = &mut self.entries[i as usize];
+        let dir = if sender_is_a == e.client_is_a {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        e.last = e.last.max(pkt.ts);
+        e.seq = self.seq;
+        let wire_payload = pkt.wire_payload_len();
+        let s = &mut e.stats[dir.index()];
+        s.packets += 1;
+        s.bytes += u64::from(pkt.ip_len().unwrap_or(pkt.orig_len));
+        s.payload_bytes += u64::from(wire_payload);
+        let closed_before = matches!(e.state, Some(TcpState::Closed | TcpState::Reset));
+        if let Some(t) = tcp {
+            tcp_transition(e, dir, t.flags, pkt.ts, wire_payload > 0);
+        }
+        let closed_now = matches!(e.state, Some(TcpState::Closed | TcpState::Reset));
+        if closed_now && !closed_before {
+            // The closed timeout is far shorter than the one it was scheduled with.
+            self.unlink(i);
+            self.schedule(i);
+        }
+        {
+            let mut flow = self.view(i);
+            events.packet(&mut flow, pkt, dir);
+        }
+        if let Some(t) = tcp {
+            self.reassemble(i, pkt, dir, t, wire_payload, events);
+        }
+    }
+
+    /// Feeds a TCP segment to its direction's stream, and its acknowledgement to the other one, for
+    /// the directions modules asked for; releases what no module wants any more.
+    fn reassemble(
+        &mut self,
+        i: u32,
+        pkt: &Packet<'_>,
+        dir: Dir,
+        t: TcpHeader,
+        wire_payload: u32,
+        events: &mut dyn FlowEvents,
+    ) {
+        let want = self.entries[i as usize].want;
+        if want == [0, 0] && self.entries[i as usize].stream == NIL {
+            return;
+        }
+        let s = self.stream_of(i);
+        let m = self.modules;
+        let at = i as usize * m;
+        let Self {
+            entries,
+            slots,
+            streams,
+            pool,
+            limits,
+            counters,
+            ..
+        } = self;
+        let entry = &mut entries[i as usize];
+        let flow_slots = &mut slots[at..at + m];
+        let d = dir.index();
+        let mut deliver = |entry: &mut Entry, slots: &mut [u32], dir: Dir, c: Chunk<'_>| {
+            count_chunk(counters, entry, dir, &c);
+            let mut flow = Flow {
+                entry,
+                slots,
+                module: 0,
+            };
+            events.stream(&mut flow, dir, &c);
+        };
+        if want[d] != 0 {
+            let stream = &mut streams[s as usize][d];
+            if !stream.is_active() && !stream.is_complete() {
+                let syn = t.flags & TcpHeader::SYN != 0;
+                stream.start(if syn { t.seq.wrapping_add(1) } else { t.seq });
+            }
+            let seq = if t.flags & TcpHeader::SYN != 0 {
+                t.seq.wrapping_add(1)
+            } else {
+                t.seq
+            };
+            let payload = pkt.payload();
+            let payload = &payload[..payload.len().min(wire_payload as usize)];
+            let before = stream.retransmitted();
+            stream.segment(
+                pool,
+                limits,
+                seq,
+                payload,
+                wire_payload.max(payload.len() as u32),
+                t.flags & TcpHeader::FIN != 0,
+                &mut |c| deliver(entry, flow_slots, dir, c),
+            );
+            entry.stats[d].retransmissions += stream.retransmitted() - before;
+        }
+        let o = dir.reverse();
+        if t.flags & TcpHeader::ACK != 0 && entry.want[o.index()] != 0 {
+            let stream = &mut streams[s as usize][o.index()];
+            stream.acked(pool, limits, t.ack, &mut |c| {
+                deliver(entry, flow_slots, o, c)
+            });
+        }
+        bump_gauge(&counters.reassembly_bytes, pool.held_bytes() as u64);
+        self.release_unwanted(i);
+    }
+
+    /// The reassembly slot of flow `i`, taken now if it has none.
+    fn stream_of(&mut self, i: u32) -> u32 {
+        let e = &mut self.entries[i as usize];
+        if e.stream != NIL {
+            return e.stream;
+        }
+        let s = match self.free_streams.pop() {
+            Some(s) => s,
+            None => {
+                self.streams.push([StreamDir::idle(), StreamDir::idle()]);
+                (self.streams.len() - 1) as u32
+            }
+        };
+        e.stream = s;
+        s
+    }
+
+    /// Releases the directions no module wants any more, and the reassembly slot once both are idle
+    /// and unwanted.
+    fn release_unwanted(&mut self, i: u32) {
+        let e = &mut self.entries[i as usize];
+        if e.stream == NIL {
+            return;
+        }
+        let s = e.stream as usize;
+        for d in 0..2 {
+            if e.want[d] == 0 && self.streams[s][d].is_active() {
+                self.streams[s][d].release(&mut self.pool);
+            }
+        }
+        if e.want == [0, 0] {
+            self.streams[s] = [StreamDir::idle(), StreamDir::idle()];
+            self.free_streams.push(e.stream);
+            e.stream = NIL;
+        }
+        bump_gauge(
+            &self.counters.reassembly_bytes,
+            self.pool.held_bytes() as u64,
+        );
+    }
+
+    /// Ends flow `i`: what its streams still hold is delivered (holes as gaps), the modules get the
+    /// end event, and everything the flow held is released.
+    fn end(&mut self, i: u32, reason: EndReason, events: &mut dyn FlowEvents) {
+        let s = self.entries[i as usize].stream;
+        if s != NIL {
+            let m = self.modules;
+            let at = i as usize * m;
+            let Self {
+                entries,
+                slots,
+                streams,
+                pool,
+                counters,
+                ..
+            } = self;
+            let entry = &mut entries[i as usize];
+            let flow_slots = &mut slots[at..at + m];
+            for dir in Dir::BOTH {
+                let stream = &mut streams[s as usize][dir.index()];
+                if entry.want[dir.index()] != 0 {
+                    stream.finish(pool, &mut |c| {
+                        count_chunk(counters, entry, dir, &c);
+                        let mut flow = Flow {
+                            entry: &mut *entry,
+                            slots: &mut *flow_slots,
+                            module: 0,
+                        };
+                        events.stream(&mut flow, dir, &c);
+                    });
+                } else {
+                    stream.release(pool);
+                }
+            }
+            self.streams[s as usize] = [StreamDir::idle(), StreamDir::idle()];
+            self.free_streams.push(s);
+            self.entries[i as usize].stream = NIL;
+        }
+        {
+            let mut flow = self.view(i);
+            events.end(&mut flow, reason);
+        }
+        self.unlink(i);
+        let e = &mut self.entries[i as usize];
+        let hash = {
+            let (session, canon) = (e.session_id, e.canon);
+            self.hash(session, &canon)
+        };
+        self.index.remove(hash, i);
+        let e = &mut self.entries[i as usize];
+        e.session = self.no_session.clone();
+        e.want = [0, 0];
+        let m = self.modules;
+        self.slots[i as usize * m..(i as usize + 1) * m].fill(0);
+        self.free.push(i);
+        bump(&self.counters.ended[reason as usize], 1);
+        let active = &self.counters.active;
+        bump_gauge(active, self.len() as u64);
+        bump_gauge(
+            &self.counters.reassembly_bytes,
+            self.pool.held_bytes() as u64,
+        );
+    }
+
+    /// The second in which flow `i` times out if no packet comes; never one already checked.
+    fn due(&self, i: u32) -> u64 {
+        let e = &self.entries[i as usize];
+        (e.last.nanos().saturating_add(self.timeouts.of(e)) / NANOS).max(self.checked_through + 1)
+    }
+
+    fn schedule(&mut self, i: u32) {
+        let w = (self.due(i) % self.wheel.len() as u64) as u32;
+        let head = self.wheel[w as usize];
+        let e = &mut self.entries[i as usize];
+        e.prev = NIL;
+        e.next = head;
+        e.wheel_slot = w;
+        if head != NIL {
+            self.entries[head as usize].prev = i;
+        }
+        self.wheel[w as usize] = i;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, w) = {
+            let e = &self.entries[i as usize];
+            (e.prev, e.next, e.wheel_slot)
+        };
+        if w == NIL {
+            return;
+        }
+        if prev == NIL {
+            self.wheel[w as usize] = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        let e = &mut self.entries[i as usize];
+        e.prev = NIL;
+        e.next = NIL;
+        e.wheel_slot = NIL;
+    }
+
+    /// The flow that would time out first (the longest idle among flows of one timeout), for
+    /// eviction; entries met on the way that saw packets since are moved to their real second.
+    fn nearest_to_expiry(&mut self) -> Option<u32> {
+        let len = self.wheel.len() as u64;
+        for second in self.checked_through + 1..self.checked_through + 1 + len {
+            let w = (second % len) as usize;
+            let mut i = self.wheel[w];
+            while i != NIL {
+                let next = self.entries[i as usize].next;
+                if self.due(i) <= second {
+                    return Some(i);
+                }
+                self.unlink(i);
+                self.schedule(i);
+                i = next;
+            }
+        }
+        None
+    }
+
+    /// Ends every flow idle past its timeout at `now`, least recently seen first.
+    pub(crate) fn expire(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
+        let now_secs = now.secs();
+        if now_secs < self.checked_through + 1 {
+            return;
+        }
+        let first = self.checked_through + 1;
+        let count = (now_secs - first + 1).min(self.wheel.len() as u64);
+        self.checked_through = now_secs - 1;
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        for second in first..first + count {
+            let w = (second % self.wheel.len() as u64) as usize;
+            let mut i = self.wheel[w];
+            while i != NIL {
+                let next = self.entries[i as usize].next;
+                let e = &self.entries[i as usize];
+                if e.last.nanos().saturating_add(self.timeouts.of(e)) <= now.nanos() {
+                    due.push((e.seq, i));
+                } else {
+                    self.unlink(i);
+                    self.schedule(i);
+                }
+                i = next;
+            }
+        }
+        due.sort_unstable_by_key(|&(seq, _)| seq);
+        for &(_, i) in &due {
+            let reason = end_reason(self.entries[i as usize].state);
+            self.end(i, reason, events);
+        }
+        self.due = due;
+    }
+
+    /// Ends every flow (the drain, the end of a replay), least recently seen first.
+    pub(crate) fn end_all(&mut self, reason: EndReason, events: &mut dyn FlowEvents) {
+        let mut all = std::mem::take(&mut self.due);
+        all.clear();
+        for w in 0..self.wheel.len() {
+            let mut i = self.wheel[w];
+            while i != NIL {
+                all.push((self.entries[i as usize].seq, i));
+                i = self.entries[i as usize].next;
+            }
+        }
+        all.sort_unstable_by_key(|&(seq, _)| seq);
+        for &(_, i) in &all {
+            self.end(i, reason, events);
+        }
+        self.due = all;
+    }
+}
+
+/// Counts a delivered chunk in the flow's and the shard's counters.
+fn count_chunk(counters: &FlowCounters, entry: &mut Entry, dir: Dir, c: &Chunk<'_>) {
+    match *c {
+        Chunk::Data { bytes, .. } => bump(&counters.stream_bytes, bytes.len() as u64),
+        Chunk::Gap { len, .. } => {
+            entry.stats[dir.index()].gaps += 1;
+            bump(&counters.gaps, 1);
+            bump(&counters.gap_bytes, len);
+        }
+    }
+}
+
+/// Sets a gauge (single writer).
+fn bump_gauge(gauge: &std::sync::atomic::AtomicU64, value: u64) {
+    gauge.store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How a flow that times out or is replaced ended, from its TCP state.
+fn end_reason(state: Option<TcpState>) -> EndReason {
+    match state {
+        Some(TcpState::Closed) => EndReason::Fin,
+        Some(TcpState::Reset) => EndReason::Rst,
+        _ => EndReason::IdleTimeout,
+    }
+}
+
+/// Whether the first packet's sender is the client, and whether that is a guess.
+///
+/// TCP: a SYN without ACK comes from the client, a SYN-ACK from the server; anything else means
+/// the connection was picked up mid-stream (vxtap started after it, or AWS dropped the handshake's
+/// mirror copies), and the side with the lower port is taken as the server (equal ports: the
+/// receiver). UDP: the sender is the client, unless it sends from a port below 1024 to one above
+/// (a reply seen first, e.g. DNS), which is a guess. ICMP: an echo reply comes from the server;
+/// anything else from the client. Other protocols: the sender.
+fn orient(pkt: &Packet<'_>) -> (bool, bool) {
+    match *pkt.transport() {
+        Transport::Tcp { src, dst, flags } => match flags & (TcpHeader::SYN | TcpHeader::ACK) {
+            TcpHeader::SYN => (true, false),
+            f if f == TcpHeader::SYN | TcpHeader::ACK => (false, false),
+            _ => (src > dst, true),
+        },
+        Transport::Udp { src, dst } if src < 1024 && dst >= 1024 => (false, true),
+        // ICMP echo reply (v4 type 0) and ICMPv6 echo reply (129).
+        Transport::Icmp { ty, .. } => {
+            let v6 = pkt.ip().is_some_and(|ip| ip.protocol == 58);
+            (!matches!((v6, ty), (false, 0) | (true, 129)), false)
+        }
+        _ => (true, false),
+    }
+}
+
+/// TCP state changes for a packet of `dir` with `flags`.
+fn tcp_transition(e: &mut Entry, dir: Dir, flags: u8, ts: Timestamp, data: bool) {
+    const SYN: usize = 0;
+    const SYN_ACK: usize = 1;
+    const ESTABLISHED: usize = 2;
+    const FIN_TO_SERVER: usize = 3;
+    const FIN_TO_CLIENT: usize = 4;
+    const RST: usize = 5;
+    let now = ts.nanos().max(1);
+    let mark = |times: &mut [u64; 6], at: usize| {
+        if times[at] == 0 {
+            times[at] = now;
+        }
+    };
+    let syn = flags & TcpHeader::SYN != 0;
+    let ack = flags & TcpHeader::ACK != 0;
+    if flags & TcpHeader::RST != 0 {
+        mark(&mut e.times, RST);
+        e.state = Some(TcpState::Reset);
+        return;
+    }
+    if syn && !ack && dir == Dir::ToServer {
+        mark(&mut e.times, SYN);
+    }
+    if syn && ack && dir == Dir::ToClient {
+        mark(&mut e.times, SYN_ACK);
+        if e.state == Some(TcpState::SynSent) {
+            e.state = Some(TcpState::SynReceived);
+        }
+    }
+    let handshaking = matches!(e.state, Some(TcpState::SynSent | TcpState::SynReceived));
+    if handshaking
+        && !syn
+        && (ack && dir == Dir::ToServer && e.state == Some(TcpState::SynReceived) || data)
+    {
+        mark(&mut e.times, ESTABLISHED);
+        e.state = Some(TcpState::Established);
+    }
+    if flags & TcpHeader::FIN != 0 {
+        mark(
+            &mut e.times,
+            match dir {
+                Dir::ToServer => FIN_TO_SERVER,
+                Dir::ToClient => FIN_TO_CLIENT,
+            },
+        );
+        if e.state != Some(TcpState::Reset) {
+            let both = e.times[FIN_TO_SERVER] != 0 && e.times[FIN_TO_CLIENT] != 0;
+            e.state = Some(if both {
+                TcpState::Closed
+            } else {
+                TcpState::Closing
+            });
+        }
+    }
+}
+
+/// A flow's id: a hash of its session, 5-tuple and first packet's time, so that a replay of the
+/// same capture gives the same ids whatever the shard count, cut to 53 bits for JSON readers.
+fn flow_id(session: &Session, canon: &FlowKey, first: Timestamp) -> u64 {
+    let mut h = FxHasher::default();
+    std::hash::Hash::hash(&session.key, &mut h);
+    std::hash::Hash::hash(canon, &mut h);
+    h.write_u64(first.nanos());
+    // Fx's last multiply leaves the low bits weakest: fold the high half in.
+    let x = h.finish();
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 11
+}
+
+#[cfg(test)]
+mod tests;

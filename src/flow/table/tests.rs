@@ -1,0 +1,393 @@
+//! The flow table on crafted packets and explicit packet times, through a recording event sink.
+
+use std::sync::Arc;
+
+use etherparse::PacketBuilder;
+
+use super::*;
+use crate::wire::inner::dissect;
+
+/// Records every event as a line; asks for both streams at start when `streams`.
+#[derive(Default)]
+struct Rec {
+    log: Vec<String>,
+    streams: bool,
+    stop_after_bytes: Option<u64>,
+}
+
+impl FlowEvents for Rec {
+    fn start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>) {
+        flow.set_module(0);
+        let k = flow.key();
+        self.log.push(format!(
+            "start {}:{}>{}:{} guessed={}",
+            k.src,
+            k.src_port,
+            k.dst,
+            k.dst_port,
+            flow.guessed()
+        ));
+        if self.streams {
+            flow.want_stream(Dir::ToServer);
+            flow.want_stream(Dir::ToClient);
+        }
+    }
+    fn packet(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, dir: Dir) {
+        let state = flow.tcp_state().map_or("-", |s| s.name());
+        self.log.push(format!("packet {} {state}", dir.name()));
+    }
+    fn stream(&mut self, flow: &mut Flow<'_>, dir: Dir, chunk: &Chunk<'_>) {
+        flow.set_module(0);
+        match *chunk {
+            Chunk::Data { offset, bytes } => self.log.push(format!(
+                "data {} @{offset} {:?}",
+                dir.name(),
+                String::from_utf8_lossy(bytes)
+            )),
+            Chunk::Gap { offset, len, why } => self.log.push(format!(
+                "gap {} @{offset} +{len} {}",
+                dir.name(),
+                why.as_str()
+            )),
+        }
+        if let Some(limit) = self.stop_after_bytes {
+            if chunk.offset() + chunk.len() >= limit {
+                flow.stop_stream(dir);
+            }
+        }
+    }
+    fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason) {
+        let s = flow.stats(Dir::ToServer);
+        let c = flow.stats(Dir::ToClient);
+        self.log.push(format!(
+            "end {} packets={}/{} payload={}/{}",
+            reason.name(),
+            s.packets,
+            c.packets,
+            s.payload_bytes,
+            c.payload_bytes
+        ));
+    }
+}
+
+const C: [u8; 4] = [10, 0, 0, 1];
+const S: [u8; 4] = [10, 0, 0, 2];
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+
+fn tcp(from_client: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, sp, dp) = if from_client {
+        (C, S, 50_000, 443)
+    } else {
+        (S, C, 443, 50_000)
+    };
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 65_000);
+    if flags & SYN != 0 {
+        b = b.syn();
+    }
+    if flags & ACK != 0 {
+        b = b.ack(ack);
+    }
+    if flags & FIN != 0 {
+        b = b.fin();
+    }
+    if flags & RST != 0 {
+        b = b.rst();
+    }
+    if flags & PSH != 0 {
+        b = b.psh();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut out, b"q")
+        .unwrap();
+    out
+}
+
+fn icmp_echo(src: [u8; 4], dst: [u8; 4], reply: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
+    let b = if reply {
+        b.icmpv4_echo_reply(7, 1)
+    } else {
+        b.icmpv4_echo_request(7, 1)
+    };
+    b.write(&mut out, b"ping").unwrap();
+    out
+}
+
+struct Feed {
+    table: FlowTable,
+    session: Arc<Session>,
+    rec: Rec,
+}
+
+impl Feed {
+    fn new(config: FlowConfig, rec: Rec) -> Feed {
+        Feed {
+            table: FlowTable::new(&config, 1),
+            session: Arc::new(Session::plain("test", 7)),
+            rec,
+        }
+    }
+
+    fn at(&mut self, ms: u64, frame: &[u8]) {
+        let layers = dissect(frame);
+        let pkt = Packet {
+            session: &self.session,
+            ts: Timestamp::from_nanos(1_000 * NANOS + ms * 1_000_000),
+            frame,
+            orig_len: frame.len() as u32,
+            layers: &layers,
+        };
+        self.table.packet(&pkt, &mut self.rec);
+    }
+
+    fn cut_at(&mut self, ms: u64, frame: &[u8], keep: usize) {
+        let frame = &frame[..keep];
+        let layers = dissect(frame);
+        let pkt = Packet {
+            session: &self.session,
+            ts: Timestamp::from_nanos(1_000 * NANOS + ms * 1_000_000),
+            frame,
+            orig_len: frame.len() as u32,
+            layers: &layers,
+        };
+        self.table.packet(&pkt, &mut self.rec);
+    }
+
+    fn tick(&mut self, secs: u64) {
+        self.table
+            .expire(Timestamp::from_secs(1_000 + secs), &mut self.rec);
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.rec.log)
+    }
+}
+
+#[test]
+fn entries_stay_within_256_bytes() {
+    assert!(
+        std::mem::size_of::<Entry>() <= 256,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+}
+
+#[test]
+fn a_connection_from_handshake_to_fin_both_ways() {
+    let mut f = Feed::new(FlowConfig::default(), Rec::default());
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(false, SYN | ACK, 900, 101, b""));
+    f.at(2, &tcp(true, ACK, 101, 901, b""));
+    f.at(3, &tcp(true, ACK | PSH, 101, 901, b"hello"));
+    f.at(4, &tcp(false, ACK | PSH, 901, 106, b"world!"));
+    f.at(5, &tcp(true, ACK | FIN, 106, 907, b""));
+    f.at(6, &tcp(false, ACK | FIN, 907, 107, b""));
+    f.at(7, &tcp(true, ACK, 107, 908, b""));
+    assert_eq!(
+        f.take(),
+        [
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=false",
+            "packet to_server syn_sent",
+            "packet to_client syn_received",
+            "packet to_server established",
+            "packet to_server established",
+            "packet to_client established",
+            "packet to_server closing",
+            "packet to_client closed",
+            "packet to_server closed",
+        ]
+    );
+    // Closed: 30 s after the last packet, not the hour an established connection gets.
+    f.tick(29);
+    assert!(f.take().is_empty());
+    f.tick(31);
+    assert_eq!(f.take(), ["end fin packets=5/3 payload=5/6"]);
+    assert_eq!(f.table.len(), 0);
+    assert_eq!(
+        f.table.counters().ended[EndReason::Fin as usize]
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn mid_stream_pickup_guesses_the_lower_port_is_the_server() {
+    let mut f = Feed::new(FlowConfig::default(), Rec::default());
+    f.at(0, &tcp(false, ACK | PSH, 5000, 77, b"response"));
+    f.at(1, &tcp(true, ACK, 77, 5008, b""));
+    assert_eq!(
+        f.take(),
+        [
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=true",
+            "packet to_client established",
+            "packet to_server established",
+        ]
+    );
+}
+
+#[test]
+fn udp_and_icmp_orientation() {
+    let mut f = Feed::new(FlowConfig::default(), Rec::default());
+    // A DNS answer seen before its query: the port-53 side is the server, and that is a guess.
+    f.at(0, &udp(S, C, 53, 40_000));
+    // A plain UDP first packet: its sender is the client.
+    f.at(1, &udp(C, S, 40_001, 5_000));
+    // An echo reply seen first comes from the server.
+    f.at(2, &icmp_echo(S, C, true));
+    assert_eq!(
+        f.take(),
+        [
+            "start 10.0.0.1:40000>10.0.0.2:53 guessed=true",
+            "packet to_client -",
+            "start 10.0.0.1:40001>10.0.0.2:5000 guessed=false",
+            "packet to_server -",
+            "start 10.0.0.1:0>10.0.0.2:0 guessed=false",
+            "packet to_client -",
+        ]
+    );
+    // ICMP times out after 30 s, UDP after 60 s; both idle.
+    f.tick(31);
+    assert_eq!(f.take(), ["end idle_timeout packets=0/1 payload=0/4"]);
+    f.tick(61);
+    assert_eq!(f.take().len(), 2);
+}
+
+#[test]
+fn a_new_syn_on_a_closed_five_tuple_starts_a_new_flow() {
+    let mut f = Feed::new(FlowConfig::default(), Rec::default());
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(false, RST | ACK, 0, 101, b""));
+    f.at(2, &tcp(true, SYN, 5000, 0, b""));
+    assert_eq!(
+        f.take(),
+        [
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=false",
+            "packet to_server syn_sent",
+            "packet to_client reset",
+            "end rst packets=1/1 payload=0/0",
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=false",
+            "packet to_server syn_sent",
+        ]
+    );
+}
+
+#[test]
+fn a_full_table_evicts_the_flow_nearest_its_timeout() {
+    let config = FlowConfig {
+        max_flows: 2,
+        ..FlowConfig::default()
+    };
+    let mut f = Feed::new(config, Rec::default());
+    f.at(0, &udp(C, S, 40_001, 2000));
+    f.at(1_000, &udp(C, S, 40_002, 2000));
+    f.at(2_000, &udp(C, S, 40_001, 2000)); // the first flow is busy again
+    f.at(3_000, &udp(C, S, 40_003, 2000)); // full: port 40002's flow is the one idle longest
+    let log = f.take();
+    assert_eq!(log[5], "end evicted packets=1/0 payload=1/0", "{log:#?}");
+    assert_eq!(log[6], "start 10.0.0.1:40003>10.0.0.2:2000 guessed=false");
+    assert_eq!(f.table.len(), 2);
+}
+
+#[test]
+fn streams_arrive_in_order_with_gaps_named() {
+    let rec = Rec {
+        streams: true,
+        ..Rec::default()
+    };
+    let mut f = Feed::new(FlowConfig::default(), rec);
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(false, SYN | ACK, 900, 101, b""));
+    f.at(2, &tcp(true, ACK | PSH, 106, 901, b" world")); // out of order
+    f.at(3, &tcp(true, ACK | PSH, 101, 901, b"hello"));
+    // A segment cut by the capture: 10 bytes announced, 4 captured.
+    let cut = tcp(false, ACK | PSH, 901, 112, b"0123456789");
+    f.cut_at(4, &cut, cut.len() - 6);
+    f.at(5, &tcp(false, ACK | PSH, 911, 112, b"end"));
+    let log: Vec<String> = f
+        .take()
+        .into_iter()
+        .filter(|l| !l.starts_with("packet"))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=false",
+            "data to_server @0 \"hello\"",
+            "data to_server @5 \" world\"",
+            "data to_client @0 \"0123\"",
+            "gap to_client @4 +6 truncated",
+            "data to_client @10 \"end\"",
+        ]
+    );
+    f.table.end_all(EndReason::EndOfReplay, &mut f.rec);
+    assert_eq!(f.take(), ["end end_of_replay packets=3/3 payload=11/13"]);
+    assert_eq!(f.table.pool.held_bytes(), 0);
+    assert_eq!(f.table.streams.len(), f.table.free_streams.len());
+}
+
+#[test]
+fn a_module_that_stops_asking_releases_the_stream() {
+    let rec = Rec {
+        streams: true,
+        stop_after_bytes: Some(5),
+        ..Rec::default()
+    };
+    let mut f = Feed::new(FlowConfig::default(), rec);
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(true, ACK | PSH, 101, 1, b"hello"));
+    // Out of order past the stop: nothing is held for it.
+    f.at(2, &tcp(true, ACK | PSH, 200, 1, b"later"));
+    f.at(3, &tcp(true, ACK | PSH, 106, 1, b"more"));
+    let data: Vec<String> = f
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("data"))
+        .collect();
+    assert_eq!(data, ["data to_server @0 \"hello\""]);
+    assert_eq!(f.table.pool.held_bytes(), 0);
+}
+
+#[test]
+fn flows_end_least_recently_seen_first_and_ids_do_not_depend_on_arrival_order() {
+    let mut f = Feed::new(FlowConfig::default(), Rec::default());
+    f.at(0, &udp(C, S, 40_001, 2000));
+    f.at(1, &udp(C, S, 40_002, 2000));
+    f.at(2, &udp(C, S, 40_001, 2000));
+    f.take();
+    f.table.end_all(EndReason::Shutdown, &mut f.rec);
+    assert_eq!(
+        f.take(),
+        [
+            "end shutdown packets=1/0 payload=1/0",
+            "end shutdown packets=2/0 payload=2/0"
+        ]
+    );
+    let canon = FlowKey {
+        src: C.into(),
+        dst: S.into(),
+        src_port: 40_001,
+        dst_port: 2000,
+        protocol: 17,
+    };
+    let s = Session::plain("x", 1);
+    let a = flow_id(&s, &canon, Timestamp::from_secs(5));
+    assert_eq!(a, flow_id(&s, &canon, Timestamp::from_secs(5)));
+    assert_ne!(a, flow_id(&s, &canon, Timestamp::from_secs(6)));
+    assert!(a < 1 << 53);
+}

@@ -1,0 +1,244 @@
+//! What a flow-aware module sees of a flow, and where it keeps its own state for one.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::community_id::{community_id_v1, community_id_v1_without_ports, CommunityId};
+use super::table::Entry;
+use super::types::{Dir, DirStats, TcpState, TcpTimes};
+use crate::base::{FlowKey, Session, Timestamp};
+
+/// One flow, as a flow-aware module is shown it during an event. Read-only, except for the module's
+/// own stream requests and its per-flow slot.
+pub struct Flow<'a> {
+    pub(super) entry: &'a mut Entry,
+    /// Every flow-aware module's slot for this flow.
+    pub(super) slots: &'a mut [u32],
+    /// Which flow-aware module is being called (its position among them).
+    pub(super) module: usize,
+}
+
+impl std::fmt::Debug for Flow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("id", &self.id())
+            .field("key", &self.key())
+            .finish()
+    }
+}
+
+impl<'a> Flow<'a> {
+    pub(crate) fn set_module(&mut self, module: usize) {
+        self.module = module;
+    }
+
+    /// A 53-bit id, the same for every event and record of this flow, and for the same flow in a
+    /// replay of the same capture (it is a hash of the session, the 5-tuple and the first packet's
+    /// time, not a counter). 53 bits so that JSON readers that hold numbers as doubles (jq, most
+    /// SIEMs) keep it exact.
+    pub fn id(&self) -> u64 {
+        self.entry.id
+    }
+
+    /// The mirror session the flow was seen in.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.entry.session
+    }
+
+    /// The 5-tuple as the client sends it: `src` is the client, `dst` the server. For ICMP the ports
+    /// are 0 (the type and code of the first packet are in [`Flow::icmp`]).
+    pub fn key(&self) -> FlowKey {
+        if self.entry.client_is_a {
+            self.entry.canon
+        } else {
+            self.entry.canon.reversed()
+        }
+    }
+
+    /// The client's address and port.
+    pub fn client(&self) -> (IpAddr, u16) {
+        let k = self.key();
+        (k.src, k.src_port)
+    }
+
+    /// The server's address and port.
+    pub fn server(&self) -> (IpAddr, u16) {
+        let k = self.key();
+        (k.dst, k.dst_port)
+    }
+
+    /// Whether client and server were guessed: a TCP connection picked up without its SYN or
+    /// SYN-ACK (the side with the lower port is taken as the server), or a UDP flow whose first
+    /// packet came from a port below 1024 to one above (taken as the server's reply).
+    pub fn guessed(&self) -> bool {
+        self.entry.guessed
+    }
+
+    /// The TCP state; `None` for other protocols.
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        self.entry.state
+    }
+
+    /// When the TCP handshake, FINs and RST were seen.
+    pub fn tcp_times(&self) -> TcpTimes {
+        let t = |ns: u64| (ns != 0).then(|| Timestamp::from_nanos(ns));
+        let [syn, syn_ack, established, fin_s, fin_c, rst] = self.entry.times;
+        TcpTimes {
+            syn: t(syn),
+            syn_ack: t(syn_ack),
+            established: t(established),
+            fin_to_server: t(fin_s),
+            fin_to_client: t(fin_c),
+            rst: t(rst),
+        }
+    }
+
+    /// The ICMP type and code of the flow's first packet; `None` for other protocols.
+    pub fn icmp(&self) -> Option<(u8, u8)> {
+        matches!(self.entry.canon.protocol, 1 | 58)
+            .then_some((self.entry.icmp[0], self.entry.icmp[1]))
+    }
+
+    /// The first packet's time.
+    pub fn first_seen(&self) -> Timestamp {
+        self.entry.first
+    }
+
+    /// The latest packet's time.
+    pub fn last_seen(&self) -> Timestamp {
+        self.entry.last
+    }
+
+    /// What one direction carried so far.
+    pub fn stats(&self, dir: Dir) -> DirStats {
+        self.entry.stats[dir.index()]
+    }
+
+    /// The flow's Community ID (v1, seed 0): the string Zeek, Suricata and Arkime log as
+    /// `community_id`, so records join with theirs. Computed on demand (a SHA-1 of 40 bytes or so):
+    /// call it once per record, not per packet.
+    pub fn community_id(&self) -> CommunityId {
+        let k = self.key();
+        match self.icmp() {
+            Some((ty, code)) => {
+                community_id_v1(0, k.protocol, k.src, k.dst, u16::from(ty), u16::from(code))
+            }
+            None if k.src_port == 0 && k.dst_port == 0 && matches!(k.protocol, 6 | 17 | 132) => {
+                // A flow of later fragments, which carry no ports.
+                community_id_v1_without_ports(0, k.protocol, k.src, k.dst)
+            }
+            None => community_id_v1(0, k.protocol, k.src, k.dst, k.src_port, k.dst_port),
+        }
+    }
+
+    /// Asks for `dir`'s bytes in order ([`crate::modules::Module::on_stream`]), from the next
+    /// segment on (from the first byte, when asked at flow start). TCP only; reassembly costs
+    /// nothing for directions no module asked for.
+    pub fn want_stream(&mut self, dir: Dir) {
+        if self.entry.canon.protocol == 6 {
+            self.entry.want[dir.index()] |= self.bit();
+        }
+    }
+
+    /// Stops asking for `dir`'s bytes (e.g. TLS after the handshake). When no module wants them
+    /// any more, the direction's buffers are released at once.
+    pub fn stop_stream(&mut self, dir: Dir) {
+        self.entry.want[dir.index()] &= !self.bit();
+    }
+
+    /// Whether this module asked for `dir`'s bytes and has not stopped.
+    pub fn wants_stream(&self, dir: Dir) -> bool {
+        self.entry.want[dir.index()] & self.bit() != 0
+    }
+
+    fn bit(&self) -> u16 {
+        1 << self.module
+    }
+
+    /// The module's own per-flow slot; [`PerFlow`] uses it.
+    fn slot(&mut self) -> &mut u32 {
+        &mut self.slots[self.module]
+    }
+}
+
+/// A module's state for each of its flows, found through the flow itself: no hash map, no
+/// lookup, and no allocation once the module has seen as many concurrent flows as it will hold.
+/// Take a flow's state out in `on_flow_end` ([`PerFlow::take`]), or its place is not reused.
+#[derive(Debug)]
+pub struct PerFlow<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for PerFlow<T> {
+    fn default() -> Self {
+        PerFlow::new()
+    }
+}
+
+impl<T> PerFlow<T> {
+    /// Empty.
+    pub fn new() -> Self {
+        PerFlow {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// The flow's state, made by `make` the first time.
+    pub fn get_or_insert_with(&mut self, flow: &mut Flow<'_>, make: impl FnOnce() -> T) -> &mut T {
+        let slot = *flow.slot();
+        if slot != 0 {
+            if let Some(Some(_)) = self.items.get((slot - 1) as usize) {
+                let item = &mut self.items[(slot - 1) as usize];
+                return item.as_mut().expect("checked just above");
+            }
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.items[i as usize] = Some(make());
+                i
+            }
+            None => {
+                self.items.push(Some(make()));
+                (self.items.len() - 1) as u32
+            }
+        };
+        *flow.slot() = i + 1;
+        self.items[i as usize]
+            .as_mut()
+            .expect("the state was put there above")
+    }
+
+    /// The flow's state, if the module made one.
+    pub fn get(&mut self, flow: &mut Flow<'_>) -> Option<&mut T> {
+        let slot = *flow.slot();
+        if slot == 0 {
+            return None;
+        }
+        self.items.get_mut((slot - 1) as usize)?.as_mut()
+    }
+
+    /// Takes the flow's state out (at its end): its place is reused.
+    pub fn take(&mut self, flow: &mut Flow<'_>) -> Option<T> {
+        let slot = std::mem::take(flow.slot());
+        if slot == 0 {
+            return None;
+        }
+        let item = self.items.get_mut((slot - 1) as usize)?.take();
+        if item.is_some() {
+            self.free.push(slot - 1);
+        }
+        item
+    }
+
+    /// How many flows have state now.
+    pub fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+
+    /// Whether no flow has state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
