@@ -6,6 +6,7 @@
 //! adds a kind with one [`Registry::register`] call.
 
 pub mod dns;
+pub mod eve;
 pub mod flowlog;
 pub mod http;
 #[cfg(test)]

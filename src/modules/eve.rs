@@ -1,0 +1,334 @@
+//! The record envelope every JSON-writing module shares, shaped like Suricata's EVE so that jq recipes
+//! and SIEM parsers written for EVE read vxtap's records, plus the mirror session, which no other
+//! tool can attach:
+//!
+//! ```json
+//! {"timestamp":"2024-03-01T12:00:00.250000+0000","flow_id":1234,"event_type":"dns",
+//!  "src_ip":"172.31.5.10","src_port":53000,"dest_ip":"10.0.0.2","dest_port":53,"proto":"UDP",
+//!  "community_id":"1:...","vxtap":{"session":"web","eni":"eni-0a1b...","vni":1001,
+//!  "source":"10.0.1.10","labels":{"team":"web"}},"dns":{...}}
+//! ```
+//!
+//! `src_*` is the flow's client and `dest_*` its server (as EVE's application-layer records have
+//! it). Records are written into the `Emitter`'s reused line buffer by [`JsonObject`], a small JSON
+//! writer that allocates nothing.
+
+use std::fmt::{self, Write as _};
+
+use crate::base::{Session, Timestamp};
+use crate::flow::Flow;
+use crate::sinks::UtcTime;
+
+/// Writes EVE's `timestamp` form: `2024-03-01T12:00:00.250000+0000` (UTC, microseconds).
+pub fn write_timestamp(out: &mut String, ts: Timestamp) {
+    let t = UtcTime::of(ts);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        ts.subsec_nanos() / 1000
+    );
+}
+
+/// EVE's name for an IP protocol number.
+pub fn proto_name(protocol: u8) -> &'static str {
+    match protocol {
+        1 => "ICMP",
+        6 => "TCP",
+        17 => "UDP",
+        58 => "IPv6-ICMP",
+        132 => "SCTP",
+        47 => "GRE",
+        50 => "ESP",
+        _ => "IP",
+    }
+}
+
+/// Starts a record about `flow` at packet time `ts`: the envelope's fields are written and the
+/// object is left open for the module's own object (`"dns":{...}` and the like). Close it with
+/// [`JsonObject::end`].
+pub fn begin<'a>(
+    out: &'a mut String,
+    ts: Timestamp,
+    event_type: &str,
+    flow: &Flow<'_>,
+) -> JsonObject<'a> {
+    let k = flow.key();
+    let mut o = JsonObject::begin(out);
+    o.field("timestamp", |out| {
+        out.push('"');
+        write_timestamp(out, ts);
+        out.push('"');
+    });
+    o.u64("flow_id", flow.id());
+    o.str("event_type", event_type);
+    o.display("src_ip", k.src);
+    o.u64("src_port", u64::from(k.src_port));
+    o.display("dest_ip", k.dst);
+    o.u64("dest_port", u64::from(k.dst_port));
+    o.str("proto", proto_name(k.protocol));
+    o.display("community_id", flow.community_id());
+    session_object(&mut o, flow.session());
+    o
+}
+
+/// The `vxtap` object: the mirror session a record's traffic came from.
+pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
+    o.object("vxtap", |v| {
+        v.str("session", &session.name);
+        if let Some(eni) = &session.eni {
+            v.str("eni", eni);
+        }
+        v.u64("vni", u64::from(session.key.vni));
+        v.display("source", session.key.source);
+        if !session.labels.is_empty() {
+            v.object("labels", |l| {
+                for (k, val) in &session.labels {
+                    l.str(k, val);
+                }
+            });
+        }
+    });
+}
+
+/// Appends `s` as a JSON string (quotes and escapes included).
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Escapes what a `Display` writes, as it writes it: for values (names, addresses) that would
+/// otherwise need a `String` of their own.
+struct Escaping<'a>(&'a mut String);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = self.0.len();
+        json_str(self.0, s);
+        // Drop the quotes json_str added around this piece: the caller writes one pair for all.
+        self.0.pop();
+        self.0.remove(start);
+        Ok(())
+    }
+}
+
+/// A JSON object being written into a line buffer.
+pub struct JsonObject<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    /// Opens an object at the end of `out`.
+    pub fn begin(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        json_str(self.out, key);
+        self.out.push(':');
+    }
+
+    /// A field whose value `write` writes as JSON itself.
+    pub fn field(&mut self, key: &str, write: impl FnOnce(&mut String)) -> &mut Self {
+        self.key(key);
+        write(self.out);
+        self
+    }
+
+    /// A string field.
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        json_str(self.out, value);
+        self
+    }
+
+    /// A string field, when there is a value.
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+        self
+    }
+
+    /// A string field from anything `Display`, escaped as it is written.
+    pub fn display(&mut self, key: &str, value: impl fmt::Display) -> &mut Self {
+        self.key(key);
+        self.out.push('"');
+        let _ = write!(Escaping(self.out), "{value}");
+        self.out.push('"');
+        self
+    }
+
+    /// An unsigned number.
+    pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// A signed number.
+    pub fn i64(&mut self, key: &str, value: i64) -> &mut Self {
+        self.key(key);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// A number with a fraction (e.g. a response time in seconds).
+    pub fn f64(&mut self, key: &str, value: f64) -> &mut Self {
+        self.key(key);
+        if value.is_finite() {
+            let _ = write!(self.out, "{value}");
+        } else {
+            self.out.push_str("null");
+        }
+        self
+    }
+
+    /// A boolean.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// A nested object.
+    pub fn object(&mut self, key: &str, fill: impl FnOnce(&mut JsonObject<'_>)) -> &mut Self {
+        self.key(key);
+        let mut inner = JsonObject::begin(self.out);
+        fill(&mut inner);
+        inner.end();
+        self
+    }
+
+    /// A nested array.
+    pub fn array(&mut self, key: &str, fill: impl FnOnce(&mut JsonArray<'_>)) -> &mut Self {
+        self.key(key);
+        let mut inner = JsonArray::begin(self.out);
+        fill(&mut inner);
+        inner.end();
+        self
+    }
+
+    /// Closes the object.
+    pub fn end(self) {
+        self.out.push('}');
+    }
+}
+
+/// A JSON array being written into a line buffer.
+pub struct JsonArray<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonArray<'a> {
+    fn begin(out: &'a mut String) -> Self {
+        out.push('[');
+        JsonArray { out, first: true }
+    }
+
+    fn comma(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+    }
+
+    /// A string element.
+    pub fn str(&mut self, value: &str) -> &mut Self {
+        self.comma();
+        json_str(self.out, value);
+        self
+    }
+
+    /// A string element from anything `Display`.
+    pub fn display(&mut self, value: impl fmt::Display) -> &mut Self {
+        self.comma();
+        self.out.push('"');
+        let _ = write!(Escaping(self.out), "{value}");
+        self.out.push('"');
+        self
+    }
+
+    /// A number element.
+    pub fn u64(&mut self, value: u64) -> &mut Self {
+        self.comma();
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// An object element.
+    pub fn object(&mut self, fill: impl FnOnce(&mut JsonObject<'_>)) -> &mut Self {
+        self.comma();
+        let mut inner = JsonObject::begin(self.out);
+        fill(&mut inner);
+        inner.end();
+        self
+    }
+
+    fn end(self) {
+        self.out.push(']');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_arrays_and_escapes() {
+        let mut out = String::new();
+        let mut o = JsonObject::begin(&mut out);
+        o.str("a", "q\"uote\\ \n\u{1}")
+            .u64("n", 7)
+            .i64("m", -3)
+            .bool("t", true)
+            .display("ip", std::net::IpAddr::from([10, 0, 0, 1]))
+            .display("weird", "tab\there")
+            .opt_str("none", None)
+            .array("list", |a| {
+                a.str("x").u64(1).object(|o| {
+                    o.f64("f", 0.5);
+                });
+            })
+            .object("o", |_| {});
+        o.end();
+        assert_eq!(
+            out,
+            r#"{"a":"q\"uote\\ \n\u0001","n":7,"m":-3,"t":true,"ip":"10.0.0.1","weird":"tab\there","list":["x",1,{"f":0.5}],"o":{}}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["weird"], "tab\there");
+    }
+
+    #[test]
+    fn timestamps_are_eves() {
+        let mut out = String::new();
+        write_timestamp(&mut out, Timestamp::from_nanos(1_709_294_400_250_000_999));
+        assert_eq!(out, "2024-03-01T12:00:00.250000+0000");
+    }
+}
