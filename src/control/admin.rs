@@ -74,6 +74,8 @@ pub(crate) struct ModuleView {
     pub(crate) events: u64,
     pub(crate) drops: u64,
     pub(crate) errors: u64,
+    pub(crate) malformed: u64,
+    pub(crate) gaps: u64,
 }
 
 impl AdminState {
@@ -129,6 +131,8 @@ impl AdminState {
                     events: c.events.load(Ordering::Relaxed),
                     drops: c.drops.load(Ordering::Relaxed),
                     errors: c.errors.load(Ordering::Relaxed),
+                    malformed: c.malformed.load(Ordering::Relaxed),
+                    gaps: c.gaps.load(Ordering::Relaxed),
                 });
             }
         }
@@ -149,6 +153,8 @@ impl AdminState {
                 events: 0,
                 drops: 0,
                 errors: 0,
+                malformed: 0,
+                gaps: 0,
             })
             .collect();
         for m in self.module_instances() {
@@ -157,6 +163,8 @@ impl AdminState {
                 t.events += m.events;
                 t.drops += m.drops;
                 t.errors += m.errors;
+                t.malformed += m.malformed;
+                t.gaps += m.gaps;
             }
         }
         totals

@@ -169,10 +169,20 @@ pub(crate) fn render(state: &AdminState) -> String {
             "Sink errors and module failures.",
             3,
         ),
+        (
+            "vxtap_module_malformed_total",
+            "Malformed messages each module met (DNS, TLS, HTTP, ...).",
+            4,
+        ),
+        (
+            "vxtap_module_stream_gaps_total",
+            "Stream gaps each module met.",
+            5,
+        ),
     ] {
         m.family(name, "counter", help);
         for t in &modules {
-            let v = [t.packets, t.events, t.drops, t.errors][pick];
+            let v = [t.packets, t.events, t.drops, t.errors, t.malformed, t.gaps][pick];
             m.sample(
                 name,
                 &[("module", &t.kind), ("index", &t.index.to_string())],

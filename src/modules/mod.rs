@@ -105,6 +105,10 @@ pub struct ModuleCounters {
     pub errors: AtomicU64,
     /// Records the module itself chose to drop (table caps and the like).
     pub drops: AtomicU64,
+    /// Malformed inputs the module met (a DNS message, a TLS record, an HTTP head it could not read).
+    pub malformed: AtomicU64,
+    /// Stream gaps the module met (bytes lost by the mirror, cut by truncation, over a buffer limit).
+    pub gaps: AtomicU64,
 }
 
 impl ModuleCounters {
@@ -166,6 +170,17 @@ impl<'a> Emitter<'a> {
     /// Counts `n` records the module dropped itself (e.g. a full table).
     pub fn dropped(&mut self, n: u64) {
         bump(&self.counters.drops, n);
+    }
+
+    /// Counts `n` malformed inputs (a message the module's parser refused); the record, if any,
+    /// says so too.
+    pub fn malformed(&mut self, n: u64) {
+        bump(&self.counters.malformed, n);
+    }
+
+    /// Counts `n` stream gaps the module met.
+    pub fn gaps(&mut self, n: u64) {
+        bump(&self.counters.gaps, n);
     }
 
     /// Counts an error the module hit itself.
