@@ -1672,7 +1672,7 @@ fn build_inner(flow: &Flow, step: &Step, sess: &Session, out: &mut Vec<u8>, payl
         What::Echo { reply, seq } => {
             let id = (flow.serial as u16) ^ 0x5a5a;
             payload.extend_from_slice(&(u64::from(seq) * 1_000_003).to_be_bytes());
-            payload.extend((8u8..56).map(|i| i));
+            payload.extend(8u8..56);
             match (src, reply) {
                 (Addr::V4(_), false) => ip.icmpv4_echo_request(id, seq).write(out, payload),
                 (Addr::V4(_), true) => ip.icmpv4_echo_reply(id, seq).write(out, payload),
