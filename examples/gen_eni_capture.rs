@@ -48,7 +48,7 @@ fn main() -> io::Result<()> {
 
     let pct = |n: u64, of: u64| 100.0 * n as f64 / of.max(1) as f64;
     eprintln!(
-        "gen_eni_capture: {out}: {} flows, {} packets, {} bytes (pcap records), {} sessions, seed {}",
+        "gen_eni_capture: {out}: {} flows, {} packets, {} bytes, {} sessions, seed {}",
         s.flows,
         s.packets,
         s.bytes + 24 + 16 * s.packets,

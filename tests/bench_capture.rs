@@ -288,6 +288,8 @@ fn small_stream_keeps_the_model() {
     let mut damaged = 0;
     let mut packets = 0u64;
     let mut v6_seen = std::collections::HashSet::new();
+    type Tuple = (u32, ([u8; 16], u16), ([u8; 16], u16), bool);
+    let mut tuples: HashMap<Tuple, u64> = HashMap::new();
     while let Some(d) = traffic.next() {
         packets += 1;
         assert!(d.ts_us >= last_ts, "time order");
@@ -341,6 +343,17 @@ fn small_stream_keeps_the_model() {
                 fragments += 1;
                 continue;
             }
+        }
+        let ports = match &inner.transport {
+            Some(TransportSlice::Tcp(t)) => Some((t.source_port(), t.destination_port(), true)),
+            Some(TransportSlice::Udp(u)) => Some((u.source_port(), u.destination_port(), false)),
+            _ => None,
+        };
+        if let Some((sport, dport, is_tcp)) = ports {
+            let (a, b) = ((src, sport), (dst, dport));
+            let key = (d.session, a.min(b), a.max(b), is_tcp);
+            let owner = *tuples.entry(key).or_insert(d.flow);
+            assert_eq!(owner, d.flow, "two flows share a 5-tuple");
         }
         match &inner.transport {
             Some(TransportSlice::Tcp(t)) => {
