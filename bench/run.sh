@@ -177,8 +177,10 @@ if wants offline; then
     fi
     if wants_capture eni; then
         say "(b) offline, ENI-like capture: $ENI_FLOWS flows, at most $ENI_CONCURRENT live, $ENI_SESSIONS sessions"
-        cap="$OUT/eni-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
-        half="$OUT/eni-$((ENI_FLOWS / 2))-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+        # Named after the generator's source too, so a changed model is never measured on a stale file.
+        model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
+        cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+        half="$OUT/eni-$model-$((ENI_FLOWS / 2))-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
         eni_packets=$(gen_eni "$cap" "$ENI_FLOWS")
         gen_eni "$half" "$((ENI_FLOWS / 2))" >/dev/null
         offline_on eni "$cap" "$eni_packets" "$half"
