@@ -469,3 +469,18 @@ fn small_stream_keeps_the_model() {
         "damaged share {damaged_share}"
     );
 }
+
+#[test]
+fn own_logarithm_matches_the_platform_within_rounding() {
+    // eni::ln exists so the arrival times do not depend on the platform's libm; it must still be
+    // a logarithm.
+    for x in [
+        1e-16, 1e-6, 0.001, 0.3, 0.5, 0.999_999, 1.0, 2.0, 10.0, 12345.678,
+    ] {
+        let (ours, theirs) = (eni::ln(x), f64::ln(x));
+        assert!(
+            (ours - theirs).abs() <= 1e-12 * theirs.abs().max(1.0),
+            "ln({x}): {ours} vs {theirs}"
+        );
+    }
+}
