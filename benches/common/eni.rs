@@ -11,18 +11,20 @@
 //!
 //! The model, per mirror session (one source ENI, one VNI, its own outer source address):
 //! - **Arrivals**: flows arrive as a Poisson process. While the capture fills up (until
-//!   `concurrent` flows are live for the first time) they arrive at `concurrent` per 4 s of packet
-//!   time; after that at 1.25 × `concurrent` / (mean lifetime so far), and an arrival that finds
-//!   `concurrent` flows live waits for one to end. A flow is live from its first packet to its last,
-//!   so at most `concurrent` flows are ever live, and after the fill about that many are.
+//!   `concurrent` flows are live for the first time) they arrive at `concurrent` per 3 s of packet
+//!   time, mostly connections: they stand in for the flows already open when a capture starts,
+//!   which are the long-lived ones. After that they arrive at 1.25 × `concurrent` / (mean lifetime
+//!   so far), and an arrival that finds `concurrent` flows live waits for one to end. A flow is
+//!   live from its first packet to its last, so at most `concurrent` flows are ever live, and
+//!   after the fill about that many are (45.6 k of 50 k on average in the default run).
 //! - **Each flow** is scripted when it arrives (its lifetime, its packets and their times), and the
 //!   packets of all live flows are interleaved by time through a binary heap of next-packet times.
 //! - **Addresses**: the ENI's own address is one side of every flow. Inbound flows come from
 //!   peers in two private /16s (its VPC and a peered one); outbound flows go to the VPC resolver
 //!   (the VPC base + 2, or fd00:ec2::253), peers, or a few public /16s (/32s for IPv6). About 20 %
 //!   of flows are IPv6, 2 % carry an 802.1Q tag.
-//! - **Mix** (share of arrivals after the fill; lifetimes in brackets): TLS on 443 (38 %, 50 ms–
-//!   120 s, inbound to the ENI's service and outbound), DNS over UDP (27 %, ~1–40 ms; A/AAAA often
+//! - **Mix** (share of arrivals after the fill; lifetimes in brackets): TLS on 443 (40 %, 50 ms–
+//!   120 s, inbound to the ENI's service and outbound), DNS over UDP (28 %, ~1–40 ms; A/AAAA often
 //!   as a pair from one socket as glibc sends them, CNAME chains, HTTPS records, 5 % NXDOMAIN, 2 %
 //!   unanswered), HTTP/1.1 on 80/8080 (9 %, load-balancer health checks and API calls, keep-alive,
 //!   some pipelined, Content-Length or chunked responses), database connections (6 %, 5432/6379/
@@ -185,7 +187,7 @@ impl Kind {
         Kind::UdpFragmented,
     ];
 
-    /// Share of flows, per 1000 (the mix in the file header).
+    /// Relative weights of the kinds (out of 955: the shares in the file header).
     const WEIGHTS: [u64; 12] = [380, 270, 90, 60, 30, 30, 30, 20, 20, 10, 10, 5];
 
     pub fn name(self) -> &'static str {
