@@ -3,14 +3,19 @@
 #   (a) drain:   how fast vxtap empties full UDP sockets vs a bare recvmmsg counting loop
 #                (examples/bare_recvmmsg.rs), same sockets and threads, alternating runs, and vs
 #                the same loop asking for source addresses and timestamps ("bare+meta");
-#   (b) offline: `vxtap replay` of a generated VXLAN capture vs a bare single-threaded decap-and-count
-#                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes;
+#   (b) offline: `vxtap replay` of generated VXLAN captures vs a bare single-threaded decap-and-count
+#                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes.
+#                Two captures: "uniform" (examples/gen_capture.rs: flows drawn uniformly at random, all
+#                alive from the start; RESULT lines "offline ... capture=uniform") and "eni"
+#                (examples/gen_eni_capture.rs: flows that open, talk and close in time order, at most
+#                ENI_CONCURRENT live, real DNS/TLS/HTTP payloads; RESULT lines "offline-eni ... capture=eni");
 #   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
 #   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs).
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
 #   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory OUT=target/bench
+#   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
 set -euo pipefail
@@ -24,6 +29,10 @@ RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
 ONLY=${ONLY:-drain,offline,micro,memory}
+CAPTURE=${CAPTURE:-both}
+ENI_FLOWS=${ENI_FLOWS:-170000}
+ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
+ENI_SESSIONS=${ENI_SESSIONS:-3}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -34,6 +43,8 @@ say() { printf '\n==> %s\n' "$*"; }
 result() { echo "RESULT $*" | tee -a "$SUMMARY"; }
 skip() { echo "SKIP $*" | tee -a "$SUMMARY"; }
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+wants_capture() { [ "$CAPTURE" = both ] || [ "$CAPTURE" = "$1" ]; }
+case "$CAPTURE" in both | uniform | eni) ;; *) echo "CAPTURE must be both, uniform or eni" >&2 && exit 2 ;; esac
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) printf "%.0f\n", v[(NR+1)/2]; else printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print "nan"}'; }
 
@@ -51,7 +62,7 @@ say "machine"
 say "build (release)"
 cargo build --release --quiet --bin vxtap \
     --example bare_recvmmsg --example drain_bench --example gen_capture \
-    --example bare_replay --example flow_memory
+    --example bare_replay --example flow_memory --example gen_eni_capture
 BIN=target/release
 EX=target/release/examples
 
@@ -94,12 +105,60 @@ timed() {
     cat "$OUT/time.tmp" >>"$into"
 }
 
+# The offline part on one capture: $1 = name (uniform|eni), $2 = capture, $3 = its packet count,
+# $4 = a capture about half its size (peak RSS flatness). RESULT lines as described in the header.
+offline_on() {
+    local name=$1 cap=$2 packets=$3 half=$4 part=offline tag=" capture=$1"
+    [ "$name" = eni ] && part=offline-eni
+    : >"$OUT/bare-$name.times"
+    : >"$OUT/replay-$name.times"
+    : >"$OUT/replay-half-$name.times"
+    for i in $(seq 1 "$RUNS"); do
+        timed "$OUT/bare-$name.times" "$EX/bare_replay" "$cap" >>"$OUT/offline-$name.log"
+        if [ "$have_replay" = 1 ]; then
+            timed "$OUT/replay-$name.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$cap" \
+                >/dev/null 2>>"$OUT/offline-$name.log"
+            timed "$OUT/replay-half-$name.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$half" \
+                >/dev/null 2>>"$OUT/offline-$name.log"
+        fi
+    done
+    bare_pps=$(awk -v n="$packets" '{print n/$1}' "$OUT/bare-$name.times" | median)
+    bare_rss=$(awk '{print $2}' "$OUT/bare-$name.times" | median)
+    result "$part bare_loop pps=$bare_pps peak_rss_kib=$bare_rss runs=$RUNS$tag"
+    if [ "$have_replay" = 1 ]; then
+        vx_pps=$(awk -v n="$packets" '{print n/$1}' "$OUT/replay-$name.times" | median)
+        vx_rss=$(awk '{print $2}' "$OUT/replay-$name.times" | median)
+        vx_rss_half=$(awk '{print $2}' "$OUT/replay-half-$name.times" | median)
+        result "$part vxtap_replay pps=$vx_pps peak_rss_kib=$vx_rss peak_rss_half_file_kib=$vx_rss_half ratio_vs_bare=$(ratio "$vx_pps" "$bare_pps")$tag"
+    fi
+    if command -v suricata >/dev/null; then
+        : >"$OUT/suricata-$name.times"
+        for i in $(seq 1 "$SURICATA_RUNS"); do
+            rm -rf "$OUT/suricata" && mkdir -p "$OUT/suricata"
+            timed "$OUT/suricata-$name.times" suricata -r "$cap" -l "$OUT/suricata" -k none >>"$OUT/suricata-$name.log" 2>&1
+        done
+        s_pps=$(awk -v n="$packets" '{print n/$1}' "$OUT/suricata-$name.times" | median)
+        s_rss=$(awk '{print $2}' "$OUT/suricata-$name.times" | median)
+        line="$part suricata pps=$s_pps peak_rss_kib=$s_rss runs=$SURICATA_RUNS ($(suricata -V | grep -o 'version [^ ]*'), default suricata.yaml, eve log) bare_vs_suricata=$(ratio "$bare_pps" "$s_pps")"
+        [ "$have_replay" = 1 ] && line="$line vxtap_vs_suricata=$(ratio "$vx_pps" "$s_pps")"
+        result "$line$tag"
+    else
+        skip "$part suricata: not installed (Debian: apt-get install -t bookworm-backports suricata)$tag"
+    fi
+}
+
+# Writes the ENI-like capture $1 of $2 flows unless it exists; its packet count goes to $1.packets.
+gen_eni() {
+    if [ ! -s "$1" ] || [ ! -s "$1.packets" ]; then
+        "$EX/gen_eni_capture" "$1" --flows "$2" --concurrent "$ENI_CONCURRENT" --sessions "$ENI_SESSIONS" \
+            2>"$1.summary"
+        cat "$1.summary" >&2
+        sed -n 's/.* flows, \([0-9]*\) packets,.*/\1/p' "$1.summary" | head -1 >"$1.packets"
+    fi
+    cat "$1.packets"
+}
+
 if wants offline; then
-    say "(b) offline: $PACKETS packets, $FLOWS flows"
-    cap="$OUT/capture-$PACKETS-$FLOWS.pcap"
-    half="$OUT/capture-$((PACKETS / 2))-$FLOWS.pcap"
-    [ -s "$cap" ] || "$EX/gen_capture" "$cap" "$PACKETS" "$FLOWS"
-    [ -s "$half" ] || "$EX/gen_capture" "$half" "$((PACKETS / 2))" "$FLOWS"
     printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n\n[[module]]\nkind = "stats"\ninterval_secs = 10\n\n' >"$OUT/replay.toml"
     [ "$FLOWLOG" = 1 ] && cat bench/flowlog.toml >>"$OUT/replay.toml"
     have_replay=0
@@ -108,40 +167,23 @@ if wants offline; then
     else
         skip "offline vxtap: this build has no 'vxtap replay' subcommand (issue 4 not merged); baselines only"
     fi
-    : >"$OUT/bare.times"
-    : >"$OUT/replay.times"
-    : >"$OUT/replay-half.times"
-    for i in $(seq 1 "$RUNS"); do
-        timed "$OUT/bare.times" "$EX/bare_replay" "$cap" >>"$OUT/offline.log"
-        if [ "$have_replay" = 1 ]; then
-            timed "$OUT/replay.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$cap" \
-                >/dev/null 2>>"$OUT/offline.log"
-            timed "$OUT/replay-half.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/replay.toml" "$half" \
-                >/dev/null 2>>"$OUT/offline.log"
-        fi
-    done
-    bare_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/bare.times" | median)
-    bare_rss=$(awk '{print $2}' "$OUT/bare.times" | median)
-    result "offline bare_loop pps=$bare_pps peak_rss_kib=$bare_rss runs=$RUNS"
-    if [ "$have_replay" = 1 ]; then
-        vx_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/replay.times" | median)
-        vx_rss=$(awk '{print $2}' "$OUT/replay.times" | median)
-        vx_rss_half=$(awk '{print $2}' "$OUT/replay-half.times" | median)
-        result "offline vxtap_replay pps=$vx_pps peak_rss_kib=$vx_rss peak_rss_half_file_kib=$vx_rss_half ratio_vs_bare=$(ratio "$vx_pps" "$bare_pps")"
+    if wants_capture uniform; then
+        say "(b) offline, uniform capture: $PACKETS packets, $FLOWS flows"
+        cap="$OUT/capture-$PACKETS-$FLOWS.pcap"
+        half="$OUT/capture-$((PACKETS / 2))-$FLOWS.pcap"
+        [ -s "$cap" ] || "$EX/gen_capture" "$cap" "$PACKETS" "$FLOWS"
+        [ -s "$half" ] || "$EX/gen_capture" "$half" "$((PACKETS / 2))" "$FLOWS"
+        offline_on uniform "$cap" "$PACKETS" "$half"
     fi
-    if command -v suricata >/dev/null; then
-        : >"$OUT/suricata.times"
-        for i in $(seq 1 "$SURICATA_RUNS"); do
-            rm -rf "$OUT/suricata" && mkdir -p "$OUT/suricata"
-            timed "$OUT/suricata.times" suricata -r "$cap" -l "$OUT/suricata" -k none >>"$OUT/suricata.log" 2>&1
-        done
-        s_pps=$(awk -v n="$PACKETS" '{print n/$1}' "$OUT/suricata.times" | median)
-        s_rss=$(awk '{print $2}' "$OUT/suricata.times" | median)
-        line="offline suricata pps=$s_pps peak_rss_kib=$s_rss runs=$SURICATA_RUNS ($(suricata -V | grep -o 'version [^ ]*'), default suricata.yaml, eve log) bare_vs_suricata=$(ratio "$bare_pps" "$s_pps")"
-        [ "$have_replay" = 1 ] && line="$line vxtap_vs_suricata=$(ratio "$vx_pps" "$s_pps")"
-        result "$line"
-    else
-        skip "offline suricata: not installed (Debian: apt-get install -t bookworm-backports suricata)"
+    if wants_capture eni; then
+        say "(b) offline, ENI-like capture: $ENI_FLOWS flows, at most $ENI_CONCURRENT live, $ENI_SESSIONS sessions"
+        # Named after the generator's source too, so a changed model is never measured on a stale file.
+        model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
+        cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+        half="$OUT/eni-$model-$((ENI_FLOWS / 2))-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+        eni_packets=$(gen_eni "$cap" "$ENI_FLOWS")
+        gen_eni "$half" "$((ENI_FLOWS / 2))" >/dev/null
+        offline_on eni "$cap" "$eni_packets" "$half"
     fi
 fi
 
