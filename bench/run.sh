@@ -10,11 +10,13 @@
 #                (examples/gen_eni_capture.rs: flows that open, talk and close in time order, at most
 #                ENI_CONCURRENT live, real DNS/TLS/HTTP payloads; RESULT lines "offline-eni ... capture=eni");
 #   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
-#   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs).
+#   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs);
+#   (e) flows:   the flow layer reassembling every TCP direction for a null consumer
+#                (examples/replay_streams.rs) vs flowlog alone, one shard, on the ENI-like capture.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
-#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory OUT=target/bench
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows OUT=target/bench
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
@@ -28,7 +30,7 @@ THREADS=${THREADS:-2}
 RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
-ONLY=${ONLY:-drain,offline,micro,memory}
+ONLY=${ONLY:-drain,offline,micro,memory,flows}
 CAPTURE=${CAPTURE:-both}
 ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
@@ -62,7 +64,7 @@ say "machine"
 say "build (release)"
 cargo build --release --quiet --bin vxtap \
     --example bare_recvmmsg --example drain_bench --example gen_capture \
-    --example bare_replay --example flow_memory --example gen_eni_capture
+    --example bare_replay --example flow_memory --example gen_eni_capture --example replay_streams
 BIN=target/release
 EX=target/release/examples
 
@@ -226,6 +228,38 @@ if wants memory; then
         "$EX/flow_memory" "$MEM_FLOWS" 2>"$OUT/memory.log" >/dev/null
     fi
     grep '^RESULT' "$OUT/memory.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
+fi
+
+if wants flows; then
+    # Issue 12: the flow layer with reassembly of every TCP direction (a module that asks for all of
+    # them and discards the bytes: examples/replay_streams.rs), against flowlog alone, one shard, on
+    # the ENI-like capture; peak RSS at two file sizes.
+    say "(e) flows: flow table + reassembly of every TCP direction vs flowlog alone, ENI-like capture"
+    model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
+    cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+    half="$OUT/eni-$model-$((ENI_FLOWS / 2))-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+    packets=$(gen_eni "$cap" "$ENI_FLOWS")
+    gen_eni "$half" "$((ENI_FLOWS / 2))" >/dev/null
+    printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n[pipeline]\nshards = 1\n' >"$OUT/flows-none.toml"
+    cp "$OUT/flows-none.toml" "$OUT/flows-flowlog.toml"
+    printf '[[module]]\nkind = "flowlog"\nmax_flows = 400000\n' >>"$OUT/flows-flowlog.toml"
+    for f in flowlog streams flowlog_streams streams_half; do : >"$OUT/flows-$f.times"; done
+    for i in $(seq 1 "$RUNS"); do
+        timed "$OUT/flows-flowlog.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/flows-flowlog.toml" "$cap" \
+            >/dev/null 2>>"$OUT/flows.log"
+        timed "$OUT/flows-streams.times" "$EX/replay_streams" "$OUT/flows-none.toml" "$cap" >/dev/null 2>>"$OUT/flows.log"
+        timed "$OUT/flows-flowlog_streams.times" "$EX/replay_streams" "$OUT/flows-flowlog.toml" "$cap" \
+            >/dev/null 2>>"$OUT/flows.log"
+        timed "$OUT/flows-streams_half.times" "$EX/replay_streams" "$OUT/flows-none.toml" "$half" >/dev/null 2>>"$OUT/flows.log"
+    done
+    pps() { awk -v n="$packets" '{print n/$1}' "$OUT/flows-$1.times" | median; }
+    rss() { awk '{print $2}' "$OUT/flows-$1.times" | median; }
+    fl=$(pps flowlog)
+    st=$(pps streams)
+    fs=$(pps flowlog_streams)
+    result "flows flowlog_only pps=$fl peak_rss_kib=$(rss flowlog) capture=eni runs=$RUNS"
+    result "flows streams_only pps=$st peak_rss_kib=$(rss streams) peak_rss_half_file_kib=$(rss streams_half) ratio_vs_flowlog=$(ratio "$st" "$fl") capture=eni"
+    result "flows flowlog_plus_streams pps=$fs peak_rss_kib=$(rss flowlog_streams) ratio_vs_flowlog=$(ratio "$fs" "$fl") capture=eni"
 fi
 
 say "summary ($SUMMARY)"

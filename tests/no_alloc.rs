@@ -89,6 +89,62 @@ impl Module for Gate {
     }
 }
 
+/// Stream bytes the `streams` module was given: the measured stretch must really reassemble.
+static STREAM_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A flow-aware module that asks for both directions of every TCP flow and keeps a small state per
+/// flow: the flow layer, reassembly and `PerFlow` must not allocate per packet either.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamsConfig {}
+
+struct Streams {
+    seen: vxtap::flow::PerFlow<u64>,
+}
+
+impl ModuleConfig for StreamsConfig {
+    fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        Ok(Box::new(Streams {
+            seen: vxtap::flow::PerFlow::new(),
+        }))
+    }
+}
+
+impl Module for Streams {
+    fn wants_flows(&self) -> bool {
+        true
+    }
+    fn on_flow_start(
+        &mut self,
+        flow: &mut vxtap::flow::Flow<'_>,
+        _pkt: &Packet<'_>,
+        _out: &mut Emitter<'_>,
+    ) {
+        flow.want_stream(vxtap::flow::Dir::ToServer);
+        flow.want_stream(vxtap::flow::Dir::ToClient);
+    }
+    fn on_stream(
+        &mut self,
+        flow: &mut vxtap::flow::Flow<'_>,
+        _dir: vxtap::flow::Dir,
+        chunk: &vxtap::flow::Chunk<'_>,
+        _out: &mut Emitter<'_>,
+    ) {
+        *self.seen.get_or_insert_with(flow, || 0) += chunk.len();
+        if let vxtap::flow::Chunk::Data { bytes, .. } = chunk {
+            STREAM_BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+    fn on_flow_end(
+        &mut self,
+        flow: &mut vxtap::flow::Flow<'_>,
+        _reason: vxtap::flow::EndReason,
+        _out: &mut Emitter<'_>,
+    ) {
+        self.seen.take(flow);
+    }
+}
+
 const CONFIG: &str = r#"
 [ingest]
 vxlan = ["127.0.0.1:0"]
@@ -112,6 +168,9 @@ kind = "gate"
 [[module]]
 kind = "stats"
 interval_secs = 10
+
+[[module]]
+kind = "streams"
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
@@ -195,6 +254,38 @@ struct Datagram {
     source: IpAddr,
     encap: Encap,
     payload: Vec<u8>,
+    /// For TCP segments with data: where the sequence number sits in `payload`, and how far it
+    /// moves each round, so every round continues the streams instead of repeating them.
+    tcp_seq: Option<(usize, u32)>,
+}
+
+impl Datagram {
+    fn new(source: IpAddr, encap: Encap, payload: Vec<u8>) -> Datagram {
+        let tcp_seq = (encap == Encap::Vxlan && payload.len() > 8)
+            .then(|| vxtap::wire::inner::dissect(&payload[8..]))
+            .filter(|l| matches!(l.transport, vxtap::wire::inner::Transport::Tcp { .. }))
+            .and_then(|l| {
+                let at = 8 + l.l4_offset? as usize + 4;
+                let data = (payload.len() - 8).saturating_sub(l.payload_offset as usize) as u32;
+                (data > 0 && at + 4 <= payload.len()).then_some((at, data))
+            });
+        Datagram {
+            source,
+            encap,
+            payload,
+            tcp_seq,
+        }
+    }
+}
+
+/// Moves every TCP segment one round further along its stream.
+fn advance(stream: &mut [Datagram]) {
+    for d in stream {
+        if let Some((at, step)) = d.tcp_seq {
+            let seq = u32::from_be_bytes(d.payload[at..at + 4].try_into().expect("4 bytes"));
+            d.payload[at..at + 4].copy_from_slice(&seq.wrapping_add(step).to_be_bytes());
+        }
+    }
 }
 
 fn datagrams() -> Vec<Datagram> {
@@ -212,41 +303,21 @@ fn datagrams() -> Vec<Datagram> {
         } else {
             i as u32 % 3
         };
-        out.push(Datagram {
-            source,
-            encap: Encap::Vxlan,
-            payload: vxlan(vni, frame),
-        });
+        out.push(Datagram::new(source, Encap::Vxlan, vxlan(vni, frame)));
     }
     // Dropped with reasons: a refused public source, bad flags, too short, empty frame, bad GENEVE.
     let good = out[0].payload.clone();
-    out.push(Datagram {
-        source: "8.8.8.8".parse().expect("literal"),
-        encap: Encap::Vxlan,
-        payload: good.clone(),
-    });
+    out.push(Datagram::new(
+        "8.8.8.8".parse().expect("literal"),
+        Encap::Vxlan,
+        good.clone(),
+    ));
     let mut bad = good.clone();
     bad[0] = 0;
-    out.push(Datagram {
-        source: sources[0],
-        encap: Encap::Vxlan,
-        payload: bad,
-    });
-    out.push(Datagram {
-        source: sources[0],
-        encap: Encap::Vxlan,
-        payload: vec![8, 0, 0],
-    });
-    out.push(Datagram {
-        source: sources[1],
-        encap: Encap::Vxlan,
-        payload: good[..8].to_vec(),
-    });
-    out.push(Datagram {
-        source: sources[1],
-        encap: Encap::Geneve,
-        payload: vec![0xc0; 4],
-    });
+    out.push(Datagram::new(sources[0], Encap::Vxlan, bad));
+    out.push(Datagram::new(sources[0], Encap::Vxlan, vec![8, 0, 0]));
+    out.push(Datagram::new(sources[1], Encap::Vxlan, good[..8].to_vec()));
+    out.push(Datagram::new(sources[1], Encap::Geneve, vec![0xc0; 4]));
     out
 }
 
@@ -254,9 +325,10 @@ fn datagrams() -> Vec<Datagram> {
 /// allocates once per interval by design) falls inside the measured stretch.
 const TS: Timestamp = Timestamp::from_nanos(1_700_000_000_250_000_000);
 
-fn drive(ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
+fn drive(ingress: &mut Ingress, stream: &mut [Datagram], rounds: usize) {
     for _ in 0..rounds {
-        for d in stream {
+        advance(stream);
+        for d in stream.iter() {
             ingress.datagram(TS, d.source, d.encap, &d.payload);
         }
         ingress.send_pending();
@@ -265,7 +337,7 @@ fn drive(ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
 
 /// Like [`drive`], but waits for the shards after every round so that they see (nearly) every
 /// packet rather than shedding load onto `shard_queue_full`.
-fn drive_paced(pipeline: &Pipeline, ingress: &mut Ingress, stream: &[Datagram], rounds: usize) {
+fn drive_paced(pipeline: &Pipeline, ingress: &mut Ingress, stream: &mut [Datagram], rounds: usize) {
     for _ in 0..rounds {
         drive(ingress, stream, 1);
         while pipeline.processed_packets() < pipeline.accounting().snapshot().dispatched {
@@ -290,6 +362,7 @@ fn live_shards(text: &str) -> Shards {
     let config = Config::parse(text, "no_alloc.rs").expect("valid config");
     let mut registry = Registry::with_builtins();
     registry.register::<GateConfig>("gate");
+    registry.register::<StreamsConfig>("streams");
     Pipeline::builder(config)
         .registry(registry)
         .build()
@@ -308,13 +381,13 @@ fn main() {
     // making ingest wait, which the held warm-up below relies on.
     let pipeline = live_pipeline(CONFIG);
     let mut ingress = pipeline.ingress();
-    let stream = datagrams();
+    let mut stream = datagrams();
     let per_round = stream.len() as u64;
 
     // Warm-up, first with the shards held: every lane allocates its whole batch allowance and then
     // sheds packets as shard_queue_full, so no batch is left to allocate later.
     GATE_OPEN.store(false, Ordering::Release);
-    drive(&mut ingress, &stream, 10);
+    drive(&mut ingress, &mut stream, 10);
     let held = pipeline.accounting().snapshot();
     assert!(
         held.dropped(DropReason::ShardQueueFull) > 0,
@@ -323,17 +396,22 @@ fn main() {
     GATE_OPEN.store(true, Ordering::Release);
     // Then freely: learn the sessions, remember the refused source, and grow every batch, hash map
     // and channel to its working size.
-    drive(&mut ingress, &stream, 2_000);
+    drive(&mut ingress, &mut stream, 2_000);
     settle(&pipeline);
 
     let rounds = 5_000;
+    let streamed = STREAM_BYTES.load(Ordering::Relaxed);
     let (global0, thread0) = (ALLOCS.load(Ordering::Relaxed), thread_allocs());
     let before = pipeline.accounting().snapshot();
-    drive_paced(&pipeline, &mut ingress, &stream, rounds);
+    drive_paced(&pipeline, &mut ingress, &mut stream, rounds);
     let ingest_allocs = thread_allocs() - thread0;
     settle(&pipeline);
     let total_allocs = ALLOCS.load(Ordering::Relaxed) - global0;
     let after = pipeline.accounting().snapshot();
+    assert!(
+        STREAM_BYTES.load(Ordering::Relaxed) > streamed,
+        "the measured stretch delivered no stream bytes: reassembly was not exercised"
+    );
 
     let received = after.received - before.received;
     let dispatched = after.dispatched - before.dispatched;
@@ -367,18 +445,19 @@ fn main() {
         "no_alloc: {received} datagrams ({dispatched} dispatched) after warm-up: 0 allocations on \
          the ingest thread and the shards"
     );
-    run_to_completion(&stream);
+    run_to_completion(&mut stream);
 }
 
 /// The same claim for run-to-completion dispatch, where the receive worker runs the modules itself:
 /// nothing on that one thread allocates per packet either.
-fn run_to_completion(stream: &[Datagram]) {
+fn run_to_completion(stream: &mut [Datagram]) {
     let shards = live_shards(&CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
     let (pipeline, mut ingresses) = shards.run_to_completion();
     let mut ingress = ingresses.pop().expect("one handle per shard");
     assert!(ingress.is_inline());
     drive(&mut ingress, stream, 2_000);
     let rounds = 5_000;
+    let streamed = STREAM_BYTES.load(Ordering::Relaxed);
     let (global0, thread0) = (ALLOCS.load(Ordering::Relaxed), thread_allocs());
     let before = pipeline.accounting().snapshot();
     for _ in 0..rounds {
