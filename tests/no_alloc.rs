@@ -467,6 +467,10 @@ fn run_to_completion(stream: &mut [Datagram]) {
     let allocs = thread_allocs() - thread0;
     let total_allocs = ALLOCS.load(Ordering::Relaxed) - global0;
     let after = pipeline.accounting().snapshot();
+    assert!(
+        STREAM_BYTES.load(Ordering::Relaxed) > streamed,
+        "run-to-completion delivered no stream bytes: reassembly was not exercised"
+    );
     let dispatched = after.dispatched - before.dispatched;
     assert_eq!(
         dispatched,
