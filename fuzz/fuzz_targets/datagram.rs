@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     // The pure parts, with every accessor a module may call.
     if let Ok(d) = vxtap::pipeline::decap::decapsulate(encap, payload) {
         let layers = dissect(d.frame);
-        let session = vxtap::base::Session::plain("fuzz", 1);
+        let session = std::sync::Arc::new(vxtap::base::Session::plain("fuzz", 1));
         let pkt = Packet { session: &session, ts: Timestamp::from_secs(1), frame: d.frame, orig_len: d.frame.len() as u32, layers: &layers };
         let _ = (pkt.flow(), pkt.l3().len(), pkt.payload().len(), pkt.ip_len(), pkt.truncated(), pkt.is_fragment());
         let _ = vxtap::pipeline::steer::symmetric_hash(1, &layers);
