@@ -5,8 +5,9 @@
 //!
 //! Input: 3 bytes of setup (pool size, per-direction limit, ACK tolerance), 4 bytes of ISN, then
 //! operations of 4 bytes each: `[op, offset_hi, offset_lo, len]`. `op & 7`: 0–2 segment, 3 ACK,
-//! 4 finish, 5 release, 6–7 segment; bit 3 picks the direction, bit 5 gives the segment other
-//! bytes than the stream's, bit 6 cuts its capture in half, bit 7 sets FIN. Offsets are relative
+//! 4 finish, 5 release, 6–7 segment; bit 3 picks the direction, bit 4 pads the frame past the IP
+//! length, bit 5 gives the segment other bytes than the stream's, bit 6 cuts its capture in half
+//! (unless padded), bit 7 sets FIN. Offsets are relative
 //! to ISN + 1 minus 256, so that segments and ACKs from before the start occur too.
 #![no_main]
 
@@ -39,17 +40,28 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model { first: vec![None; SPAN], next: 0, open: true }
+        Model {
+            first: vec![None; SPAN],
+            next: 0,
+            open: true,
+        }
     }
 
     fn check(&mut self, c: Chunk<'_>) {
-        assert!(self.open, "a finished or released direction delivered {c:?}");
+        assert!(
+            self.open,
+            "a finished or released direction delivered {c:?}"
+        );
         assert_eq!(c.offset(), self.next, "chunks tile the stream");
         assert!(!c.is_empty(), "no empty chunk");
         if let Chunk::Data { offset, bytes } = c {
             for (i, &b) in bytes.iter().enumerate() {
                 let at = offset as usize + i;
-                assert_eq!(self.first.get(at).copied().flatten(), Some(b), "byte at {at}");
+                assert_eq!(
+                    self.first.get(at).copied().flatten(),
+                    Some(b),
+                    "byte at {at}"
+                );
             }
         }
         self.next += c.len();
@@ -57,7 +69,9 @@ impl Model {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [pool_chunks, limit_chunks, ack_gap, i0, i1, i2, i3, ops @ ..] = data else { return };
+    let [pool_chunks, limit_chunks, ack_gap, i0, i1, i2, i3, ops @ ..] = data else {
+        return;
+    };
     let mut pool = SegmentPool::new(usize::from(pool_chunks % 12) * SegmentPool::CHUNK_BYTES);
     let limits = Limits {
         per_direction_bytes: u32::from(limit_chunks % 8) * SegmentPool::CHUNK_BYTES as u32
@@ -94,7 +108,20 @@ fuzz_target!(|data: &[u8]| {
                 for (i, b) in payload[..len].iter_mut().enumerate() {
                     *b = byte_at(rel.wrapping_add(i as u32), d, other);
                 }
-                let captured = if code & 0x40 != 0 { len / 2 } else { len };
+                // Bit 4: the frame runs on past the IP packet (Ethernet padding): never stream bytes.
+                let pad = if code & 0x10 != 0 {
+                    6.min(255 - len)
+                } else {
+                    0
+                };
+                let captured = if code & 0x40 != 0 && pad == 0 {
+                    len / 2
+                } else {
+                    len
+                };
+                for b in &mut payload[len..len + pad] {
+                    *b = 0xee;
+                }
                 for i in 0..captured {
                     let at = rel.wrapping_add(i as u32);
                     // Bytes from before the start are never delivered: not in the model.
@@ -103,7 +130,12 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 let fin = code & 0x80 != 0;
-                dir.segment(&mut pool, &limits, seq, &payload[..captured], len as u32, fin, &mut |c| {
+                let frame = if pad > 0 {
+                    &payload[..len + pad]
+                } else {
+                    &payload[..captured]
+                };
+                dir.segment(&mut pool, &limits, seq, frame, len as u32, fin, &mut |c| {
                     model.check(c)
                 });
             }
@@ -113,7 +145,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(dir.delivered() + dir.gap_bytes(), dir.next_offset());
             assert_eq!(dir.next_offset(), model.next);
         }
-        assert_eq!(pool.held_bytes(), dirs.iter().map(|d| d.held_bytes() as usize).sum::<usize>());
+        assert_eq!(
+            pool.held_bytes(),
+            dirs.iter().map(|d| d.held_bytes() as usize).sum::<usize>()
+        );
         assert!(pool.held_bytes() <= pool.capacity_bytes());
     }
 

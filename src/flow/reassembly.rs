@@ -28,14 +28,17 @@
 //!   as it needs, and bytes that continue a buffered run fill that run's last chunk first, so a run of
 //!   small segments behind a hole does not take a chunk each.
 //! - **Overlaps: the first copy wins.** Bytes already delivered, or already buffered, are never
-//!   replaced; a later copy of the same bytes that differs is counted
-//!   ([`StreamDir::overlaps_differing`]) for the caller to report. Why: a passive mirror cannot know
-//!   which copy the receiver kept. Suricata's default target policy ("bsd") keeps the first copy
-//!   of most overlaps, and for a mirror the first copy seen is usually the first one the receiver
-//!   got and acknowledged; keeping it also means nothing ever delivered has to be taken back. A
-//!   target that prefers new data on some overlaps (Linux does in some cases) can be read
-//!   differently by the receiver than here: that is what the counter is for. An attacker who can
-//!   send both copies can make any passive reader see one of them; the counter is the signal.
+//!   replaced; a later copy of buffered or in-order bytes that differs is counted
+//!   ([`StreamDir::overlaps_differing`]) for the caller to report. (Bytes already delivered are
+//!   not kept, so a differing copy of those cannot be seen.) Why: a passive mirror cannot know
+//!   which copy the receiver kept, since that depends on its operating system. Suricata names
+//!   this policy `first`; its default, `bsd`, also keeps the original bytes except when the new
+//!   segment begins before them, and Linux favours new data in a few more cases. For a mirror,
+//!   the first copy seen is most often the one the receiver got first and acknowledged, keeping
+//!   it means nothing delivered ever has to be taken back, and it needs no per-OS tables. The
+//!   honest limit: under mirror reordering the first copy seen is not always the first one
+//!   received, and a sender who sends two different copies can make any passive reader see the
+//!   wrong one; the counter is the signal that this happened.
 //! - **Retransmissions**: a segment entirely before the next expected byte (or entirely inside
 //!   buffered bytes) is counted and dropped; one straddling the next expected byte delivers only its
 //!   new part.
@@ -405,8 +408,10 @@ impl StreamDir {
     }
 
     /// A segment of this direction: `seq` its sequence number, `payload` the bytes captured,
-    /// `wire_len` the payload length its IP header announces (at least `payload.len()`; more
-    /// means the capture cut it), `fin` its FIN flag. Whatever becomes deliverable in order is
+    /// `wire_len` the payload length its IP header announces (more than `payload.len()` means the
+    /// capture cut it; fewer means the frame carried bytes past the IP packet, such as Ethernet
+    /// padding, which are ignored), `fin` its FIN flag. A SYN carrying data (TCP Fast Open) takes
+    /// a sequence number before its data: pass its data at ISN + 1. Whatever becomes deliverable in order is
     /// passed to `out` before this returns. Pure ACKs (no payload, no FIN) may be passed too and
     /// do nothing here; their acknowledgement goes to the other direction's
     /// [`acked`](Self::acked).
@@ -424,9 +429,11 @@ impl StreamDir {
         if self.state != STATE_ACTIVE {
             return;
         }
-        let payload = &payload[..payload.len().min(MAX_SEGMENT as usize)];
+        // The IP length is the authority: bytes past it are not the segment's (Ethernet pads
+        // frames to 60 bytes, and a frame's payload slice runs to the frame's end).
+        let wire = wire_len.min(MAX_SEGMENT);
+        let payload = &payload[..payload.len().min(wire as usize)];
         let captured = payload.len() as u32;
-        let wire = wire_len.max(captured).min(MAX_SEGMENT);
         let start = self.rel(seq);
         if start + i64::from(wire) > WINDOW {
             self.ignored = self.ignored.saturating_add(1);

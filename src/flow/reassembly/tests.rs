@@ -615,6 +615,16 @@ fn segments_beyond_any_window_are_ignored() {
 }
 
 #[test]
+fn bytes_past_the_ip_length_are_not_stream_bytes() {
+    // A short segment in a frame padded to Ethernet's 60 bytes: the payload slice runs on.
+    let mut r = Rig::new(0);
+    r.raw(0, b"ab\0\0\0\0", 2, false);
+    r.raw(2, b"\0\0\0\0\0\0", 0, false); // a pure ACK, padded
+    r.seg(2, "cd");
+    assert_eq!(r.take(), "0:ab 2:cd");
+}
+
+#[test]
 fn pure_acks_do_nothing() {
     let mut r = Rig::new(0);
     r.raw(0, b"", 0, false);
