@@ -410,11 +410,12 @@ impl StreamDir {
     /// A segment of this direction: `seq` its sequence number, `payload` the bytes captured,
     /// `wire_len` the payload length its IP header announces (more than `payload.len()` means the
     /// capture cut it; fewer means the frame carried bytes past the IP packet, such as Ethernet
-    /// padding, which are ignored), `fin` its FIN flag. A SYN carrying data (TCP Fast Open) takes
-    /// a sequence number before its data: pass its data at ISN + 1. Whatever becomes deliverable in order is
-    /// passed to `out` before this returns. Pure ACKs (no payload, no FIN) may be passed too and
-    /// do nothing here; their acknowledgement goes to the other direction's
-    /// [`acked`](Self::acked).
+    /// padding, which are ignored), `fin` its FIN flag. Whatever becomes deliverable in order is
+    /// passed to `out` before this returns.
+    ///
+    /// A SYN carrying data (TCP Fast Open) takes a sequence number before its data: pass its data
+    /// at ISN + 1. Pure ACKs (no payload, no FIN) may be passed too and do nothing here; their
+    /// acknowledgement goes to the other direction's [`acked`](Self::acked).
     #[allow(clippy::too_many_arguments)] // the interface the flow table calls, one value each
     pub fn segment(
         &mut self,
