@@ -46,7 +46,12 @@
 //!   what was captured, then a [`GapReason::Truncated`] gap for the rest, and the stream moves on.
 //!   Out of order, the chunk holding its captured tail remembers the cut (up to 65535 bytes, the
 //!   most an IP length can announce) so the gap is reported as `Truncated` when it is reached;
-//!   bytes that arrive later for the cut range fill it (the cut was not data).
+//!   bytes that arrive later for the cut range fill it (the cut was not data). An out-of-order
+//!   segment with nothing captured at all leaves an ordinary hole, unless a buffered run ends
+//!   exactly where it starts.
+//! - **The IP length is the authority** on a segment's length: captured bytes past it (Ethernet
+//!   pads short frames to 60 bytes, and a frame's payload slice runs to the frame's end) are not
+//!   stream bytes and are ignored.
 //! - **Buffer limits**: if an out-of-order segment would make the direction hold more than
 //!   [`Limits::per_direction_bytes`] of chunks, or the shared pool has no free chunk, the direction
 //!   gives up on its first hole: a [`GapReason::BufferFull`] gap up to the first buffered byte (or
@@ -61,7 +66,8 @@
 //!   either data after the hole has already arrived (so the hole is older than something
 //!   already seen), or the ACK is at least [`Limits::ack_gap_bytes`] past the hole (about two
 //!   full segments: more than reordering alone explains). A late copy of bytes declared lost is a
-//!   retransmission, counted and dropped.
+//!   retransmission, counted and dropped. An ACK of a FIN that the mirror has not (yet) carried
+//!   cannot be told from an ACK of one more byte, so such a Lost gap may reach one past the data.
 //! - **SYN and FIN** each take one sequence number (RFC 9293 §3.4). The caller starts a direction
 //!   at ISN + 1. A FIN at sequence `s` on a segment of announced length `n` ends the stream at
 //!   `s + n`; the first FIN wins, buffered data past it is dropped, and any later data past it is
@@ -76,6 +82,9 @@
 //! whole 1460-byte segment (the usual MSS) and a 9001-MTU jumbo segment fits six chunks with
 //! little waste. Per-direction accounting ([`StreamDir::held_bytes`]) counts whole chunks, the
 //! memory really held, so that many tiny out-of-order segments cannot hold more than the limit.
+//! A flow costs its two inline directions; a shard's buffered bytes are capped by its pool, which
+//! is the only allocation: in-order bytes are passed by reference and out-of-order bytes go into
+//! chunks the pool already has, so nothing allocates per segment.
 
 use std::fmt;
 
@@ -178,10 +187,10 @@ impl GapReason {
 /// call so that [`StreamDir`] stays small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Pool memory one direction may hold for out-of-order bytes, in bytes of whole chunks
-    /// (default 64 KiB: a full unscaled TCP window). Past it the direction gives up on its first
-    /// hole ([`GapReason::BufferFull`]). Below [`SegmentPool::CHUNK_BYTES`] nothing is buffered:
-    /// every hole is given up at once.
+    /// Pool memory one direction may hold for out-of-order bytes, counted in whole chunks and
+    /// rounded down to them (default 64 KiB, a full unscaled TCP window: 42 chunks). Past it
+    /// the direction gives up on its first hole ([`GapReason::BufferFull`]). Below
+    /// [`SegmentPool::CHUNK_BYTES`] nothing is buffered: every hole is given up at once.
     pub per_direction_bytes: u32,
     /// How far an acknowledgement must reach past a hole, with no data buffered after the hole,
     /// before the hole is declared [`GapReason::Lost`] (default 2920: two 1460-byte segments, more
