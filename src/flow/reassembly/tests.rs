@@ -625,6 +625,59 @@ fn bytes_past_the_ip_length_are_not_stream_bytes() {
 }
 
 #[test]
+fn a_jumbo_segment_out_of_order_spans_several_chunks() {
+    // 9001-byte MTU, IPv4 and TCP headers with timestamps: 8949 bytes of payload.
+    let jumbo: Vec<u8> = (0..8949u32).map(|i| (i * 7) as u8).collect();
+    let mut r = Rig::new(0);
+    r.raw(100, &jumbo, 8949, false);
+    assert_eq!(r.dir.held_bytes(), 6 * 1536);
+    r.seg(0, &"h".repeat(100));
+    let data: Vec<u8> = r
+        .got
+        .iter()
+        .flat_map(|g| match g {
+            Got::Data(_, b) => b.clone(),
+            Got::Gap(..) => panic!("no gap"),
+        })
+        .collect();
+    assert_eq!(&data[100..], &jumbo[..]);
+    assert_eq!(r.dir.held_bytes(), 0);
+}
+
+#[test]
+fn an_ack_of_the_fin_stops_at_the_data() {
+    let mut r = Rig::new(0);
+    r.seg(0, "abc");
+    r.fin(10, "klm"); // buffered; the stream ends at 13
+    r.ack(14); // the FIN acknowledged: 3..10 was lost
+    assert_eq!(r.take(), "0:abc 3:<lost 7> 10:klm");
+    assert!(r.dir.is_complete());
+    assert_eq!(r.dir.next_offset(), 13);
+}
+
+#[test]
+fn a_truncated_fin_segment_ends_the_stream_at_its_announced_length() {
+    let mut r = Rig::new(0);
+    r.raw(0, b"ab", 10, true);
+    assert_eq!(r.take(), "0:ab 2:<truncated 8>");
+    assert!(r.dir.is_complete());
+}
+
+#[test]
+fn rst_mid_stream_is_a_finish() {
+    // The flow table ends the flow on RST: what is buffered is delivered, holes closed.
+    let mut r = Rig::new(0);
+    r.seg(0, "GET / HTTP/1.1\r\n");
+    r.seg(30, "Host: x\r\n");
+    r.finish();
+    assert_eq!(
+        r.take(),
+        "0:GET / HTTP/1.1\r\n 16:<closed 14> 30:Host: x\r\n"
+    );
+    assert!(!r.dir.is_active());
+}
+
+#[test]
 fn pure_acks_do_nothing() {
     let mut r = Rig::new(0);
     r.raw(0, b"", 0, false);
