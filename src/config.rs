@@ -201,6 +201,36 @@ pub struct SessionsConfig {
     /// Sessions known in advance, with their ENI and labels.
     #[serde(rename = "static")]
     pub static_sessions: Vec<StaticSession>,
+    /// Which outer sources a replay of capture files accepts: `any` (the default: replaying a file
+    /// is a deliberate act, and reference captures often carry public addresses), or `allowlist`
+    /// (`allow` applies as it does on live sockets). Live sockets always apply `allow`.
+    pub replay_sources: ReplaySources,
+}
+
+/// See [`SessionsConfig::replay_sources`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaySources {
+    /// Every outer source is accepted (learned sessions are still capped by `max_learned`).
+    #[default]
+    Any,
+    /// Only sources in `allow` (and static sessions).
+    Allowlist,
+}
+
+impl SessionsConfig {
+    /// The settings a replay applies: every source is accepted unless `replay_sources =
+    /// "allowlist"`.
+    pub fn for_replay(&self) -> SessionsConfig {
+        let mut s = self.clone();
+        if self.replay_sources == ReplaySources::Any {
+            s.allow = ["0.0.0.0/0", "::/0"]
+                .iter()
+                .map(|n| n.parse().expect("the any-address networks are valid CIDRs"))
+                .collect();
+        }
+        s
+    }
 }
 
 /// The default source allowlist: RFC 1918, CGNAT (RFC 6598), ULA (RFC 4193) and loopback.
@@ -230,6 +260,7 @@ impl Default for SessionsConfig {
             max_learned: 1024,
             idle_timeout_secs: 600,
             static_sessions: Vec::new(),
+            replay_sources: ReplaySources::Any,
         }
     }
 }

@@ -316,7 +316,7 @@ fn idle_flows_are_emitted_early_and_everything_held_on_flush() {
 }
 
 #[test]
-fn a_full_table_skips_data_and_says_so() {
+fn a_full_table_sends_the_oldest_record_early_and_loses_nothing() {
     let t = 1_700_000_000;
     let mut packets = Vec::new();
     for i in 0..5u16 {
@@ -332,30 +332,50 @@ fn a_full_table_skips_data_and_says_so() {
     );
     let r = run(&config, &packets);
     let got = records(&dir, Some(V2_HEADER));
+    let record = |port: u16, packets: u32, at: u64| {
+        format!(
+            "2 123456789012 eni-0full 10.0.0.1 10.0.0.2 {port} 443 6 {packets} {} {at} {at} ACCEPT OK",
+            40 * packets
+        )
+    };
     assert_eq!(
         got,
         [
-            format!("2 123456789012 eni-0full 10.0.0.1 10.0.0.2 100 443 6 2 80 {t} {t} ACCEPT OK"),
-            format!(
-                "2 123456789012 eni-0full 10.0.0.1 10.0.0.2 101 443 6 2 80 {} {} ACCEPT OK",
-                t + 1,
-                t + 1
-            ),
-            // Flows 102-104 did not fit: AWS's SKIPDATA record, with the times of the skipped packets.
-            format!(
-                "2 123456789012 eni-0full - - - - - - - {} {} - SKIPDATA",
-                t + 2,
-                t + 4
-            ),
-            format!(
-                "2 123456789012 eni-0full 10.0.0.1 10.0.0.2 104 443 6 1 40 {} {} ACCEPT OK",
-                t + 60,
-                t + 60
-            ),
+            // Flows 102, 103 and 104 each find the table full: the flow seen least recently goes
+            // out early, complete (AWS's interval is a maximum), and makes room. No SKIPDATA.
+            record(100, 2, t),
+            record(101, 2, t + 1),
+            record(102, 2, t + 2),
+            // The interval's end writes the rest, least recently seen first.
+            record(103, 2, t + 3),
+            record(104, 2, t + 4),
+            record(104, 1, t + 60),
         ]
     );
-    // The 6 packets of the skipped flows are counted as the module's drops.
-    assert_eq!(r.counters, (11, 6, 0));
+    // Every packet is in a record: nothing dropped.
+    assert_eq!(r.counters, (11, 0, 0));
+}
+
+#[test]
+fn a_one_entry_table_still_records_every_packet() {
+    // A table of one entry, and two flows in the same second: the first is sent early when the
+    // second arrives, and every packet still lands in a record.
+    let t = 1_700_000_000;
+    let packets = [
+        tcp_at(t, 0, 100, 0),
+        tcp_at(t, 1, 101, 0),
+        tcp_at(t, 2, 100, 0),
+    ];
+    let dir = temp_dir("skip1");
+    let config = format!(
+        "[[sessions.static]]\nsource = \"10.9.0.1\"\nvni = 7\neni = \"eni-0full\"\naccount_id = \"123456789012\"\n{}",
+        module(&dir, "max_flows = 1")
+    );
+    let r = run(&config, &packets);
+    let got = records(&dir, Some(V2_HEADER));
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(got.iter().all(|l| l.ends_with("ACCEPT OK")), "{got:#?}");
+    assert_eq!(r.counters.1, 0);
 }
 
 #[test]

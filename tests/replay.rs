@@ -211,12 +211,16 @@ fn packet_lines(log: &str) -> Vec<&str> {
 fn aws_mirror_capture() {
     let (log, report) = check_capture("aws-mirror.pcap", "aws-mirror.txt");
     let c = &report.pipeline.counts;
-    assert_eq!((c.received, c.dispatched), (53, 48));
+    // A replay accepts every outer source by default: the stranger from 203.0.113.9 is replayed
+    // (a live socket refuses it: tests/udp_ingest.rs).
+    assert_eq!((c.received, c.dispatched), (53, 49));
+    assert!(report
+        .session_names()
+        .contains(&"203.0.113.9/666".to_string()));
     for reason in [
         "too_short",
         "bad_vxlan_flags",
         "empty_frame",
-        "source_refused",
         "bad_capture_record",
     ] {
         assert!(
@@ -252,8 +256,26 @@ fn gwlb_capture_gives_the_same_packets_as_the_aws_one() {
     // GENEVE from a GWLB carries the mirror's own packet, so sessions and inner frames are the same.
     assert_eq!(packet_lines(&log), packet_lines(&aws));
     let c = &report.pipeline.counts;
-    assert_eq!((c.received, c.dispatched), (53, 48));
+    assert_eq!((c.received, c.dispatched), (53, 49));
     assert!(c.drops_by_reason().contains(&("geneve_inner_not_vxlan", 3)));
+}
+
+#[test]
+fn replay_applies_the_allowlist_only_when_asked() {
+    let (_, report) = run(
+        &[capture("aws-mirror.pcap")],
+        1,
+        "[sessions]\nreplay_sources = \"allowlist\"\n",
+    );
+    let c = &report.pipeline.counts;
+    assert_eq!((c.received, c.dispatched), (53, 48));
+    assert!(
+        c.drops_by_reason().contains(&("source_refused", 1)),
+        "{report}"
+    );
+    assert!(!report
+        .session_names()
+        .contains(&"203.0.113.9/666".to_string()));
 }
 
 #[test]
@@ -283,7 +305,7 @@ fn mixed_files_in_one_replay() {
     let (_, report) = run(&files, 2, "");
     assert_eq!(report.pipeline.counts.received, 53 + 48 + 48);
     assert_eq!(report.plain_sessions, ["plain.pcapng", "plain.pcapng#2"]);
-    assert_eq!(report.session_names().len(), 5);
+    assert_eq!(report.session_names().len(), 6);
 }
 
 #[test]

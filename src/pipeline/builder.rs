@@ -51,7 +51,10 @@ impl PipelineBuilder {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let sessions = SessionTable::new(&self.config.sessions);
+        let sessions = match self.feed {
+            Feed::Live => SessionTable::new(&self.config.sessions),
+            Feed::Offline => SessionTable::new(&self.config.sessions.for_replay()),
+        };
         let mut shards = Vec::with_capacity(count);
         let mut controls = Vec::with_capacity(count);
         for index in 0..count {

@@ -8,10 +8,11 @@
 //!
 //! Bounds: each shard's table holds at most `max_flows` entries. An entry idle for `idle_timeout_secs`
 //! is emitted early and its slot freed (a flow that resumes gets a second record in the interval, as
-//! AWS's records may also be split). When the table is full, a packet of a flow not in it is not
-//! counted in any record: its session gets one `SKIPDATA` record for the interval (AWS's status for
-//! "records were skipped because capacity was exceeded") and the packet is counted in the module's
-//! `drops`. Existing flows are never evicted to make room, so the records that are written are exact.
+//! AWS's records may also be split). When the table is full, the entry that would expire first is
+//! written early, complete, and makes room: the interval is a maximum, so nothing is lost. Only if no
+//! entry can be taken out is a packet left uncounted: its session then gets one `SKIPDATA` record for
+//! the interval (AWS's status for "records were skipped because capacity was exceeded") and the
+//! packet is counted in the module's `drops`.
 
 mod format;
 mod table;
@@ -77,7 +78,7 @@ fn default_interval() -> u64 {
     60
 }
 fn default_max_flows() -> usize {
-    65_536
+    262_144
 }
 fn default_format() -> String {
     DEFAULT_FORMAT.to_owned()
@@ -375,19 +376,32 @@ impl Module for FlowLog {
         };
         // Bytes are the IP length the sender put on the wire (from the IP header), which AWS's and
         // vxtap's truncation leave intact.
+        let bytes = u64::from(ip_len);
         if self
             .table
-            .update(key, pkt.ts, u64::from(ip_len), flags, direction)
-            .is_err()
+            .update(key, pkt.ts, bytes, flags, direction)
+            .is_ok()
         {
-            let s = self.skipped.entry(session.id).or_insert(Skipped {
-                first: pkt.ts,
-                last: pkt.ts,
-            });
-            s.first = s.first.min(pkt.ts);
-            s.last = s.last.max(pkt.ts);
-            out.dropped(1);
+            return;
         }
+        // Full: the entry that would expire first goes out now, complete, and makes room.
+        if let Some(e) = self.table.evict_oldest() {
+            self.emit_entry(&e, out);
+            if self
+                .table
+                .update(key, pkt.ts, bytes, flags, direction)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let s = self.skipped.entry(session.id).or_insert(Skipped {
+            first: pkt.ts,
+            last: pkt.ts,
+        });
+        s.first = s.first.min(pkt.ts);
+        s.last = s.last.max(pkt.ts);
+        out.dropped(1);
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {

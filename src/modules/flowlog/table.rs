@@ -226,6 +226,38 @@ impl FlowTable {
         self.wheel[w] = i;
     }
 
+    /// Takes out the entry that would expire first (the least recently seen, to within the wheel's
+    /// second), to make room when the table is full: its record goes out early, complete, rather
+    /// than a new flow's packets going uncounted. AWS's aggregation interval is a maximum, and a
+    /// flow's packets in one interval may be split over several records, so this loses nothing.
+    /// Entries met on the way that saw packets since they were scheduled move to their real second.
+    pub(crate) fn evict_oldest(&mut self) -> Option<Entry> {
+        let len = self.wheel.len() as u64;
+        // Every entry is visited at most once per slot it moves through; this bounds the walk even
+        // if packet times ran far ahead of the last tick.
+        let mut budget = self.len() + self.wheel.len();
+        for second in self.checked_through + 1..=self.checked_through + len {
+            let w = (second % len) as usize;
+            loop {
+                let i = self.wheel[w];
+                if i == NIL || budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                self.wheel[w] = self.slots[i as usize].next;
+                if self.due(i) > second {
+                    self.schedule(i);
+                    continue;
+                }
+                let e = self.slots[i as usize];
+                self.index.remove(self.hash(&e.key), i);
+                self.free.push(i);
+                return Some(e);
+            }
+        }
+        None
+    }
+
     /// Takes out every entry last seen before `now - idle` (hand them over with [`Self::next_out`]).
     pub(crate) fn expire(&mut self, now: Timestamp) {
         let cutoff = now.nanos().saturating_sub(self.idle_ns);
