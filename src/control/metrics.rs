@@ -362,6 +362,12 @@ fn flow_metrics(m: &mut Exposition, state: &AdminState) {
         sum(&|t| &t.gaps),
     );
     m.single(
+        "vxtap_flows_untracked_packets_total",
+        "counter",
+        "Packets of new flows a full flow table could not take (0 unless eviction fails).",
+        sum(&|t| &t.untracked),
+    );
+    m.single(
         "vxtap_stream_gap_bytes_total",
         "counter",
         "Bytes those holes covered.",

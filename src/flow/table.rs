@@ -277,10 +277,12 @@ impl FlowTable {
                 self.end(i, reason, events);
                 self.insert(pkt, canon, sender_is_a, hash, events)
             }
-            Some(i) => i,
+            Some(i) => Some(i),
             None => self.insert(pkt, canon, sender_is_a, hash, events),
         };
-        self.update(i, pkt, sender_is_a, tcp, events);
+        if let Some(i) = i {
+            self.update(i, pkt, sender_is_a, tcp, events);
+        }
     }
 
     fn insert(
@@ -290,10 +292,16 @@ impl FlowTable {
         sender_is_a: bool,
         hash: u64,
         events: &mut dyn FlowEvents,
-    ) -> u32 {
+    ) -> Option<u32> {
         if self.len() >= self.max {
             if let Some(victim) = self.nearest_to_expiry() {
                 self.end(victim, EndReason::Evicted, events);
+            }
+            if self.len() >= self.max {
+                // Every flow is in the wheel, so a full table always has a victim; should that ever
+                // fail, the packet goes untracked (counted) rather than the table outgrowing its cap.
+                bump(&self.counters.untracked, 1);
+                return None;
             }
         }
         let (sender_is_client, guessed) = orient(pkt);
@@ -346,7 +354,7 @@ impl FlowTable {
         bump(&self.counters.active, 1);
         let mut flow = self.view(i);
         events.start(&mut flow, pkt);
-        i
+        Some(i)
     }
 
     fn view(&mut self, i: u32) -> Flow<'_> {

@@ -171,4 +171,6 @@ pub struct FlowCounters {
     pub gap_bytes: AtomicU64,
     /// Stream bytes delivered to modules in order.
     pub stream_bytes: AtomicU64,
+    /// Packets of new flows that a full table could not take (none unless eviction fails).
+    pub untracked: AtomicU64,
 }
