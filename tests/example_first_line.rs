@@ -40,24 +40,23 @@ fn first_line_example_logs_each_clients_first_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    let line_of = |port: u64| {
+    // Records come from two shards in either order: find each by its server port and session.
+    let line_of = |port: u64, session: &str| {
         let r = records
             .iter()
-            .find(|r| r["dest_port"] == port)
-            .unwrap_or_else(|| panic!("no record for port {port}: {records:#?}"));
+            .find(|r| r["dest_port"] == port && r["session"] == session)
+            .unwrap_or_else(|| panic!("no record for {session} port {port}: {records:#?}"));
         (
             r["line"].as_str().unwrap().to_owned(),
             r["incomplete"].clone(),
         )
     };
-    // The AWS mirror capture's HTTP request, and the sample web session's.
-    assert_eq!(line_of(80).0, "GET /image/svg HTTP/1.1");
-    assert!(records
-        .iter()
-        .any(|r| r["line"] == "GET /index.html HTTP/1.1"));
+    // The real AWS mirror capture's HTTP request, and the sample web session's.
+    assert_eq!(line_of(80, "10.1.200.131/1").0, "GET /image/svg HTTP/1.1");
+    assert_eq!(line_of(80, "10.0.1.10/1001").0, "GET /index.html HTTP/1.1");
     // The db client's query has no newline before the connection ends.
     assert_eq!(
-        line_of(5432),
+        line_of(5432, "fd00:3::30/1003"),
         ("SELECT * FROM flows;".to_owned(), Value::from("no_newline"))
     );
     // Every record names its flow the way other tools do, and its mirror session.
