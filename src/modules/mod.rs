@@ -6,6 +6,7 @@
 //! adds a kind with one [`Registry::register`] call.
 
 pub mod connectivity;
+pub mod detect;
 pub mod dns;
 pub mod eve;
 pub mod flowlog;
@@ -342,6 +343,7 @@ impl Registry {
         r.register::<flowlog::FlowLogConfig>("flowlog");
         r.register::<pcap::PcapConfig>("pcap");
         r.register::<connectivity::ConnectivityConfig>("connectivity");
+        r.register::<detect::DetectConfig>("detect");
         r
     }
 
