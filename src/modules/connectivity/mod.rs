@@ -786,7 +786,8 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
             time_field(c, "first", a.first);
             time_field(c, "last", a.last);
             if a.max_wait_ns > 0 {
-                c.u64("max_wait_ms", a.max_wait_ns / 1_000_000);
+                // Microsecond precision: a RST from the same VPC comes within a millisecond.
+                c.f64("max_wait_ms", (a.max_wait_ns / 1_000) as f64 / 1_000.0);
             }
             if let Some((ty, code, reporter)) = a.icmp {
                 c.object("icmp", |i| {
