@@ -202,3 +202,47 @@ fn live_gives_the_same_records_as_replay() {
     assert_eq!(comparable(&live), comparable(&replay("1")), "{live}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// flowlog writes one NODATA record for the configured session that delivered nothing for the
+/// whole minute 12:01–12:02 (AWS's form: flow fields `-`), and none for the busy one, nor for the
+/// minutes the capture starts and ends in.
+#[test]
+fn flowlog_writes_nodata_for_a_silent_static_session() {
+    let dir = std::env::temp_dir().join(common::unique("vxtap-nodata"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sessions =
+        std::fs::read_to_string(Path::new(ROOT).join("tests/golden/connectivity.toml")).unwrap();
+    let sessions = &sessions[..sessions.find("[[module]]").unwrap()];
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!("{sessions}[[module]]\nkind = \"flowlog\"\n"),
+    )
+    .unwrap();
+    for shards in ["1", "3"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+            .current_dir(ROOT)
+            .args([
+                "replay",
+                "--log-level",
+                "error",
+                "--shards",
+                shards,
+                "--config",
+            ])
+            .arg(&config)
+            .arg("pcaps/connectivity.pcap")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let no_data: Vec<_> = stdout.lines().filter(|l| l.ends_with(" NODATA")).collect();
+        assert_eq!(
+            no_data,
+            ["2 - eni-0dormant - - - - - - - 1709294460 1709294520 - NODATA"],
+            "{shards} shards"
+        );
+        assert!(stdout.lines().any(|l| l.contains("eni-0shop")));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
