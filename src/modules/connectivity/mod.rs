@@ -429,7 +429,7 @@ impl Connectivity {
             &mut self.released,
         );
         // Intervals with no event on this shard still count for silent sessions.
-        let mut e = end.nanos() + self.interval_ns;
+        let mut e = end.nanos().saturating_add(self.interval_ns);
         let mut n = 0;
         while e <= through && n < MAX_EMPTY_INTERVALS {
             let empty = Interval {
@@ -444,7 +444,7 @@ impl Connectivity {
                 e,
                 &mut self.released,
             );
-            e += self.interval_ns;
+            e = e.saturating_add(self.interval_ns);
             n += 1;
         }
         self.board.publish(
@@ -525,7 +525,7 @@ impl Connectivity {
             .collect();
         for (end, iv) in std::mem::take(&mut self.released) {
             let mut records: Vec<_> = iv.records.into_iter().collect();
-            records.sort_by(|a, b| (a.1.first, a.0).cmp(&(b.1.first, b.0)));
+            records.sort_by_key(|(k, a)| (a.first, *k));
             for (k, a) in &records {
                 write_record(out, end, self.interval_ns, k, a);
             }

@@ -321,7 +321,7 @@ impl FlowLog {
         let (shard, shards) = (self.shard, self.shards);
         self.board
             .publish(shard, shards, end, Some(seen), end, &mut self.released);
-        let mut e = end + self.interval_ns;
+        let mut e = end.saturating_add(self.interval_ns);
         let mut n = 0;
         while e <= through && n < MAX_EMPTY_INTERVALS {
             let empty = Seen {
@@ -330,7 +330,7 @@ impl FlowLog {
             };
             self.board
                 .publish(shard, shards, e, Some(empty), e, &mut self.released);
-            e += self.interval_ns;
+            e = e.saturating_add(self.interval_ns);
             n += 1;
         }
         self.board
