@@ -158,6 +158,12 @@ impl Tally {
         }
     }
 
+    /// The distinct estimate, never above the exact count of what was added: small sets, where the
+    /// estimate's error is a value or two, come out exact when each attempt was distinct.
+    fn distinct_count(&self) -> u64 {
+        self.distinct.estimate().min(self.count)
+    }
+
     fn sample(&mut self, addr: IpAddr) {
         if self.samples.contains(&Some(addr)) {
             return;
@@ -461,7 +467,7 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
     // Port scans: one notice per source, about its busiest victim.
     let mut best: Vec<((IpAddr, IpAddr), Tally, u64)> = Vec::new();
     for ((src, dst), t) in w.port_scan.sorted() {
-        let n = t.distinct.estimate();
+        let n = t.distinct_count();
         if n < th.port_scan {
             continue;
         }
@@ -481,7 +487,7 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
             window_ns,
             &Notice {
                 note: "port_scan",
-                msg: format_args!("{src} tried about {n} ports on {dst} in {secs} s"),
+                msg: format_args!("{src} tried {n} ports on {dst} in {secs} s"),
                 src: Some(*src),
                 dst: Some(*dst),
                 port: None,
@@ -494,7 +500,7 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
     // Address sweeps: one notice per source, about its most swept port.
     let mut best: Vec<((IpAddr, u8, u16), Tally, u64)> = Vec::new();
     for ((src, proto, port), t) in w.address_scan.sorted() {
-        let n = t.distinct.estimate();
+        let n = t.distinct_count();
         if n < th.address_scan {
             continue;
         }
@@ -514,7 +520,7 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
             window_ns,
             &Notice {
                 note: "address_scan",
-                msg: format_args!("{src} tried port {port} on about {n} hosts in {secs} s"),
+                msg: format_args!("{src} tried port {port} on {n} hosts in {secs} s"),
                 src: Some(*src),
                 dst: None,
                 port: Some((*proto, *port)),
@@ -602,10 +608,10 @@ fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
             match n.note {
                 "syn_flood" => {
                     d.u64("completed", n.tally.completed);
-                    d.u64("sources", n.tally.distinct.estimate());
+                    d.u64("sources", n.tally.distinct_count());
                 }
                 "icmp_flood" => {
-                    d.u64("sources", n.tally.distinct.estimate());
+                    d.u64("sources", n.tally.distinct_count());
                 }
                 _ => {
                     d.u64("attempts", n.tally.count);
