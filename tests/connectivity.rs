@@ -160,7 +160,7 @@ fn live_gives_the_same_records_as_replay() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(common::unique("vxtap-connectivity-live"));
+    let dir = std::env::temp_dir().join(format!("vxtap-live-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let golden_config =
         std::fs::read_to_string(Path::new(ROOT).join("tests/golden/connectivity.toml")).unwrap();
@@ -208,7 +208,7 @@ fn live_gives_the_same_records_as_replay() {
 /// minutes the capture starts and ends in.
 #[test]
 fn flowlog_writes_nodata_for_a_silent_static_session() {
-    let dir = std::env::temp_dir().join(common::unique("vxtap-nodata"));
+    let dir = std::env::temp_dir().join(format!("vxtap-nodata-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sessions =
         std::fs::read_to_string(Path::new(ROOT).join("tests/golden/connectivity.toml")).unwrap();
@@ -244,5 +244,86 @@ fn flowlog_writes_nodata_for_a_silent_static_session() {
         );
         assert!(stdout.lines().any(|l| l.contains("eni-0shop")));
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A SYN flood from 20,000 random spoofed sources through both modules with small caps: each holds
+/// what its caps allow, counts everything it refused in `drops`, and still reports the flood.
+#[test]
+fn spoofed_flood_stays_within_the_caps_and_counts_what_it_refused() {
+    let dir = std::env::temp_dir().join(format!("vxtap-flood-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = format!(
+        "[pipeline]\nshards = 1\n\
+         [[module]]\nkind = \"connectivity\"\nmax_pending = 1000\nmax_records = 500\n\
+         [module.output]\ndir = \"{0}/c\"\n\
+         [[module]]\nkind = \"detect\"\nmax_tracked = 1000\n[module.output]\ndir = \"{0}/d\"\n",
+        dir.display()
+    );
+    let t0 = 1_700_000_000_000_000_000u64;
+    let mut x: u64 = 0x9e37_79b9;
+    let sources = 20_000u64;
+    let mut datagrams: Vec<common::Datagram> = (0..sources)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4((x as u32).to_be_bytes(), [172, 31, 5, 50], 64)
+                .tcp(1024 + (i % 60_000) as u16, 80, 1, 512)
+                .syn()
+                .write(&mut f, &[])
+                .unwrap();
+            (
+                vxtap::Timestamp::from_nanos(t0 + i * 50_000),
+                std::net::IpAddr::from([172, 31, 5, 50]),
+                vxtap::pipeline::Encap::Vxlan,
+                common::vxlan(1005, &f),
+            )
+        })
+        .collect();
+    // Ten seconds later: every wait has run out.
+    let late = common::udp4([172, 31, 5, 50], 5000, [10, 0, 0, 2], 5001, b"x");
+    datagrams.push((
+        vxtap::Timestamp::from_nanos(t0 + 10_000_000_000),
+        std::net::IpAddr::from([172, 31, 5, 50]),
+        vxtap::pipeline::Encap::Vxlan,
+        common::vxlan(1005, &late),
+    ));
+    let totals = common::run_offline(&config, &datagrams);
+    let lines = |sub: &str| {
+        let mut n = 0;
+        for f in std::fs::read_dir(dir.join(sub)).unwrap() {
+            n += std::fs::read_to_string(f.unwrap().path())
+                .unwrap()
+                .lines()
+                .count();
+        }
+        n
+    };
+    // connectivity: 1,000 connections wait at most (the other 19,000 are refused), and of their
+    // 1,000 unanswered records, 500 are kept.
+    let (_, events, errors, drops) = totals[0];
+    assert_eq!((events, errors), (500, 0));
+    assert_eq!(lines("c"), 500);
+    assert_eq!(
+        drops,
+        (sources - 1000) + 500,
+        "refused waits, then refused records"
+    );
+    // detect: each per-source table holds 1,000 keys; the flood is one key and is seen whole.
+    let (_, events, errors, drops) = totals[1];
+    assert_eq!((events, errors), (1, 0));
+    // Every source past the cap (the late datagram's too) is refused by both per-source tables; a
+    // random source that repeats finds its key and is not.
+    assert!(drops <= 2 * (sources + 1 - 1000), "{drops}");
+    assert!(drops >= 2 * (sources + 1 - 1000) - 100, "{drops}");
+    let notice = std::fs::read_dir(dir.join("d"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(notice.contains("\"note\":\"syn_flood\""), "{notice}");
+    assert!(notice.contains("\"count\":20000"), "{notice}");
     std::fs::remove_dir_all(dir).unwrap();
 }
