@@ -327,3 +327,53 @@ fn spoofed_flood_stays_within_the_caps_and_counts_what_it_refused() {
     assert!(notice.contains("\"count\":20000"), "{notice}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Offline, a shard's time is its own packets' time: a shard whose last packet is a SYN never sees
+/// the wait run out. Waits the end of the input cut short are judged, once every shard has finished,
+/// against the latest time any shard saw, so the records do not depend on where flows landed.
+#[test]
+fn waits_cut_by_the_end_of_a_replay_count_with_any_number_of_shards() {
+    let t0 = 1_700_000_000_000_000_000u64;
+    let mut datagrams: Vec<common::Datagram> = (0..40u8)
+        .map(|i| {
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4([198, 51, 100, i], [172, 31, 5, 50], 64)
+                .tcp(40000, 443, 1, 64240)
+                .syn()
+                .write(&mut f, &[])
+                .unwrap();
+            (
+                vxtap::Timestamp::from_nanos(t0 + u64::from(i) * 1_000_000),
+                std::net::IpAddr::from([172, 31, 5, 50]),
+                vxtap::pipeline::Encap::Vxlan,
+                common::vxlan(1005, &f),
+            )
+        })
+        .collect();
+    // The capture's last packet, 10 s later, reaches one shard only.
+    let late = common::udp4([172, 31, 5, 50], 5000, [10, 0, 0, 2], 5001, b"x");
+    datagrams.push((
+        vxtap::Timestamp::from_nanos(t0 + 10_000_000_000),
+        std::net::IpAddr::from([172, 31, 5, 50]),
+        vxtap::pipeline::Encap::Vxlan,
+        common::vxlan(1005, &late),
+    ));
+    let events = |shards: usize| {
+        let config = format!(
+            "[pipeline]\nshards = {shards}\n[[module]]\nkind = \"connectivity\"\nudp_timeout_secs = 0\n\
+             [module.output]\ndir = \"{}\"\n",
+            std::env::temp_dir()
+                .join(format!("vxtap-tail-{}-{shards}", std::process::id()))
+                .display()
+        );
+        common::run_offline(&config, &datagrams)[0].1
+    };
+    assert_eq!(events(1), 40, "one unanswered record per client");
+    assert_eq!(events(4), 40);
+    for shards in [1, 4] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("vxtap-tail-{}-{shards}", std::process::id())),
+        );
+    }
+}

@@ -18,7 +18,7 @@
 
 mod icmp;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -127,6 +127,8 @@ impl ModuleConfig for ConnectivityConfig {
             current: Interval::default(),
             seen: PerSession::new(),
             released: Vec::new(),
+            unresolved: Vec::new(),
+            last_seen: Timestamp::default(),
         }))
     }
 
@@ -270,7 +272,25 @@ struct Interval {
     started: u64,
     /// Closed by the end of the input rather than by time: not a whole interval.
     partial: bool,
+    /// The end-of-input entry only: waits still running when their flows ended with the input.
+    unresolved: Vec<Unresolved>,
+    /// The end-of-input entry only: the latest packet time (ns) any shard saw.
+    last: u64,
 }
+
+/// A wait cut short by the end of the input, judged once every shard has finished: a shard's own
+/// time stops at its own last packet, so whether the wait ran out is a question of the latest time
+/// any shard saw (otherwise a replay's output would depend on which shard the flow landed on).
+#[derive(Debug)]
+struct Unresolved {
+    flow_id: u64,
+    deadline: Timestamp,
+    wait: Waiting,
+}
+
+/// The board's key for the end-of-input entry: after every interval, released only once every
+/// shard has finished.
+const END_OF_INPUT: u64 = u64::MAX;
 
 impl Merge for Interval {
     fn merge(&mut self, other: Interval) {
@@ -290,6 +310,8 @@ impl Merge for Interval {
             (a, b) => a.min(b),
         };
         self.partial |= other.partial;
+        self.unresolved.extend(other.unresolved);
+        self.last = self.last.max(other.last);
     }
 }
 
@@ -362,12 +384,17 @@ struct Connectivity {
     current: Interval,
     seen: PerSession<()>,
     released: Vec<(u64, Interval)>,
+    /// Waits cut short by the end of the input, for the finish.
+    unresolved: Vec<Unresolved>,
+    /// The latest packet or tick time.
+    last_seen: Timestamp,
 }
 
 impl Connectivity {
     /// Reports the waits that ran out by `now` (in deadline order, each in its own interval), then
     /// closes the intervals `now` is past.
     fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        self.last_seen = self.last_seen.max(now);
         loop {
             let tcp = self.tcp_queue.front().filter(|d| d.at <= now).map(|d| d.at);
             let udp = self.udp_queue.front().filter(|d| d.at <= now).map(|d| d.at);
@@ -388,21 +415,7 @@ impl Connectivity {
     }
 
     fn report_wait(&mut self, flow_id: u64, w: &Waiting, at: Timestamp, out: &mut Emitter<'_>) {
-        let (kind, reason) = match w.wait {
-            Wait::Syn => (Kind::Unanswered, "syn"),
-            Wait::Udp => (Kind::Unanswered, "udp"),
-            Wait::Ack => (Kind::HalfOpen, "no_ack"),
-        };
-        let ev = Event {
-            at,
-            kind,
-            reason,
-            flows: 1,
-            packets: w.packets,
-            wait_ns: at.nanos().saturating_sub(w.since.nanos()),
-            icmp: None,
-        };
-        self.record(&w.session.clone(), w.key, flow_id, ev, out);
+        self.record(&w.session.clone(), w.key, flow_id, wait_event(w, at), out);
     }
 
     /// Closes the open interval if `now` is past it: publishes it (and any whole intervals skipped
@@ -482,27 +495,7 @@ impl Connectivity {
         if self.open_end.is_none_or(|end| ev.at >= end) {
             self.roll(ev.at, out);
         }
-        let agg_key = AggKey {
-            session: session.id,
-            kind: ev.kind,
-            reason: ev.reason,
-            protocol: key.protocol,
-            client: key.src,
-            server: key.dst,
-            port: key.dst_port,
-        };
-        let agg = Agg {
-            session: session.clone(),
-            direction: Direction::of(session, &key),
-            first: ev.at,
-            last: ev.at,
-            flow_id,
-            src_port: key.src_port,
-            flows: ev.flows,
-            packets: ev.packets,
-            max_wait_ns: ev.wait_ns,
-            icmp: ev.icmp,
-        };
+        let (agg_key, agg) = aggregate(session, key, flow_id, ev);
         let full = self.current.records.len() >= self.max_records;
         match self.current.records.get_mut(&agg_key) {
             Some(mine) => mine.merge(agg),
@@ -524,6 +517,10 @@ impl Connectivity {
             .filter(|s| !s.learned)
             .collect();
         for (end, iv) in std::mem::take(&mut self.released) {
+            if end == END_OF_INPUT {
+                self.emit_unresolved(iv, out);
+                continue;
+            }
             let mut records: Vec<_> = iv.records.into_iter().collect();
             records.sort_by_key(|(k, a)| (a.first, *k));
             for (k, a) in &records {
@@ -539,6 +536,36 @@ impl Connectivity {
                     write_silent(out, end, self.interval_ns, s);
                 }
             }
+        }
+    }
+
+    /// The waits the end of the input cut short that had run out by the latest packet time any
+    /// shard saw, each in the interval its deadline falls in (an interval already written may get a
+    /// second record for the same key).
+    fn emit_unresolved(&mut self, iv: Interval, out: &mut Emitter<'_>) {
+        let mut late: BTreeMap<(u64, AggKey), Agg> = BTreeMap::new();
+        for u in iv.unresolved {
+            if u.deadline.nanos() > iv.last {
+                continue;
+            }
+            let end = u.deadline.next_boundary(self.interval_ns).nanos();
+            let (k, a) = aggregate(
+                &u.wait.session,
+                u.wait.key,
+                u.flow_id,
+                wait_event(&u.wait, u.deadline),
+            );
+            match late.get_mut(&(end, k)) {
+                Some(mine) => mine.merge(a),
+                None => {
+                    late.insert((end, k), a);
+                }
+            }
+        }
+        let mut records: Vec<_> = late.into_iter().collect();
+        records.sort_by_key(|((end, k), a)| (*end, a.first, *k));
+        for ((end, k), a) in &records {
+            write_record(out, *end, self.interval_ns, k, a);
         }
     }
 
@@ -741,6 +768,50 @@ impl Connectivity {
     }
 }
 
+/// The evidence of a wait that ran out at `at`.
+fn wait_event(w: &Waiting, at: Timestamp) -> Event {
+    let (kind, reason) = match w.wait {
+        Wait::Syn => (Kind::Unanswered, "syn"),
+        Wait::Udp => (Kind::Unanswered, "udp"),
+        Wait::Ack => (Kind::HalfOpen, "no_ack"),
+    };
+    Event {
+        at,
+        kind,
+        reason,
+        flows: 1,
+        packets: w.packets,
+        wait_ns: at.nanos().saturating_sub(w.since.nanos()),
+        icmp: None,
+    }
+}
+
+/// One piece of evidence as a record's key and its start.
+fn aggregate(session: &Arc<Session>, key: FlowKey, flow_id: u64, ev: Event) -> (AggKey, Agg) {
+    let agg_key = AggKey {
+        session: session.id,
+        kind: ev.kind,
+        reason: ev.reason,
+        protocol: key.protocol,
+        client: key.src,
+        server: key.dst,
+        port: key.dst_port,
+    };
+    let agg = Agg {
+        session: session.clone(),
+        direction: Direction::of(session, &key),
+        first: ev.at,
+        last: ev.at,
+        flow_id,
+        src_port: key.src_port,
+        flows: ev.flows,
+        packets: ev.packets,
+        max_wait_ns: ev.wait_ns,
+        icmp: ev.icmp,
+    };
+    (agg_key, agg)
+}
+
 fn time_field(o: &mut JsonObject<'_>, key: &str, ts: Timestamp) {
     o.field(key, |out| {
         out.push('"');
@@ -861,11 +932,20 @@ impl Module for Connectivity {
         let Some(w) = self.waiting.remove(&flow.id()) else {
             return;
         };
-        // The input ended (or a reload came) before the wait ran out: not enough evidence.
         if matches!(
             reason,
             EndReason::EndOfReplay | EndReason::Shutdown | EndReason::Reload
         ) {
+            // Judged at the finish, against the time every shard reached.
+            let timeout = match w.wait {
+                Wait::Udp => self.udp_timeout_ns,
+                _ => self.tcp_timeout_ns,
+            };
+            self.unresolved.push(Unresolved {
+                flow_id: flow.id(),
+                deadline: w.since.add_nanos(timeout),
+                wait: w,
+            });
             return;
         }
         self.report_wait(flow.id(), &w, flow.last_seen(), out);
@@ -883,7 +963,21 @@ impl Module for Connectivity {
             self.shards,
             end,
             data,
-            u64::MAX,
+            END_OF_INPUT - 1,
+            &mut self.released,
+        );
+        let tail = Interval {
+            unresolved: std::mem::take(&mut self.unresolved),
+            last: self.last_seen.nanos(),
+            partial: true,
+            ..Interval::default()
+        };
+        self.board.publish(
+            self.shard,
+            self.shards,
+            END_OF_INPUT,
+            Some(tail),
+            END_OF_INPUT,
             &mut self.released,
         );
         self.open_end = None;
