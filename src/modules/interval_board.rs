@@ -20,7 +20,10 @@ pub(crate) trait Merge: Default + Send {
 }
 
 /// Intervals a stuck shard (a module instance disabled by a panic never publishes again) may hold
-/// back before the oldest is released without it: the board's memory stays bounded.
+/// back before the oldest is released without it: the board's memory stays bounded. Offline, a
+/// shard that gets no packets for a long stretch of capture time also closes nothing (it ticks on
+/// its own packets only); should it hold back more than this many intervals, they are released
+/// without it, and what it publishes for them later is released on its own, as a second part.
 const MAX_PENDING: usize = 32;
 
 /// The meeting point of one module kind's instances (shared through their config).

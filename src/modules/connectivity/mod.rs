@@ -9,9 +9,10 @@
 //! answer, or its answer was dropped on the way out.
 //!
 //! Records are aggregated: one per (session, kind, reason, client, server, server port) per interval
-//! of packet time, aligned to the epoch like flowlog's. Shards merge their intervals through an
-//! [`IntervalBoard`], so the records are the same whatever the number of shards (a client's
-//! connection attempts to one port use different source ports and land on different shards).
+//! of packet time, aligned to the epoch like flowlog's. Shards merge their intervals through a
+//! board (`interval_board.rs`), so the records are the same whatever the number of shards (a
+//! client's connection attempts to one port use different source ports and land on different
+//! shards).
 //!
 //! Bounds: `max_pending` connections waiting for an answer and `max_records` aggregates per shard
 //! and interval; what does not fit is counted in the module's `drops` and not reported.

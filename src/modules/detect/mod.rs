@@ -3,9 +3,9 @@
 //!
 //! One scanner's connections land on every shard (steering hashes the whole 5-tuple), so no shard
 //! sees enough to decide alone. Each shard counts in its own tables with fixed-size distinct
-//! counters ([`distinct::Distinct`], mergeable by OR), publishes them once per window to an
-//! [`IntervalBoard`], and the shard that completes a window merges and decides. The packet path
-//! takes no lock; the board's lock is taken once per window per shard.
+//! counters (`distinct.rs`, mergeable by OR), publishes them once per window to a board
+//! (`interval_board.rs`), and the shard that completes a window merges and decides. The packet
+//! path takes no lock; the board's lock is taken once per window per shard.
 //!
 //! Memory is bounded under a flood of spoofed sources: each table holds at most `max_tracked` keys
 //! per shard (and in the merged view); a key that does not fit is not counted, and the module's

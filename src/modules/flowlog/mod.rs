@@ -17,8 +17,8 @@
 //! (AWS's status for an interface without traffic): otherwise a broken mirror session (deleted, its
 //! filter changed, its target unhealthy) would be as quiet as an idle one. Whether a session was
 //! silent is a question for all shards together, so each shard publishes the sessions it saw when
-//! it closes an interval, through an [`IntervalBoard`], and the shard that completes the interval
-//! writes the NODATA records. Intervals the module did not see from their start (the first one, and
+//! it closes an interval, through a board (`interval_board.rs`), and the shard that completes the
+//! interval writes the NODATA records. Intervals the module did not see from their start (the first one, and
 //! the one the input ends in) are not whole, and give none.
 
 mod format;
