@@ -726,12 +726,7 @@ fn main() -> io::Result<()> {
         &plain(&events),
     )?;
     write_pcap(&dir.join("plain-sll.pcap"), 113, true, &plain_sll(&events))?;
-    write_pcap(
-        &dir.join("connectivity.pcap"),
-        1,
-        false,
-        &aws_mirror(&connectivity_timeline()),
-    )?;
+    connectivity_pcap(&dir)?;
     let mut names: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -800,6 +795,12 @@ fn unreachable(from: [u8; 4], to: [u8; 4], code: u8, original: &[u8]) -> Vec<u8>
         .write(&mut out, quote)
         .expect("a valid ICMP message");
     out
+}
+
+/// Writes `pcaps/connectivity.pcap`, VXLAN-wrapped as Traffic Mirroring delivers it.
+fn connectivity_pcap(dir: &Path) -> io::Result<()> {
+    let recs = aws_mirror(&connectivity_timeline());
+    write_pcap(&dir.join("connectivity.pcap"), 1, false, &recs)
 }
 
 /// `pcaps/connectivity.pcap` (see pcaps/README.md): connections that fail in each way the
