@@ -726,6 +726,7 @@ fn main() -> io::Result<()> {
         &plain(&events),
     )?;
     write_pcap(&dir.join("plain-sll.pcap"), 113, true, &plain_sll(&events))?;
+    connectivity_pcap(&dir)?;
     let mut names: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -737,4 +738,221 @@ fn main() -> io::Result<()> {
         writeln!(stdout, "{:>8}  {}", len, dir.join(name).display())?;
     }
     Ok(())
+}
+
+/// The ENI of `pcaps/connectivity.pcap`: its primary address is the mirror's outer source and the
+/// instance's own address.
+const SHOP_ENI: [u8; 4] = [172, 31, 5, 50];
+const SHOP: Session = Session {
+    source: Outer::V4(SHOP_ENI),
+    vni: 1005,
+    packet_length: None,
+};
+
+/// One TCP segment with explicit sequence numbers, flags (FIN 1, SYN 2, RST 4, PSH 8, ACK 16) and
+/// window, for the connectivity scenarios, where windows and half-finished handshakes matter.
+fn tcp_seg(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = eth_dir(src.0 != SHOP_ENI)
+        .ipv4(src.0, dst.0, 64)
+        .tcp(src.1, dst.1, seq, window);
+    if flags & 0x01 != 0 {
+        b = b.fin();
+    }
+    if flags & 0x02 != 0 {
+        b = b.syn();
+    }
+    if flags & 0x04 != 0 {
+        b = b.rst();
+    }
+    if flags & 0x08 != 0 {
+        b = b.psh();
+    }
+    if flags & 0x10 != 0 {
+        b = b.ack(ack);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("a valid segment");
+    out
+}
+
+/// An ICMP destination unreachable (`code`) from `from` to `to` about `original` (an Ethernet
+/// frame), quoting its IP header and first 8 transport bytes as RFC 792 asks.
+fn unreachable(from: [u8; 4], to: [u8; 4], code: u8, original: &[u8]) -> Vec<u8> {
+    let ip = &original[14..];
+    let quote = &ip[..(usize::from(ip[0] & 0x0f) * 4 + 8).min(ip.len())];
+    let mut out = Vec::new();
+    eth_dir(true)
+        .ipv4(from, to, 64)
+        .icmpv4_raw(3, code, [0; 4])
+        .write(&mut out, quote)
+        .expect("a valid ICMP message");
+    out
+}
+
+/// Writes `pcaps/connectivity.pcap`, VXLAN-wrapped as Traffic Mirroring delivers it.
+fn connectivity_pcap(dir: &Path) -> io::Result<()> {
+    let recs = aws_mirror(&connectivity_timeline());
+    write_pcap(&dir.join("connectivity.pcap"), 1, false, &recs)
+}
+
+/// `pcaps/connectivity.pcap` (see pcaps/README.md): connections that fail in each way the
+/// `connectivity` module tells apart, the scans and floods `detect` looks for, and a busy server
+/// that must raise nothing, all on one ENI over 2 min 20 s (so one whole minute lies inside).
+fn connectivity_timeline() -> Vec<(u64, Event)> {
+    const I: [u8; 4] = SHOP_ENI;
+    let mut v: Vec<(u64, Vec<u8>)> = Vec::new();
+    let at = |us: u64| T0 + us * 1000;
+    // An outbound SYN whose replies are never mirrored, sent twice.
+    for t in [100_000, 1_100_000] {
+        v.push((
+            at(t),
+            tcp_seg(
+                (I, 40001),
+                ([198, 51, 100, 7], 443),
+                1000,
+                0,
+                0x02,
+                64240,
+                &[],
+            ),
+        ));
+    }
+    // An inbound SYN to a closed port, answered by RST.
+    let client = ([203, 0, 113, 20], 51000);
+    v.push((
+        at(500_000),
+        tcp_seg(client, (I, 8080), 2000, 0, 0x02, 64240, &[]),
+    ));
+    v.push((
+        at(500_200),
+        tcp_seg((I, 8080), client, 0, 2001, 0x14, 0, &[]),
+    ));
+    // UDP answered by ICMP port unreachable.
+    let probe = udp4(false, (I, 41000), ([198, 51, 100, 9], 9999), b"ping");
+    v.push((at(800_000), probe.clone()));
+    v.push((at(800_400), unreachable([198, 51, 100, 9], I, 3, &probe)));
+    // A SYN answered by a router's "communication administratively prohibited".
+    let syn = tcp_seg((I, 40002), ([192, 0, 2, 80], 25), 3000, 0, 0x02, 64240, &[]);
+    v.push((at(1_000_000), syn.clone()));
+    v.push((at(1_002_000), unreachable([192, 0, 2, 1], I, 13, &syn)));
+    // A SYN answered only after a retransmission, then a clean close.
+    let (c, s) = ((I, 40003), ([198, 51, 100, 10], 443));
+    v.push((at(1_200_000), tcp_seg(c, s, 4000, 0, 0x02, 64240, &[])));
+    v.push((at(2_200_000), tcp_seg(c, s, 4000, 0, 0x02, 64240, &[])));
+    v.push((at(2_230_000), tcp_seg(s, c, 9000, 4001, 0x12, 65535, &[])));
+    v.push((at(2_231_000), tcp_seg(c, s, 4001, 9001, 0x10, 64240, &[])));
+    v.push((at(2_300_000), tcp_seg(c, s, 4001, 9001, 0x11, 64240, &[])));
+    v.push((at(2_330_000), tcp_seg(s, c, 9001, 4002, 0x11, 65535, &[])));
+    v.push((at(2_331_000), tcp_seg(c, s, 4002, 9002, 0x10, 64240, &[])));
+    // An inbound SYN the instance never answers.
+    v.push((
+        at(1_500_000),
+        tcp_seg(
+            ([203, 0, 113, 40], 53000),
+            (I, 22),
+            5000,
+            0,
+            0x02,
+            64240,
+            &[],
+        ),
+    ));
+    // A client that stops reading (zero window), then resets the connection mid-stream.
+    let (c, s) = (([203, 0, 113, 30], 52000), (I, 443));
+    v.push((at(3_000_000), tcp_seg(c, s, 6000, 0, 0x02, 64240, &[])));
+    v.push((at(3_000_500), tcp_seg(s, c, 7000, 6001, 0x12, 65535, &[])));
+    v.push((at(3_001_000), tcp_seg(c, s, 6001, 7001, 0x10, 64240, &[])));
+    v.push((
+        at(3_010_000),
+        tcp_seg(c, s, 6001, 7001, 0x18, 64240, &[b'q'; 100]),
+    ));
+    v.push((
+        at(3_020_000),
+        tcp_seg(s, c, 7001, 6101, 0x18, 65535, &[b'r'; 1000]),
+    ));
+    v.push((at(3_030_000), tcp_seg(c, s, 6101, 8001, 0x10, 0, &[])));
+    v.push((at(4_030_000), tcp_seg(c, s, 6101, 8001, 0x10, 0, &[])));
+    v.push((at(5_030_000), tcp_seg(c, s, 6101, 8001, 0x14, 0, &[])));
+    // A vertical port scan from outside: 20 ports, each refused by RST.
+    let scanner = [203, 0, 113, 66];
+    let ports = [
+        21, 22, 23, 25, 53, 80, 110, 111, 135, 139, 143, 443, 445, 993, 995, 1723, 3306, 3389,
+        5900, 8080,
+    ];
+    for (k, port) in ports.into_iter().enumerate() {
+        let t = 10_000_000 + k as u64 * 10_000;
+        v.push((
+            at(t),
+            tcp_seg((scanner, 60000), (I, port), 11_000, 0, 0x02, 1024, &[]),
+        ));
+        v.push((
+            at(t + 200),
+            tcp_seg((I, port), (scanner, 60000), 0, 11_001, 0x14, 0, &[]),
+        ));
+    }
+    // A horizontal sweep by the instance itself: port 22 on 28 hosts, each answering SYN-ACK and
+    // reset by the scanner, as a SYN scan does.
+    for k in 0..28u16 {
+        let t = 15_000_000 + u64::from(k) * 20_000;
+        let (c, s) = ((I, 45000 + k), ([10, 20, 0, 1 + k as u8], 22));
+        v.push((at(t), tcp_seg(c, s, 12_000, 0, 0x02, 1024, &[])));
+        v.push((at(t + 300), tcp_seg(s, c, 13_000, 12_001, 0x12, 65535, &[])));
+        v.push((at(t + 400), tcp_seg(c, s, 12_001, 0, 0x04, 0, &[])));
+    }
+    // A SYN flood on port 80 from ten spoofed sources: SYN-ACKs that nobody acknowledges.
+    for k in 0..150u16 {
+        let t = 30_000_000 + u64::from(k) * 5_000;
+        let (c, s) = (([100, 64, 0, 1 + (k % 10) as u8], 20000 + k), (I, 80));
+        v.push((
+            at(t),
+            tcp_seg(c, s, 14_000 + u32::from(k), 0, 0x02, 512, &[]),
+        ));
+        v.push((
+            at(t + 1_000),
+            tcp_seg(s, c, 15_000, 14_001 + u32::from(k), 0x12, 65535, &[]),
+        ));
+    }
+    // An ICMP flood: 120 echo requests, no replies.
+    for k in 0..120u16 {
+        let t = 40_000_000 + u64::from(k) * 5_000;
+        let mut f = Vec::new();
+        eth_dir(true)
+            .ipv4([198, 51, 100, 99], I, 64)
+            .icmpv4_echo_request(7, k)
+            .write(&mut f, &[0; 32])
+            .expect("a valid echo request");
+        v.push((at(t), f));
+    }
+    // A busy, healthy HTTPS server: 120 clients, one a second, every handshake completes.
+    for k in 0..120u16 {
+        let t = 20_000_000 + u64::from(k) * 1_000_000;
+        let (c, s) = (([198, 18, 0, 1 + k as u8], 50000 + k), (I, 443));
+        v.push((at(t), tcp_seg(c, s, 100, 0, 0x02, 64240, &[])));
+        v.push((at(t + 1_000), tcp_seg(s, c, 200, 101, 0x12, 65535, &[])));
+        v.push((at(t + 2_000), tcp_seg(c, s, 101, 201, 0x10, 64240, &[])));
+        v.push((at(t + 10_000), tcp_seg(c, s, 101, 201, 0x11, 64240, &[])));
+        v.push((at(t + 11_000), tcp_seg(s, c, 201, 102, 0x11, 65535, &[])));
+        v.push((at(t + 12_000), tcp_seg(c, s, 102, 202, 0x10, 64240, &[])));
+    }
+    // Stable: frames sent at the same instant keep the order they were written in.
+    v.sort_by_key(|(t, _)| *t);
+    v.into_iter()
+        .map(|(t, frame)| {
+            (
+                t,
+                Event::Frame {
+                    session: SHOP,
+                    frame,
+                },
+            )
+        })
+        .collect()
 }

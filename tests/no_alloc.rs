@@ -171,6 +171,17 @@ interval_secs = 10
 
 [[module]]
 kind = "streams"
+
+# Flow-aware modules with per-flow, per-session and per-window tables.
+[[module]]
+kind = "connectivity"
+
+[[module]]
+kind = "detect"
+# Counting is what is measured; notices would only print.
+port_scan_threshold = 1000000
+syn_flood_threshold = 1000000000
+icmp_flood_threshold = 1000000000
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {

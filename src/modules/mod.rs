@@ -5,10 +5,13 @@
 //! (Vector's shape: a serde config struct with `deny_unknown_fields` and a `build`), so a library user
 //! adds a kind with one [`Registry::register`] call.
 
+pub mod connectivity;
+pub mod detect;
 pub mod dns;
 pub mod eve;
 pub mod flowlog;
 pub mod http;
+mod interval_board;
 #[cfg(test)]
 mod no_alloc_tests;
 pub mod pcap;
@@ -339,6 +342,8 @@ impl Registry {
         r.register::<stats::StatsConfig>("stats");
         r.register::<flowlog::FlowLogConfig>("flowlog");
         r.register::<pcap::PcapConfig>("pcap");
+        r.register::<connectivity::ConnectivityConfig>("connectivity");
+        r.register::<detect::DetectConfig>("detect");
         r
     }
 

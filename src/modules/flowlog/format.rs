@@ -218,6 +218,9 @@ pub struct Record<'a> {
     pub start: u64,
     /// Unix seconds of the last packet.
     pub end: u64,
+    /// A NODATA record: a configured session delivered nothing for the whole interval (`flow` is
+    /// then `None`, and `start`/`end` are the interval's).
+    pub no_data: bool,
 }
 
 /// A value of one field.
@@ -323,7 +326,11 @@ impl Format {
             // Mirrored packets have passed the source's security groups and network ACLs: AWS mirrors
             // nothing that they drop (docs/aws-facts.md §1, "Security groups and network ACLs").
             Field::Action => from_flow(|_| Value::Text("ACCEPT")),
-            Field::LogStatus => Value::Text(if flow.is_some() { "OK" } else { "SKIPDATA" }),
+            Field::LogStatus => Value::Text(match (flow, r.no_data) {
+                (Some(_), _) => "OK",
+                (None, true) => "NODATA",
+                (None, false) => "SKIPDATA",
+            }),
             Field::VpcId => text(&r.meta.vpc_id),
             Field::SubnetId => text(&r.meta.subnet_id),
             Field::InstanceId => text(&r.meta.instance_id),
@@ -480,6 +487,7 @@ mod tests {
                 flow: Some(&c),
                 start: 1432917027,
                 end: 1432917142,
+                no_data: false,
             },
             &mut line,
         );
@@ -495,12 +503,29 @@ mod tests {
                 flow: None,
                 start: 1431280876,
                 end: 1431280934,
+                no_data: false,
             },
             &mut line,
         );
         assert_eq!(
             line,
             "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - SKIPDATA"
+        );
+        line.clear();
+        f.render_text(
+            &Record {
+                meta: &m,
+                flow: None,
+                start: 1431280876,
+                end: 1431280934,
+                no_data: true,
+            },
+            &mut line,
+        );
+        // AWS's documented form of an interval without traffic.
+        assert_eq!(
+            line,
+            "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA"
         );
     }
 
@@ -517,6 +542,7 @@ mod tests {
             flow: Some(&c),
             start: 1,
             end: 2,
+            no_data: false,
         };
         let mut line = String::new();
         f.render_text(&r, &mut line);
@@ -556,6 +582,7 @@ mod tests {
                 flow: None,
                 start: 0,
                 end: 0,
+                no_data: false,
             },
             &mut line,
         );

@@ -13,17 +13,29 @@
 //! entry can be taken out is a packet left uncounted: its session then gets one `SKIPDATA` record for
 //! the interval (AWS's status for "records were skipped because capacity was exceeded") and the
 //! packet is counted in the module's `drops`.
+//!
+//! A configured (static) session that delivered nothing for a whole interval gets one `NODATA` record
+//! (AWS's status for an interface without traffic): otherwise a broken mirror session (deleted, its
+//! filter changed, its target unhealthy) would be as quiet as an idle one. Whether a session was
+//! silent is a question for all shards together, so each shard publishes the sessions it saw when
+//! it closes an interval, through a board (`interval_board.rs`), and the shard that completes the
+//! interval writes the NODATA records. Intervals the module did not see from their start (the first one, and
+//! the one the input ends in) are not whole, and give none.
 
 mod format;
 mod table;
+
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
 use self::table::{DirKey, Entry, FlowTable};
+use super::interval_board::{IntervalBoard, Merge};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::base::{Packet, Session, Timestamp};
+use crate::session::SessionTable;
 use crate::sinks::{Layout, OutputConfig, SeriesName, Sink};
 use crate::wire::inner::Transport;
 
@@ -61,6 +73,35 @@ pub struct FlowLogConfig {
     /// Where records go: standard output (the default) or rotating files.
     #[serde(default)]
     pub output: OutputConfig,
+    #[serde(skip)]
+    board: Arc<IntervalBoard<Seen>>,
+}
+
+/// Empty intervals a shard reports when its time jumps, so that a long silence still gives NODATA
+/// records, without unbounded work.
+const MAX_EMPTY_INTERVALS: u64 = 16;
+
+/// Which sessions delivered packets in one interval, as one shard (or, merged, every shard) saw it.
+#[derive(Debug, Default)]
+struct Seen {
+    sessions: Vec<u32>,
+    /// The earliest packet time the module saw (ns); 0 when none yet.
+    started: u64,
+    /// Closed by the end of the input rather than by time.
+    partial: bool,
+}
+
+impl Merge for Seen {
+    fn merge(&mut self, other: Seen) {
+        self.sessions.extend(other.sessions);
+        self.sessions.sort_unstable();
+        self.sessions.dedup();
+        self.started = match (self.started, other.started) {
+            (0, s) | (s, 0) => s,
+            (a, b) => a.min(b),
+        };
+        self.partial |= other.partial;
+    }
 }
 
 /// How records are written.
@@ -136,9 +177,15 @@ impl ModuleConfig for FlowLogConfig {
         Ok(())
     }
 
-    fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
         let format = Format::parse(&self.format).map_err(BuildError::new)?;
         Ok(Box::new(FlowLog {
+            shard: ctx.shard,
+            shards: ctx.shards,
+            registry: ctx.sessions.clone(),
+            board: self.board.clone(),
+            started: 0,
+            released: Vec::new(),
             format,
             encoding: self.encoding,
             interval_ns: self.interval_secs * NANOS,
@@ -196,6 +243,13 @@ struct Skipped {
 }
 
 struct FlowLog {
+    shard: usize,
+    shards: usize,
+    registry: Arc<SessionTable>,
+    board: Arc<IntervalBoard<Seen>>,
+    /// The first packet time this instance saw (ns); 0 before.
+    started: u64,
+    released: Vec<(u64, Seen)>,
     format: Format,
     encoding: Encoding,
     interval_ns: u64,
@@ -237,11 +291,88 @@ impl FlowLog {
     fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         match self.interval_end {
             Some(end) if now < end => {}
-            Some(_) => {
+            Some(end) => {
+                let seen = self.seen(false);
                 self.emit_all(out);
+                let next = self.end_of_interval(now);
+                self.publish_seen(end.nanos(), seen, next.nanos() - self.interval_ns);
+                self.interval_end = Some(next);
+                self.emit_no_data(out);
+            }
+            None => {
+                self.started = now.nanos().max(1);
                 self.interval_end = Some(self.end_of_interval(now));
             }
-            None => self.interval_end = Some(self.end_of_interval(now)),
+        }
+    }
+
+    /// The sessions with packets in the current interval (read before `emit_all` forgets them).
+    fn seen(&self, partial: bool) -> Seen {
+        let mut sessions: Vec<u32> = self.sessions.iter().map(|(id, _)| id).collect();
+        sessions.sort_unstable();
+        Seen {
+            sessions,
+            started: self.started,
+            partial,
+        }
+    }
+
+    /// Publishes the interval ending at `end`, and the empty ones after it up to `through`.
+    fn publish_seen(&mut self, end: u64, seen: Seen, through: u64) {
+        let (shard, shards) = (self.shard, self.shards);
+        self.board
+            .publish(shard, shards, end, Some(seen), end, &mut self.released);
+        let mut e = end.saturating_add(self.interval_ns);
+        let mut n = 0;
+        while e <= through && n < MAX_EMPTY_INTERVALS {
+            let empty = Seen {
+                started: self.started,
+                ..Seen::default()
+            };
+            self.board
+                .publish(shard, shards, e, Some(empty), e, &mut self.released);
+            e = e.saturating_add(self.interval_ns);
+            n += 1;
+        }
+        self.board
+            .publish(shard, shards, end, None, through, &mut self.released);
+    }
+
+    /// NODATA records for the static sessions silent through whole released intervals.
+    fn emit_no_data(&mut self, out: &mut Emitter<'_>) {
+        if self.released.is_empty() {
+            return;
+        }
+        let released = std::mem::take(&mut self.released);
+        let mut statics: Vec<Arc<Session>> = Vec::new();
+        for (end, seen) in released {
+            let start = end.saturating_sub(self.interval_ns);
+            if seen.partial || seen.started == 0 || seen.started > start {
+                continue;
+            }
+            if statics.is_empty() {
+                statics = self
+                    .registry
+                    .sessions()
+                    .into_iter()
+                    .filter(|s| !s.learned)
+                    .collect();
+            }
+            for s in &statics {
+                if seen.sessions.binary_search(&s.id).is_err() {
+                    let meta = session_meta(s);
+                    self.emit(
+                        &Record {
+                            meta: &meta,
+                            flow: None,
+                            start: start / NANOS,
+                            end: end / NANOS,
+                            no_data: true,
+                        },
+                        out,
+                    );
+                }
+            }
         }
     }
 
@@ -267,6 +398,7 @@ impl FlowLog {
                 flow: Some(&counts),
                 start: e.first.secs(),
                 end: e.last.secs(),
+                no_data: false,
             },
             out,
         );
@@ -303,6 +435,7 @@ impl FlowLog {
                         flow: None,
                         start: s.first.secs(),
                         end: s.last.secs(),
+                        no_data: false,
                     },
                     out,
                 );
@@ -413,8 +546,19 @@ impl Module for FlowLog {
     }
 
     fn finish(&mut self, out: &mut Emitter<'_>) {
+        let seen = self.interval_end.map(|_| self.seen(true));
         self.emit_all(out);
+        let end = self.interval_end.map_or(0, Timestamp::nanos);
+        self.board.publish(
+            self.shard,
+            self.shards,
+            end,
+            seen,
+            u64::MAX,
+            &mut self.released,
+        );
         self.interval_end = None;
+        self.emit_no_data(out);
     }
 }
 
