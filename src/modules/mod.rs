@@ -339,6 +339,7 @@ impl Registry {
         r.register::<stats::StatsConfig>("stats");
         r.register::<flowlog::FlowLogConfig>("flowlog");
         r.register::<pcap::PcapConfig>("pcap");
+        r.register::<tls::TlsConfig>("tls");
         r
     }
 
