@@ -621,14 +621,21 @@ impl Conn {
                 return;
             }
             let hello_retry = self.hs.as_deref().is_some_and(|h| h.hello_retry);
-            let wanted = self.hellos == 0 || (self.hellos == 1 && hello_retry);
+            // After the first ClientHello, a second one is looked for while the server has not
+            // answered (a one-way mirror, or a capture of the client alone, shows the retry only
+            // as a second hello) and after a HelloRetryRequest; a ServerHello without one ends it.
+            let server_answered = !matches!(
+                self.server_step,
+                ServerStep::Hello | ServerStep::AfterRetry(_)
+            );
+            let wanted =
+                self.hellos == 0 || (self.hellos == 1 && !(server_answered && !hello_retry));
             if !wanted {
-                // A HelloRetryRequest may still come while the server has not answered.
-                if self.server_step != ServerStep::Hello {
-                    self.client_done = true;
-                }
+                self.client_done = true;
                 return;
             }
+            // A missing second hello is worth a flag only when the server asked for it.
+            let needed = self.hellos == 0 || hello_retry;
             if self.client_done || self.client.buf.len() < self.client.need {
                 return;
             }
@@ -676,11 +683,13 @@ impl Conn {
                 Status::NeedMore { need } => {
                     self.client.need = at + need;
                     if self.client.phase == Phase::Done {
-                        // A gap already ended this direction (and flagged it).
+                        // A gap already ended this direction (and flagged it, if it mattered).
                         self.client_done = true;
                     } else if self.client.full {
-                        tally.dropped += 1;
-                        self.flag(flag::CLIENT_BUFFER_FULL);
+                        if needed {
+                            tally.dropped += 1;
+                            self.flag(flag::CLIENT_BUFFER_FULL);
+                        }
                         self.client_done = true;
                     }
                     return;
@@ -691,8 +700,11 @@ impl Conn {
                     return;
                 }
                 Status::Invalid(_) => {
-                    tally.malformed += 1;
-                    self.flag(flag::MALFORMED_CLIENT_HELLO);
+                    // After the first hello, the client's later messages are not ours to judge.
+                    if needed {
+                        tally.malformed += 1;
+                        self.flag(flag::MALFORMED_CLIENT_HELLO);
+                    }
                     self.client_done = true;
                     return;
                 }
