@@ -629,14 +629,16 @@ impl Conn {
                 ServerStep::Hello | ServerStep::AfterRetry(_)
             );
             let wanted =
-                self.hellos == 0 || (self.hellos == 1 && !(server_answered && !hello_retry));
+                self.hellos == 0 || (self.hellos == 1 && (hello_retry || !server_answered));
             if !wanted {
                 self.client_done = true;
                 return;
             }
             // A missing second hello is worth a flag only when the server asked for it.
             let needed = self.hellos == 0 || hello_retry;
-            if self.client_done || self.client.buf.len() < self.client.need {
+            // Waiting for more bytes, unless no more will come.
+            let more = !self.client.full && self.client.phase == Phase::Tls;
+            if self.client_done || (more && self.client.buf.len() < self.client.need) {
                 return;
             }
             let buf = &self.client.buf;
@@ -717,7 +719,8 @@ impl Conn {
             if self.server.phase == Phase::Seek || self.server_step == ServerStep::Done {
                 return;
             }
-            if self.server.buf.len() < self.server.need {
+            let more = !self.server.full && self.server.phase == Phase::Tls;
+            if more && self.server.buf.len() < self.server.need {
                 return;
             }
             let buf = &self.server.buf;
@@ -861,4 +864,251 @@ fn read_chain(body: &[u8], tally: &mut Tally) -> Option<(Chain, u32)> {
         },
         bits,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::tls::parser::tests::CLIENT_HELLO_RECORD;
+
+    const SERVER_FLIGHT: &[u8] = include_bytes!("testdata/tls-alpn-h2-server-flight.bin");
+
+    /// A TLS 1.3 ServerHello record (or a HelloRetryRequest).
+    fn server_hello13(retry: bool) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        if retry {
+            body.extend_from_slice(&[
+                0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65,
+                0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2,
+                0xc8, 0xa8, 0x33, 0x9c,
+            ]);
+        } else {
+            body.extend_from_slice(&[0x77; 32]);
+        }
+        body.extend_from_slice(&[0, 0x13, 0x02, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+        let mut rec = vec![22, 3, 3];
+        rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+        rec.extend_from_slice(&[2, 0, 0, body.len() as u8]);
+        rec.extend_from_slice(&body);
+        rec
+    }
+
+    struct Run {
+        conn: Conn,
+        mem: Memory,
+        tally: Tally,
+        offset: [u64; 2],
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Run {
+                conn: Conn::new(),
+                mem: Memory::new(1 << 20),
+                tally: Tally::default(),
+                offset: [0; 2],
+            }
+        }
+
+        fn data(&mut self, dir: Dir, bytes: &[u8]) -> Verdict {
+            let offset = self.offset[dir.index()];
+            self.offset[dir.index()] += bytes.len() as u64;
+            self.conn.on_chunk(
+                dir,
+                &Chunk::Data { offset, bytes },
+                &mut self.mem,
+                &mut self.tally,
+            )
+        }
+
+        fn gap(&mut self, dir: Dir, len: u64, why: GapReason) -> Verdict {
+            let offset = self.offset[dir.index()];
+            self.offset[dir.index()] += len;
+            self.conn.on_chunk(
+                dir,
+                &Chunk::Gap { offset, len, why },
+                &mut self.mem,
+                &mut self.tally,
+            )
+        }
+
+        fn hs(&self) -> &Handshake {
+            self.conn.handshake().expect("TLS was found")
+        }
+    }
+
+    #[test]
+    fn hello_byte_by_byte_then_tls12_flight_with_certificate() {
+        let mut r = Run::new();
+        for b in CLIENT_HELLO_RECORD.iter() {
+            assert_eq!(r.data(Dir::ToServer, &[*b]), Verdict::Pending);
+        }
+        let client = r.hs().client.clone().expect("the ClientHello is read");
+        assert_eq!(client.sni.as_deref(), Some("example.com"));
+        assert_eq!(client.alpns, ["h2", "http/1.1"]);
+        assert_eq!(client.versions, [0x0304, 0x0303]);
+        assert_eq!((client.ciphers, client.extensions), (3, 6));
+        let (a, b) = SERVER_FLIGHT.split_at(1000);
+        assert_eq!(r.data(Dir::ToClient, a), Verdict::Pending);
+        assert_eq!(r.data(Dir::ToClient, b), Verdict::Complete);
+        let hs = r.hs();
+        let server = hs.server.as_ref().unwrap();
+        assert_eq!(
+            (server.version, server.cipher, server.alpn.as_deref()),
+            (0x0303, 0xcca9, Some("h2"))
+        );
+        let chain = hs.chain.as_ref().unwrap();
+        assert_eq!(chain.len, 2);
+        assert!(chain
+            .leaf
+            .as_ref()
+            .unwrap()
+            .subject
+            .ends_with("CN=cloudflare.com"));
+        assert_eq!((hs.flags, hs.starttls), (0, false));
+        assert_eq!(r.tally, Tally::default());
+        assert!(r.mem.held > 0);
+        r.conn.finish(&mut r.mem);
+        assert_eq!(r.mem.held, 0, "buffers given back");
+    }
+
+    #[test]
+    fn not_tls_at_once_and_no_allocation() {
+        let mut r = Run::new();
+        assert_eq!(
+            r.data(Dir::ToServer, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Verdict::NotTls
+        );
+        assert!(r.conn.handshake().is_none());
+        assert_eq!(r.mem.held, 0);
+        // Nor a first segment of one byte, or a gap where the first bytes should be.
+        let mut r = Run::new();
+        assert_eq!(r.data(Dir::ToServer, b"E"), Verdict::NotTls);
+        let mut r = Run::new();
+        assert_eq!(r.gap(Dir::ToServer, 100, GapReason::Lost), Verdict::NotTls);
+    }
+
+    #[test]
+    fn starttls_after_a_server_greeting() {
+        let mut r = Run::new();
+        let lines: [(Dir, &[u8]); 5] = [
+            (Dir::ToClient, b"220 mx ESMTP\r\n"),
+            (Dir::ToServer, b"EHLO me\r\n"),
+            (Dir::ToClient, b"250-mx\r\n250 STARTTLS\r\n"),
+            (Dir::ToServer, b"STARTTLS\r\n"),
+            (Dir::ToClient, b"220 go ahead\r\n"),
+        ];
+        for (dir, line) in lines {
+            assert_eq!(r.data(dir, line), Verdict::Pending);
+        }
+        assert!(r.conn.handshake().is_none());
+        // The hello's first bytes end one chunk; the rest follows.
+        assert_eq!(
+            r.data(Dir::ToServer, &CLIENT_HELLO_RECORD[..4]),
+            Verdict::Pending
+        );
+        assert_eq!(
+            r.data(Dir::ToServer, &CLIENT_HELLO_RECORD[4..]),
+            Verdict::Pending
+        );
+        assert_eq!(
+            r.data(Dir::ToClient, &server_hello13(false)),
+            Verdict::Complete
+        );
+        let hs = r.hs();
+        assert!(hs.starttls);
+        assert_eq!(hs.server.as_ref().unwrap().version, 0x0304);
+        assert!(hs.client.is_some());
+    }
+
+    #[test]
+    fn a_client_that_talks_first_in_plaintext_is_given_up() {
+        let mut r = Run::new();
+        assert_eq!(r.data(Dir::ToServer, b"EHLO me\r\n"), Verdict::NotTls);
+        // A server-first flow that never turns to TLS is given up after the window.
+        let mut r = Run::new();
+        assert_eq!(r.data(Dir::ToClient, b"SSH-2.0-x\r\n"), Verdict::Pending);
+        let line = [b'a'; 1023];
+        let mut verdict = Verdict::Pending;
+        for _ in 0..=(STARTTLS_WINDOW / 1024) {
+            verdict = r.data(Dir::ToServer, &line);
+            if verdict != Verdict::Pending {
+                break;
+            }
+        }
+        assert_eq!(verdict, Verdict::NotTls);
+    }
+
+    #[test]
+    fn truncated_hello_is_flagged_and_counted() {
+        let mut r = Run::new();
+        r.data(Dir::ToServer, &CLIENT_HELLO_RECORD[..60]);
+        let left = (CLIENT_HELLO_RECORD.len() - 60) as u64;
+        assert_eq!(
+            r.gap(Dir::ToServer, left, GapReason::Truncated),
+            Verdict::Pending
+        );
+        assert_eq!(
+            r.data(Dir::ToClient, &server_hello13(false)),
+            Verdict::Complete
+        );
+        let hs = r.hs();
+        assert_eq!(hs.flags, flag::CLIENT_GAP | flag::TRUNCATED);
+        assert!(hs.client.is_none());
+        assert_eq!(r.tally.gaps, 1);
+    }
+
+    #[test]
+    fn hello_retry_request_gives_two_fingerprints() {
+        let mut r = Run::new();
+        r.data(Dir::ToServer, &CLIENT_HELLO_RECORD);
+        assert_eq!(
+            r.data(Dir::ToClient, &server_hello13(true)),
+            Verdict::Pending
+        );
+        let mut second = vec![20, 3, 3, 0, 1, 1];
+        second.extend_from_slice(&CLIENT_HELLO_RECORD);
+        assert_eq!(r.data(Dir::ToServer, &second), Verdict::Pending);
+        let mut flight = vec![20, 3, 3, 0, 1, 1];
+        flight.extend_from_slice(&server_hello13(false));
+        assert_eq!(r.data(Dir::ToClient, &flight), Verdict::Complete);
+        let hs = r.hs();
+        assert!(hs.hello_retry);
+        assert_eq!(
+            hs.retry.as_ref().unwrap().ja4,
+            hs.client.as_ref().unwrap().ja4
+        );
+        assert_eq!(hs.server.as_ref().unwrap().cipher, 0x1302);
+    }
+
+    #[test]
+    fn malformed_hello_and_incomplete_handshake() {
+        let mut r = Run::new();
+        let mut bad = CLIENT_HELLO_RECORD;
+        bad[9 + 2 + 32] = 40; // a session id longer than 32 bytes
+        r.data(Dir::ToServer, &bad);
+        assert_eq!(r.tally.malformed, 1);
+        assert_eq!(r.hs().flags, flag::MALFORMED_CLIENT_HELLO);
+        // The flow ends without the server's side: still a record, flagged.
+        assert!(r.conn.end(&mut r.mem));
+        assert_eq!(
+            r.hs().flags,
+            flag::MALFORMED_CLIENT_HELLO | flag::INCOMPLETE
+        );
+        assert!(!r.conn.end(&mut r.mem), "one record per connection");
+    }
+
+    #[test]
+    fn memory_budget_is_shared_and_bounded() {
+        let mut r = Run::new();
+        r.mem = Memory::new(INITIAL_CAPACITY);
+        // A hello announcing 16,000 bytes: the buffer cannot grow past the budget.
+        let mut head = vec![22, 3, 3, 0x3e, 0x80, 1, 0, 0x3e, 0x7c, 3, 3];
+        head.extend_from_slice(&[0; 2000]);
+        r.data(Dir::ToServer, &head);
+        r.data(Dir::ToServer, &[0; 2000]);
+        assert_eq!(r.hs().flags, flag::CLIENT_BUFFER_FULL);
+        assert_eq!(r.tally.dropped, 1);
+        assert!(r.mem.held <= r.mem.limit);
+    }
 }
