@@ -112,6 +112,10 @@ kind = "gate"
 [[module]]
 kind = "stats"
 interval_secs = 10
+
+# Flow-aware, and for TCP flows that are not TLS (these are not) it must cost no allocation either.
+[[module]]
+kind = "tls"
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
