@@ -52,7 +52,8 @@ fn replay(files: &[&str]) -> (Vec<Value>, String) {
 /// As [`replay`], with the records as written.
 fn replay_raw(files: &[&str]) -> (String, String) {
     let dir = temp_dir("replay");
-    let config = config_file(&dir, "[[module]]\nkind = \"tls\"\n");
+    // One shard: records of several shards reach standard output in no fixed order.
+    let config = config_file(&dir, "[pipeline]\nshards = 1\n[[module]]\nkind = \"tls\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .current_dir(ROOT)
         .args(["replay", "--log-level", "error", "--config"])
@@ -511,4 +512,22 @@ fn tshark_agrees_on_every_handshake() {
         }
         assert_eq!(ours.len(), hellos, "{file}");
     }
+}
+
+#[test]
+fn config_is_checked_with_the_key() {
+    let check = |extra: &str| {
+        let text = format!("[[module]]\nkind = \"tls\"\n{extra}\n");
+        let config = vxtap::Config::parse(&text, "t.toml").unwrap();
+        vxtap::modules::Registry::with_builtins()
+            .resolve(&config)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(check(""), Ok(()));
+    assert_eq!(check("memory_bytes = 1048576\noutput = \"stdout\""), Ok(()));
+    let e = check("memory_bytes = 1000").unwrap_err();
+    assert!(e.contains("memory_bytes: 1000 is less than"), "{e}");
+    let e = check("ports = [443]").unwrap_err();
+    assert!(e.contains("unknown field `ports`"), "{e}");
 }
