@@ -45,12 +45,12 @@ fn parse_records(stdout: &[u8]) -> Vec<Value> {
 
 /// `vxtap replay` with only the tls module; returns its records and the summary on stderr.
 fn replay(files: &[&str]) -> (Vec<Value>, String) {
-    let (stdout, stderr) = replay_raw(files);
+    let (stdout, stderr) = replay_raw(files, 1);
     (parse_records(stdout.as_bytes()), stderr)
 }
 
-/// As [`replay`], with the records as written.
-fn replay_raw(files: &[&str]) -> (String, String) {
+/// As [`replay`], on `shards` shards, with the records as written.
+fn replay_raw(files: &[&str], shards: usize) -> (String, String) {
     let dir = temp_dir("replay");
     // One shard: records of several shards reach standard output in no fixed order.
     let config = config_file(&dir, "[pipeline]\nshards = 1\n[[module]]\nkind = \"tls\"\n");
@@ -218,9 +218,17 @@ fn by_port(records: &[Value]) -> BTreeMap<u64, &Value> {
 
 #[test]
 fn sample_capture_records() {
-    let (text, stderr) = replay_raw(&["pcaps/tls.pcap"]);
+    let (text, stderr) = replay_raw(&["pcaps/tls.pcap"], 1);
     golden("tls.txt", &format!("{text}--\n{stderr}"));
     let records = parse_records(text.as_bytes());
+    // The same records on four shards, in another order.
+    let (four, _) = replay_raw(&["pcaps/tls.pcap"], 4);
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&four), sorted(&text));
 
     let t = by_port(&records);
     // Plain HTTP on 443 (41007) is no record; every other connection is one.

@@ -475,9 +475,15 @@ impl Conn {
             // may follow, so the client's plaintext is not a reason to give up.
             self.server_first = true;
         }
+        // A side that has given all it has to give keeps nothing more.
+        let finished = match dir {
+            Dir::ToServer => self.client_done,
+            Dir::ToClient => self.server_step == ServerStep::Done,
+        };
         let side = self.side(dir);
         match side.phase {
             Phase::Done => return Verdict::Pending,
+            Phase::Tls if finished => return Verdict::Pending,
             Phase::Tls => side.append(bytes, mem),
             Phase::Seek => {
                 let start = side.seen;
