@@ -52,8 +52,11 @@ fn replay(files: &[&str]) -> (Vec<Value>, String) {
 /// As [`replay`], on `shards` shards, with the records as written.
 fn replay_raw(files: &[&str], shards: usize) -> (String, String) {
     let dir = temp_dir("replay");
-    // One shard: records of several shards reach standard output in no fixed order.
-    let config = config_file(&dir, "[pipeline]\nshards = 1\n[[module]]\nkind = \"tls\"\n");
+    // Records of several shards reach standard output in no fixed order: one shard for goldens.
+    let config = config_file(
+        &dir,
+        &format!("[pipeline]\nshards = {shards}\n[[module]]\nkind = \"tls\"\n"),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .current_dir(ROOT)
         .args(["replay", "--log-level", "error", "--config"])
