@@ -727,6 +727,12 @@ fn main() -> io::Result<()> {
     )?;
     write_pcap(&dir.join("plain-sll.pcap"), 113, true, &plain_sll(&events))?;
     connectivity_pcap(&dir)?;
+    write_pcap(
+        &dir.join("tls.pcap"),
+        1,
+        false,
+        &aws_mirror(&tls_timeline()),
+    )?;
     let mut names: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -955,4 +961,437 @@ fn connectivity_timeline() -> Vec<(u64, Event)> {
             )
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// pcaps/tls.pcap: TLS handshakes for the tls module (see pcaps/README.md).
+
+/// A handshake message: type, 24-bit length, body.
+fn tls_message(ty: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    m.extend_from_slice(body);
+    m
+}
+
+/// `data` as records of content type `ct`, cut into fragments of the given sizes (the last takes
+/// what is left).
+fn tls_records(ct: u8, data: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut sizes = sizes.iter();
+    while !rest.is_empty() {
+        let n = sizes.next().copied().unwrap_or(rest.len()).min(rest.len());
+        out.extend_from_slice(&[ct, 0x03, 0x03]);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        out.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+    }
+    out
+}
+
+fn tls_ext(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    out.extend_from_slice(&ty.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// A list with a 16-bit (or, `short`, 8-bit) length prefix of 16-bit values.
+fn tls_u16_list(values: &[u16], short: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = values.len() * 2;
+    if short {
+        out.push(len as u8);
+    } else {
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    for v in values {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+/// What a sample ClientHello offers.
+struct HelloSpec<'a> {
+    sni: Option<&'a str>,
+    alpns: &'a [&'a str],
+    /// Browser-style GREASE (RFC 8701) in ciphers, extensions, groups and versions.
+    grease: bool,
+    /// Offer TLS 1.3 (supported_versions, key_share) or only TLS 1.2.
+    tls13: bool,
+    /// Seeds the random and key share bytes, so that hellos differ.
+    seed: u8,
+}
+
+/// A ClientHello handshake message (header included).
+fn sample_client_hello(h: &HelloSpec<'_>) -> Vec<u8> {
+    let mut ciphers: Vec<u16> = Vec::new();
+    if h.grease {
+        ciphers.push(0x3a3a);
+    }
+    if h.tls13 {
+        ciphers.extend_from_slice(&[0x1301, 0x1302, 0x1303]);
+    }
+    ciphers.extend_from_slice(&[
+        0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f,
+        0x0035,
+    ]);
+    let bytes = |n: usize, k: u8| -> Vec<u8> {
+        (0..n)
+            .map(|i| {
+                (i as u8)
+                    .wrapping_mul(29)
+                    .wrapping_add(h.seed.wrapping_mul(k))
+            })
+            .collect()
+    };
+    let mut ext = Vec::new();
+    if h.grease {
+        tls_ext(&mut ext, 0x0a0a, &[]);
+    }
+    if let Some(sni) = h.sni {
+        let name = sni.as_bytes();
+        let mut d = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+        d.push(0);
+        d.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        d.extend_from_slice(name);
+        tls_ext(&mut ext, 0x0000, &d);
+    }
+    tls_ext(&mut ext, 0x0017, &[]); // extended_master_secret
+    tls_ext(&mut ext, 0xff01, &[0]); // renegotiation_info
+    let groups: Vec<u16> = if h.grease {
+        vec![0x2a2a, 0x001d, 0x0017, 0x0018]
+    } else {
+        vec![0x001d, 0x0017, 0x0018]
+    };
+    tls_ext(&mut ext, 0x000a, &tls_u16_list(&groups, false));
+    tls_ext(&mut ext, 0x000b, &[1, 0]); // ec_point_formats: uncompressed
+    tls_ext(&mut ext, 0x0023, &[]); // session_ticket
+    if !h.alpns.is_empty() {
+        let mut list = Vec::new();
+        for p in h.alpns {
+            list.push(p.len() as u8);
+            list.extend_from_slice(p.as_bytes());
+        }
+        let mut d = (list.len() as u16).to_be_bytes().to_vec();
+        d.extend(list);
+        tls_ext(&mut ext, 0x0010, &d);
+    }
+    tls_ext(
+        &mut ext,
+        0x000d,
+        &tls_u16_list(&[0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501], false),
+    );
+    if h.tls13 {
+        let mut share = vec![0x00, 0x24, 0x00, 0x1d, 0x00, 0x20];
+        share.extend(bytes(32, 7));
+        tls_ext(&mut ext, 0x0033, &share);
+        tls_ext(&mut ext, 0x002d, &[1, 1]); // psk_key_exchange_modes: psk_dhe_ke
+        let versions: Vec<u16> = if h.grease {
+            vec![0x5a5a, 0x0304, 0x0303]
+        } else {
+            vec![0x0304, 0x0303]
+        };
+        tls_ext(&mut ext, 0x002b, &tls_u16_list(&versions, true));
+    }
+    if h.grease {
+        tls_ext(&mut ext, 0x1a1a, &[0]);
+    }
+    let mut body = vec![0x03, 0x03];
+    body.extend(bytes(32, 13));
+    body.push(0); // no legacy session id
+    body.extend(tls_u16_list(&ciphers, false));
+    body.extend_from_slice(&[1, 0]); // null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    tls_message(1, &body)
+}
+
+/// The random of a HelloRetryRequest (RFC 8446 §4.1.3).
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// A TLS 1.3 ServerHello (or, `retry`, a HelloRetryRequest asking for secp256r1) as a handshake
+/// message.
+fn sample_server_hello13(cipher: u16, retry: bool, seed: u8) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    if retry {
+        body.extend_from_slice(&HRR_RANDOM);
+    } else {
+        body.extend((0..32u8).map(|i| i.wrapping_mul(53).wrapping_add(seed)));
+    }
+    body.push(0);
+    body.extend_from_slice(&cipher.to_be_bytes());
+    body.push(0);
+    let mut ext = Vec::new();
+    tls_ext(&mut ext, 0x002b, &[0x03, 0x04]);
+    if retry {
+        tls_ext(&mut ext, 0x0033, &[0x00, 0x17]);
+    } else {
+        let mut share = vec![0x00, 0x1d, 0x00, 0x20];
+        share.extend((0..32u8).map(|i| i.wrapping_mul(11).wrapping_add(seed)));
+        tls_ext(&mut ext, 0x0033, &share);
+    }
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    tls_message(2, &body)
+}
+
+/// A TLS 1.3 server's first flight as a passive observer sees it: the ServerHello, the compatibility
+/// change_cipher_spec, then encrypted records (EncryptedExtensions, Certificate, ... in
+/// application_data records: stand-in bytes here).
+fn sample_server_flight13(cipher: u16, seed: u8) -> Vec<u8> {
+    let mut out = tls_records(22, &sample_server_hello13(cipher, false, seed), &[]);
+    out.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    let sealed: Vec<u8> = (0..600u32)
+        .map(|i| (i * 7 + u32::from(seed)) as u8)
+        .collect();
+    out.extend(tls_records(23, &sealed, &[]));
+    out
+}
+
+/// The client's answer after a TLS 1.3 ServerHello: change_cipher_spec and encrypted Finished.
+fn sample_client_finished13() -> Vec<u8> {
+    let mut out = vec![20, 3, 3, 0, 1, 1];
+    out.extend(tls_records(23, &[0x5c; 53], &[]));
+    out
+}
+
+/// The TLS traffic of pcaps/tls.pcap, from the web session's source, ten minutes after the other
+/// captures' start.
+fn tls_timeline() -> Vec<(u64, Event)> {
+    // The same mirror source on another VNI, with a PacketLength of 200 bytes.
+    const CUT: Session = Session {
+        source: Outer::V4([10, 0, 1, 10]),
+        vni: 1005,
+        packet_length: Some(200),
+    };
+    let mut t = Timeline {
+        now: T0 + 600_000_000_000,
+        events: Vec::new(),
+    };
+    let client = [172, 31, 5, 10];
+    let handshake = |t: &mut Timeline, session: Session, c: &mut Tcp| {
+        t.frame(1000, session, c.seg(true, Flags::Syn, &[]));
+        t.frame(8000, session, c.seg(false, Flags::SynAck, &[]));
+        t.frame(60, session, c.seg(true, Flags::Ack, &[]));
+    };
+    let close = |t: &mut Timeline, session: Session, c: &mut Tcp| {
+        t.frame(2000, session, c.seg(true, Flags::FinAck, &[]));
+        t.frame(8000, session, c.seg(false, Flags::FinAck, &[]));
+        t.frame(60, session, c.seg(true, Flags::Ack, &[]));
+    };
+
+    // 1. TLS 1.3, browser-style: SNI, ALPN h2 and http/1.1, GREASE.
+    let mut c = Tcp::new((client, 41001), ([198, 51, 100, 10], 443));
+    handshake(&mut t, WEB, &mut c);
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("www.example.com"),
+        alpns: &["h2", "http/1.1"],
+        grease: true,
+        tls13: true,
+        seed: 1,
+    });
+    t.frame(
+        100,
+        WEB,
+        c.seg(true, Flags::PshAck, &tls_records(22, &hello, &[])),
+    );
+    t.frame(
+        9000,
+        WEB,
+        c.seg(false, Flags::PshAck, &sample_server_flight13(0x1301, 1)),
+    );
+    t.frame(
+        300,
+        WEB,
+        c.seg(true, Flags::PshAck, &sample_client_finished13()),
+    );
+    close(&mut t, WEB, &mut c);
+
+    // 2. TLS 1.2 with a certificate chain: the server flight is cloudflare.com's, from FoxIO's
+    // tls-alpn-h2.pcap (src/modules/tls/testdata/README.md), over two segments.
+    let flight = include_bytes!("../src/modules/tls/testdata/tls-alpn-h2-server-flight.bin");
+    let mut c = Tcp::new((client, 41002), ([198, 51, 100, 20], 443));
+    handshake(&mut t, WEB, &mut c);
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("www.cloudflare.com"),
+        alpns: &["h2", "http/1.1"],
+        grease: false,
+        tls13: false,
+        seed: 2,
+    });
+    t.frame(
+        100,
+        WEB,
+        c.seg(true, Flags::PshAck, &tls_records(22, &hello, &[])),
+    );
+    t.frame(9000, WEB, c.seg(false, Flags::Ack, &flight[..1400]));
+    t.frame(20, WEB, c.seg(false, Flags::PshAck, &flight[1400..]));
+    let mut finish = tls_records(22, &tls_message(16, &[0x42; 66]), &[]);
+    finish.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    finish.extend(tls_records(22, &[0x6b; 40], &[]));
+    t.frame(400, WEB, c.seg(true, Flags::PshAck, &finish));
+    close(&mut t, WEB, &mut c);
+
+    // 3. A ClientHello in two records, over three segments that arrive 1, 3, 2.
+    let mut c = Tcp::new((client, 41003), ([198, 51, 100, 30], 443));
+    handshake(&mut t, WEB, &mut c);
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("split.example.net"),
+        alpns: &["h2"],
+        grease: true,
+        tls13: true,
+        seed: 3,
+    });
+    let stream = tls_records(22, &hello, &[120]);
+    let third = stream.len() / 3;
+    let segs = [
+        c.seg(true, Flags::Ack, &stream[..third]),
+        c.seg(true, Flags::Ack, &stream[third..2 * third]),
+        c.seg(true, Flags::PshAck, &stream[2 * third..]),
+    ];
+    for i in [0, 2, 1] {
+        t.frame(40, WEB, segs[i].clone());
+    }
+    t.frame(
+        9000,
+        WEB,
+        c.seg(false, Flags::PshAck, &sample_server_flight13(0x1303, 3)),
+    );
+    close(&mut t, WEB, &mut c);
+
+    // 4. A ClientHello cut by the session's PacketLength (200 bytes of frame).
+    let mut c = Tcp::new((client, 41004), ([198, 51, 100, 40], 443));
+    handshake(&mut t, CUT, &mut c);
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("truncated.example.org"),
+        alpns: &["h2", "http/1.1"],
+        grease: true,
+        tls13: true,
+        seed: 4,
+    });
+    t.frame(
+        100,
+        CUT,
+        c.seg(true, Flags::PshAck, &tls_records(22, &hello, &[])),
+    );
+    let sh = tls_records(22, &sample_server_hello13(0x1301, false, 4), &[]);
+    t.frame(9000, CUT, c.seg(false, Flags::PshAck, &sh));
+    close(&mut t, CUT, &mut c);
+
+    // 5. TLS on a port no one would guess: 4433, an OpenSSL-style hello (no GREASE).
+    let mut c = Tcp::new((client, 41005), ([198, 51, 100, 50], 4433));
+    handshake(&mut t, WEB, &mut c);
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("api.internal.example"),
+        alpns: &["http/1.1"],
+        grease: false,
+        tls13: true,
+        seed: 5,
+    });
+    t.frame(
+        100,
+        WEB,
+        c.seg(true, Flags::PshAck, &tls_records(22, &hello, &[])),
+    );
+    t.frame(
+        9000,
+        WEB,
+        c.seg(false, Flags::PshAck, &sample_server_flight13(0x1302, 5)),
+    );
+    close(&mut t, WEB, &mut c);
+
+    // 6. SMTP with STARTTLS (RFC 3207): TLS starts after the server's 220 go-ahead.
+    let mut c = Tcp::new((client, 41006), ([198, 51, 100, 25], 25));
+    handshake(&mut t, WEB, &mut c);
+    let lines: [(bool, &[u8]); 5] = [
+        (false, b"220 mail.example.com ESMTP ready\r\n"),
+        (true, b"EHLO client.example.com\r\n"),
+        (
+            false,
+            b"250-mail.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 STARTTLS\r\n",
+        ),
+        (true, b"STARTTLS\r\n"),
+        (false, b"220 2.0.0 Ready to start TLS\r\n"),
+    ];
+    for (from_client, line) in lines {
+        t.frame(3000, WEB, c.seg(from_client, Flags::PshAck, line));
+    }
+    let hello = sample_client_hello(&HelloSpec {
+        sni: Some("mail.example.com"),
+        alpns: &[],
+        grease: false,
+        tls13: true,
+        seed: 6,
+    });
+    t.frame(
+        500,
+        WEB,
+        c.seg(true, Flags::PshAck, &tls_records(22, &hello, &[])),
+    );
+    t.frame(
+        9000,
+        WEB,
+        c.seg(false, Flags::PshAck, &sample_server_flight13(0x1301, 6)),
+    );
+    close(&mut t, WEB, &mut c);
+
+    // 7. Plain HTTP sent to 443: not TLS, no record.
+    let mut c = Tcp::new((client, 41007), ([198, 51, 100, 70], 443));
+    handshake(&mut t, WEB, &mut c);
+    t.frame(
+        100,
+        WEB,
+        c.seg(
+            true,
+            Flags::PshAck,
+            b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+        ),
+    );
+    t.frame(
+        9000,
+        WEB,
+        c.seg(
+            false,
+            Flags::PshAck,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
+    );
+    close(&mut t, WEB, &mut c);
+
+    // 8. TLS 1.3 with a HelloRetryRequest: two ClientHellos, one handshake.
+    let mut c = Tcp::new((client, 41008), ([198, 51, 100, 80], 443));
+    handshake(&mut t, WEB, &mut c);
+    let spec = HelloSpec {
+        sni: Some("retry.example.com"),
+        alpns: &["h2"],
+        grease: true,
+        tls13: true,
+        seed: 8,
+    };
+    let first = sample_client_hello(&spec);
+    t.frame(
+        100,
+        WEB,
+        c.seg(true, Flags::PshAck, &tls_records(22, &first, &[])),
+    );
+    let hrr = tls_records(22, &sample_server_hello13(0x1301, true, 8), &[]);
+    t.frame(9000, WEB, c.seg(false, Flags::PshAck, &hrr));
+    let mut second = vec![20, 3, 3, 0, 1, 1];
+    second.extend(tls_records(
+        22,
+        &sample_client_hello(&HelloSpec { seed: 9, ..spec }),
+        &[],
+    ));
+    t.frame(200, WEB, c.seg(true, Flags::PshAck, &second));
+    t.frame(
+        9000,
+        WEB,
+        c.seg(false, Flags::PshAck, &sample_server_flight13(0x1301, 8)),
+    );
+    close(&mut t, WEB, &mut c);
+    t.events
 }

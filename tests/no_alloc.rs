@@ -182,6 +182,9 @@ kind = "detect"
 port_scan_threshold = 1000000
 syn_flood_threshold = 1000000000
 icmp_flood_threshold = 1000000000
+# Flow-aware, and for TCP flows that are not TLS (these are not) it must cost no allocation either.
+[[module]]
+kind = "tls"
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {

@@ -344,6 +344,7 @@ impl Registry {
         r.register::<pcap::PcapConfig>("pcap");
         r.register::<connectivity::ConnectivityConfig>("connectivity");
         r.register::<detect::DetectConfig>("detect");
+        r.register::<tls::TlsConfig>("tls");
         r
     }
 
