@@ -339,6 +339,8 @@ impl Registry {
         r.register::<stats::StatsConfig>("stats");
         r.register::<flowlog::FlowLogConfig>("flowlog");
         r.register::<pcap::PcapConfig>("pcap");
+        r.register::<dns::DnsConfig>("dns");
+        r.register::<http::HttpConfig>("http");
         r
     }
 
