@@ -151,8 +151,11 @@ struct HttpFlow {
     /// Transactions in request order; the front one is the next a response answers.
     txs: VecDeque<Tx>,
     next_seq: u64,
-    /// The connection stopped speaking HTTP (an upgrade or a tunnel).
+    /// The connection stopped speaking HTTP (an upgrade or a tunnel), or never did.
     done: bool,
+    /// A whole head has been read: until then a head that fails to parse means the connection is
+    /// not HTTP (its first bytes only looked like it), not that HTTP went wrong.
+    confirmed: bool,
 }
 
 impl HttpFlow {
@@ -164,6 +167,7 @@ impl HttpFlow {
         self.txs.clear();
         self.next_seq = 0;
         self.done = false;
+        self.confirmed = false;
     }
 
     fn tx(&mut self, seq: u64) -> Option<&mut Tx> {
@@ -288,6 +292,7 @@ fn first_line(buf: &[u8]) -> usize {
 fn request_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Option<usize> {
     match parse_request(rest) {
         Ok(Some(h)) => {
+            st.confirmed = true;
             let seq = st.next_seq;
             st.next_seq += 1;
             let max = cx.limits.max_field_len;
@@ -328,6 +333,10 @@ fn request_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Opt
             Some(h.head_len)
         }
         Ok(None) => None,
+        Err(_) if !st.confirmed => {
+            st.done = true;
+            Some(rest.len())
+        }
         Err(_) => {
             cx.out.malformed(1);
             st.sides[0].mode = Mode::Resync;
@@ -339,6 +348,7 @@ fn request_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Opt
 fn response_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Option<usize> {
     match parse_response(rest) {
         Ok(Some(h)) => {
+            st.confirmed = true;
             if h.is_interim() {
                 return Some(h.head_len);
             }
@@ -398,6 +408,10 @@ fn response_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Op
             Some(h.head_len)
         }
         Ok(None) => None,
+        Err(_) if !st.confirmed => {
+            st.done = true;
+            Some(rest.len())
+        }
         Err(_) => {
             cx.out.malformed(1);
             st.sides[1].mode = Mode::Resync;
