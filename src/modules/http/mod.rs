@@ -112,6 +112,8 @@ pub(crate) struct Tx {
     until_close: bool,
     /// Why the transaction is not whole: `gap` or `flow_end`.
     pub(crate) interrupted: Option<&'static str>,
+    /// A gap fell inside a body whose framing accounted for it: the transaction went on.
+    pub(crate) gap: bool,
     pub(crate) malformed: bool,
     pub(crate) request_missing: bool,
     pub(crate) fields_cut: bool,
@@ -487,7 +489,7 @@ impl Http {
         }
     }
 
-    fn gap(&mut self, flow: &mut Flow<'_>, dir: Dir, out: &mut Emitter<'_>) {
+    fn gap(&mut self, flow: &mut Flow<'_>, dir: Dir, len: u64, out: &mut Emitter<'_>) {
         out.gaps(1);
         let Some(st) = self.flows.get(flow) else {
             // Nothing seen yet to say the connection is HTTP: give up on it.
@@ -495,6 +497,33 @@ impl Http {
             flow.stop_stream(Dir::ToClient);
             return;
         };
+        let side = &mut st.sides[dir.index()];
+        // Inside a body whose length is known, a hole is only missing content: the next message
+        // still starts where the framing says, with no resynchronising and no guessing.
+        if let Mode::Body { tracker, seq } = &mut side.mode {
+            let seq = *seq;
+            if side.buf.is_empty() && tracker.skip(len) {
+                let done = tracker.is_done();
+                if let Some(tx) = st.tx(seq) {
+                    tx.gap = true;
+                    match dir {
+                        Dir::ToServer => tx.request_body += len,
+                        Dir::ToClient => tx.response_body += len,
+                    }
+                }
+                if done {
+                    st.sides[dir.index()].mode = Mode::Head;
+                    let mut cx = Ctx {
+                        flow,
+                        out,
+                        limits: self.limits,
+                        ts: flow.last_seen(),
+                    };
+                    finish_body(st, dir, seq, &mut cx);
+                }
+                return;
+            }
+        }
         let side = &mut st.sides[dir.index()];
         side.buf.clear();
         let current = match std::mem::replace(&mut side.mode, Mode::Resync) {
@@ -540,7 +569,7 @@ impl Module for Http {
     ) {
         match *chunk {
             Chunk::Data { bytes, .. } => self.feed(flow, dir, bytes, out),
-            Chunk::Gap { .. } => self.gap(flow, dir, out),
+            Chunk::Gap { len, .. } => self.gap(flow, dir, len, out),
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) fn write(flow: &Flow<'_>, tx: &Tx, out: &mut Emitter<'_>) {
                 h.str("interrupted", why);
             }
             for (set, name) in [
+                (tx.gap, "gap"),
                 (tx.request_missing, "request_missing"),
                 (tx.malformed, "malformed"),
                 (tx.fields_cut, "fields_cut"),
