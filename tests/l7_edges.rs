@@ -300,3 +300,90 @@ fn dns_over_tcp_gives_up_on_a_direction_after_a_gap() {
     assert_eq!(d[0]["type"], "answer");
     assert_eq!(records[0]["proto"], "TCP");
 }
+
+#[test]
+fn a_gap_in_chunk_framing_interrupts_and_the_next_status_line_resyncs() {
+    let mut c = Tcp::new(40007, 80);
+    let mut frames = c.handshake();
+    frames.push(c.seg(true, false, b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n"));
+    frames.push(c.seg(
+        false,
+        false,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ));
+    // The next chunk's size line is lost: the body's end can no longer be known.
+    c.lose(false, b"5\r\nworld\r\n".len() as u32);
+    frames.push(c.seg(false, false, b"0\r\n\r\n"));
+    frames.push(c.seg(true, false, b"GET /d HTTP/1.1\r\nHost: h\r\n\r\n"));
+    frames.push(c.seg(false, false, b"HTTP/1.1 204 No Content\r\n\r\n"));
+    let records = replay("chunk-gap", &frames, HTTP);
+    let h: Vec<&Value> = records.iter().map(|r| &r["http"]).collect();
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0]["url"], "/c");
+    assert_eq!(h[0]["interrupted"], "gap");
+    assert_eq!(h[0]["length"], 5);
+    assert_eq!(h[1]["url"], "/d");
+    assert_eq!(h[1]["status"], 204);
+    assert!(h[1].get("interrupted").is_none());
+}
+
+#[test]
+fn config_mistakes_name_their_key() {
+    let dir = std::env::temp_dir().join(format!("vxtap-l7-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, expect) in [
+        (
+            "[[module]]\nkind = \"dns\"\ntimeout_ms = 0\n",
+            "timeout_ms: must be",
+        ),
+        (
+            "[[module]]\nkind = \"dns\"\nmax_pending = 0\n",
+            "max_pending: must be",
+        ),
+        (
+            "[[module]]\nkind = \"dns\"\nport = [53]\n",
+            "unknown field `port`",
+        ),
+        (
+            "[[module]]\nkind = \"http\"\nmax_pipeline = 0\n",
+            "max_pipeline: must be",
+        ),
+        (
+            "[[module]]\nkind = \"http\"\nmax_field_len = 1\n",
+            "max_field_len: must be",
+        ),
+        (
+            "[[module]]\nkind = \"http\"\nports = [80]\n",
+            "unknown field `ports`",
+        ),
+    ] {
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{text}: {err}"
+        );
+    }
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[module]]\nkind = \"dns\"\nports = [53, 5353, 5300]\n\n[[module]]\nkind = \"http\"\n\n[module.output]\ntype = \"file\"\ndir = \"/tmp/vxtap-http\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
