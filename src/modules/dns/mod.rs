@@ -34,6 +34,9 @@ const MAX_KEPT_QUERY: usize = 1024;
 /// Idle per-flow states kept for reuse, so that short UDP flows (one query, one answer) allocate
 /// nothing once the shard has warmed up.
 const SPARE_STATES: usize = 256;
+/// A spare state keeps its DNS over TCP buffers only up to this capacity, so that the pool does
+/// not hold a 64 KiB zone transfer's worth per state.
+const KEEP_BUF: usize = 4096;
 /// Longest DNS over TCP message: its length prefix is 16 bits (RFC 1035 §4.2.2).
 const MAX_TCP_MESSAGE: usize = 2 + 65535;
 
@@ -147,6 +150,9 @@ impl FlowState {
         self.pending.clear();
         for t in &mut self.tcp {
             t.bytes.clear();
+            if t.bytes.capacity() > KEEP_BUF {
+                t.bytes = Vec::new();
+            }
             t.dead = false;
         }
     }

@@ -26,6 +26,9 @@ use crate::sinks::{OutputConfig, SeriesName, Sink};
 
 /// Idle per-flow states kept for reuse.
 const SPARE_STATES: usize = 256;
+/// A kept state's head buffer is kept only up to this capacity: one long head must not make every
+/// spare state hold 64 KiB.
+const KEEP_BUF: usize = 4096;
 
 fn default_max_pipeline() -> usize {
     32
@@ -164,6 +167,9 @@ impl HttpFlow {
     fn clear(&mut self) {
         for s in &mut self.sides {
             s.buf.clear();
+            if s.buf.capacity() > KEEP_BUF {
+                s.buf = Vec::new();
+            }
             s.mode = Mode::Head;
         }
         self.txs.clear();
@@ -374,7 +380,6 @@ fn response_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Op
                     seq
                 }
             };
-            let mut method = [0u8; 8];
             let mut kind = h.body(b"");
             if let Some(tx) = st.tx(seq) {
                 let mut cut = tx.fields_cut;
@@ -387,10 +392,7 @@ fn response_head(st: &mut HttpFlow, rest: &[u8], cx: &mut Ctx<'_, '_, '_>) -> Op
                     tx.malformed = true;
                     cx.out.malformed(1);
                 }
-                let m = tx.method.as_deref().unwrap_or("").as_bytes();
-                let n = m.len().min(method.len());
-                method[..n].copy_from_slice(&m[..n]);
-                kind = h.body(&method[..n]);
+                kind = h.body(tx.method.as_deref().unwrap_or("").as_bytes());
                 tx.until_close = kind == BodyKind::UntilClose;
                 tx.tunnel = kind == BodyKind::Tunnel;
             }
