@@ -387,3 +387,37 @@ fn config_mistakes_name_their_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn mdns_messages_are_records_of_their_own() {
+    let group = [224, 0, 0, 251];
+    let mdns = |src: [u8; 4], payload: &[u8]| {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [1, 0, 0x5e, 0, 0, 0xfb])
+            .ipv4(src, group, 255)
+            .udp(5353, 5353)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    };
+    let name = b"\x05_http\x04_tcp\x05local\x00";
+    let mut query = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(name);
+    query.extend_from_slice(&[0, 12, 0x80, 1]); // PTR, IN with the unicast-response bit
+    let mut answer = vec![0, 0, 0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    answer.extend_from_slice(name);
+    answer.extend_from_slice(&[0, 12, 0x80, 1, 0, 0, 0x11, 0x94, 0, 9]); // cache-flush IN
+    answer.extend_from_slice(b"\x06printr\xc0\x0c");
+    let frames = vec![mdns(CLIENT, &query), mdns(SERVER, &answer)];
+    let records = replay("mdns", &frames, "[[module]]\nkind = \"dns\"\n");
+    let d: Vec<&Value> = records.iter().map(|r| &r["dns"]).collect();
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_eq!(d[0]["type"], "query");
+    assert_eq!(d[0]["rrname"], "_http._tcp.local");
+    assert_eq!(d[0]["rrclass"], "IN");
+    assert!(d[0].get("unanswered").is_none(), "{}", d[0]);
+    assert_eq!(d[1]["type"], "answer");
+    assert_eq!(d[1]["answers"][0]["rdata"], "printr._http._tcp.local");
+    assert!(d[1].get("query_missing").is_none(), "{}", d[1]);
+    assert_eq!(records[1]["dest_ip"], "224.0.0.251");
+}

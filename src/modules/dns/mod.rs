@@ -221,6 +221,19 @@ impl Dns {
         if malformed.is_some() {
             out.malformed(1);
         }
+        let side = Side {
+            msg,
+            ts,
+            malformed,
+            truncated,
+        };
+        let k = flow.key();
+        if k.dst.is_multicast() || k.src.is_multicast() {
+            // Multicast DNS (RFC 6762 §6): answers go to the group from whoever answers, a flow
+            // of their own, so nothing pairs; each message is a record, written at once.
+            record::write_alone(flow, &side, self.max_answers, out);
+            return;
+        }
         let state = Self::state(&mut self.flows, &mut self.spare, flow);
         Self::expire(
             state,
@@ -231,12 +244,6 @@ impl Dns {
             out,
             &mut self.spare_bufs,
         );
-        let side = Side {
-            msg,
-            ts,
-            malformed,
-            truncated,
-        };
         let id = msg.header().id;
         if !msg.header().qr() {
             if state.pending.iter().any(|p| p.id == id) {

@@ -21,13 +21,42 @@ pub(super) fn write(
     max_answers: usize,
     out: &mut Emitter<'_>,
 ) {
+    write_with(flow, query, response, max_answers, false, out);
+}
+
+/// Writes one message that has nothing to pair with (multicast DNS): a query or a response,
+/// without the `unanswered` or `query_missing` flags, which would say something went missing.
+pub(super) fn write_alone(
+    flow: &Flow<'_>,
+    side: &Side<'_>,
+    max_answers: usize,
+    out: &mut Emitter<'_>,
+) {
+    let (query, response) = if side.msg.header().qr() {
+        (None, Some(side))
+    } else {
+        (Some(side), None)
+    };
+    write_with(flow, query, response, max_answers, true, out);
+}
+
+fn write_with(
+    flow: &Flow<'_>,
+    query: Option<&Side<'_>>,
+    response: Option<&Side<'_>>,
+    max_answers: usize,
+    alone: bool,
+    out: &mut Emitter<'_>,
+) {
     let Some(main) = response.or(query) else {
         return;
     };
     let ts = query.map_or(main.ts, |q| q.ts);
     out.emit_line(|s| {
         let mut o = eve::begin(s, ts, "dns", flow);
-        o.object("dns", |d| fill(d, query, response, main, max_answers));
+        o.object("dns", |d| {
+            fill(d, query, response, main, max_answers, alone)
+        });
         o.end();
         Ok(())
     });
@@ -39,6 +68,7 @@ fn fill(
     response: Option<&Side<'_>>,
     main: &Side<'_>,
     max_answers: usize,
+    alone: bool,
 ) {
     let h = main.msg.header();
     d.u64("version", 2);
@@ -91,10 +121,10 @@ fn fill(
         }
         section(d, "answers", r.msg.answers(), max_answers);
         section(d, "authorities", r.msg.authorities(), max_answers);
-    } else {
+    } else if !alone {
         d.bool("unanswered", true);
     }
-    if query.is_none() {
+    if query.is_none() && !alone {
         d.bool("query_missing", true);
     }
     let fault = response
