@@ -727,6 +727,7 @@ fn main() -> io::Result<()> {
     )?;
     write_pcap(&dir.join("plain-sll.pcap"), 113, true, &plain_sll(&events))?;
     connectivity_pcap(&dir)?;
+    write_pcap(&dir.join("l7.pcap"), 1, false, &aws_mirror(&l7_timeline()))?;
     write_pcap(
         &dir.join("tls.pcap"),
         1,
@@ -1393,5 +1394,352 @@ fn tls_timeline() -> Vec<(u64, Event)> {
         c.seg(false, Flags::PshAck, &sample_server_flight13(0x1301, 8)),
     );
     close(&mut t, WEB, &mut c);
+    t.events
+}
+
+// ---------------------------------------------------------------------------------------------
+// pcaps/l7.pcap: DNS and HTTP payloads for the `dns` and `http` modules, mirrored by the web
+// session. Apart from the other captures so that they stay byte-identical.
+// ---------------------------------------------------------------------------------------------
+
+/// A resource record for [`l7_dns`]: owner, type, TTL, data (names in it uncompressed).
+type Rr<'a> = (&'a str, u16, u32, Vec<u8>);
+
+/// A DNS message: header, one question, then answer and authority records.
+fn l7_dns(
+    id: u16,
+    flags: u16,
+    q: (&str, u16),
+    answers: &[Rr<'_>],
+    authority: &[Rr<'_>],
+) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&flags.to_be_bytes());
+    for n in [1, answers.len(), authority.len(), 0] {
+        m.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    m.extend(dns_name(q.0));
+    m.extend_from_slice(&q.1.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    for (name, ty, ttl, data) in answers.iter().chain(authority) {
+        m.extend(dns_name(name));
+        m.extend_from_slice(&ty.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        m.extend_from_slice(data);
+    }
+    m
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// The l7 capture's traffic, in time order.
+fn l7_timeline() -> Vec<(u64, Event)> {
+    let mut t = Timeline {
+        now: T0 + 3_600_000_000_000,
+        events: Vec::new(),
+    };
+    let client = [172, 31, 5, 20];
+    let resolver = ([172, 31, 0, 2], 53);
+    let stub = (client, 35353);
+    const QUERY: u16 = 0x0100;
+    const ANSWER: u16 = 0x8180;
+    let udp = |t: &mut Timeline, step: u64, from_client: bool, m: Vec<u8>| {
+        let frame = if from_client {
+            udp4(false, stub, resolver, &m)
+        } else {
+            udp4(true, resolver, stub, &m)
+        };
+        t.frame(step, WEB, frame);
+    };
+
+    // DNS over UDP, one stub resolver flow: a query left unanswered first, then one exchange per
+    // record type, the last more than 5 s after the unanswered one (its timeout).
+    udp(
+        &mut t,
+        0,
+        true,
+        l7_dns(0x0a00, QUERY, ("slow.example.com", 1), &[], &[]),
+    );
+    let www = "www.example.com";
+    udp(
+        &mut t,
+        1000,
+        true,
+        l7_dns(0x0a01, QUERY, (www, 1), &[], &[]),
+    );
+    udp(
+        &mut t,
+        1500,
+        false,
+        l7_dns(
+            0x0a01,
+            ANSWER,
+            (www, 1),
+            &[
+                (www, 5, 300, dns_name("edge.example.net")),
+                ("edge.example.net", 1, 60, vec![93, 184, 215, 14]),
+            ],
+            &[],
+        ),
+    );
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a02, QUERY, (www, 28), &[], &[]),
+    );
+    let v6 = [
+        0x26, 0x06, 0x28, 0, 0x02, 0x1f, 0xcb, 0x07, 0x68, 0x20, 0x80, 0xda, 0xaf, 0x6b, 0x8b, 0x2c,
+    ];
+    udp(
+        &mut t,
+        1200,
+        false,
+        l7_dns(
+            0x0a02,
+            ANSWER,
+            (www, 28),
+            &[(www, 28, 60, v6.to_vec())],
+            &[],
+        ),
+    );
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a03, QUERY, ("example.com", 15), &[], &[]),
+    );
+    let mx = cat(&[&[0, 10], &dns_name("mail.example.com")]);
+    udp(
+        &mut t,
+        1100,
+        false,
+        l7_dns(
+            0x0a03,
+            ANSWER,
+            ("example.com", 15),
+            &[("example.com", 15, 3600, mx)],
+            &[],
+        ),
+    );
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a04, QUERY, ("example.com", 16), &[], &[]),
+    );
+    let txt = cat(&[&[11], b"v=spf1 -all"]);
+    udp(
+        &mut t,
+        1100,
+        false,
+        l7_dns(
+            0x0a04,
+            ANSWER,
+            ("example.com", 16),
+            &[("example.com", 16, 3600, txt)],
+            &[],
+        ),
+    );
+    let sip = "_sip._tcp.example.com";
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a05, QUERY, (sip, 33), &[], &[]),
+    );
+    let srv = cat(&[&[0, 10, 0, 60, 0x13, 0xc4], &dns_name("sip.example.com")]);
+    udp(
+        &mut t,
+        1100,
+        false,
+        l7_dns(0x0a05, ANSWER, (sip, 33), &[(sip, 33, 600, srv)], &[]),
+    );
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a06, QUERY, ("example.com", 65), &[], &[]),
+    );
+    // HTTPS (RFC 9460): priority 1, target ".", alpn=h2,h3, ipv4hint=93.184.215.14.
+    let https = cat(&[
+        &[0, 1, 0],
+        &[0, 1, 0, 6, 2, b'h', b'2', 2, b'h', b'3'],
+        &[0, 4, 0, 4, 93, 184, 215, 14],
+    ]);
+    udp(
+        &mut t,
+        1100,
+        false,
+        l7_dns(
+            0x0a06,
+            ANSWER,
+            ("example.com", 65),
+            &[("example.com", 65, 300, https)],
+            &[],
+        ),
+    );
+    // NXDOMAIN with the zone's SOA in the authority section (RFC 2308).
+    let nope = "nope.example.com";
+    udp(
+        &mut t,
+        5_000_000,
+        true,
+        l7_dns(0x0a07, QUERY, (nope, 1), &[], &[]),
+    );
+    let soa = cat(&[
+        &dns_name("ns.icann.org"),
+        &dns_name("noc.dns.icann.org"),
+        &[
+            0x78, 0x9a, 0x6d, 0x01, 0, 0, 0x1c, 0x20, 0, 0, 0x0e, 0x10, 0, 0x12, 0x75, 0, 0, 0,
+            0x0e, 0x10,
+        ],
+    ]);
+    udp(
+        &mut t,
+        1300,
+        false,
+        l7_dns(
+            0x0a07,
+            0x8183,
+            (nope, 1),
+            &[],
+            &[("example.com", 6, 3600, soa)],
+        ),
+    );
+    // A malformed response: its answer's owner is a compression pointer that points forwards.
+    let bad = "bad.example.com";
+    udp(
+        &mut t,
+        3000,
+        true,
+        l7_dns(0x0a08, QUERY, (bad, 1), &[], &[]),
+    );
+    let mut m = l7_dns(0x0a08, ANSWER, (bad, 1), &[], &[]);
+    m[7] = 1;
+    m.extend_from_slice(&[0xc0, 0x40, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+    udp(&mut t, 1000, false, m);
+
+    // DNS over TCP: the query split over two segments, the answer over three.
+    let mut tcp = Tcp::new((client, 41053), resolver);
+    t.frame(20_000, WEB, tcp.seg(true, Flags::Syn, &[]));
+    t.frame(400, WEB, tcp.seg(false, Flags::SynAck, &[]));
+    t.frame(50, WEB, tcp.seg(true, Flags::Ack, &[]));
+    let big = "big.example.com";
+    let q = l7_dns(0x0b01, QUERY, (big, 1), &[], &[]);
+    let q = cat(&[&(q.len() as u16).to_be_bytes(), &q]);
+    t.frame(100, WEB, tcp.seg(true, Flags::PshAck, &q[..7]));
+    t.frame(30, WEB, tcp.seg(true, Flags::PshAck, &q[7..]));
+    let answers: Vec<Rr<'_>> = (1..=3u8)
+        .map(|i| (big, 1, 30, vec![198, 51, 100, i]))
+        .collect();
+    let a = l7_dns(0x0b01, 0x8580, (big, 1), &answers, &[]);
+    let a = cat(&[&(a.len() as u16).to_be_bytes(), &a]);
+    t.frame(600, WEB, tcp.seg(false, Flags::PshAck, &a[..1]));
+    t.frame(40, WEB, tcp.seg(false, Flags::PshAck, &a[1..30]));
+    t.frame(40, WEB, tcp.seg(false, Flags::PshAck, &a[30..]));
+    t.frame(60, WEB, tcp.seg(true, Flags::FinAck, &[]));
+    t.frame(60, WEB, tcp.seg(false, Flags::FinAck, &[]));
+    t.frame(60, WEB, tcp.seg(true, Flags::Ack, &[]));
+
+    // HTTP/1.1 keep-alive: two pipelined GETs (a 200 and a 304), then a POST with a
+    // Content-Length body answered with a chunked response.
+    let server = ([93, 184, 215, 14], 80);
+    let mut h = Tcp::new((client, 42080), server);
+    t.frame(30_000, WEB, h.seg(true, Flags::Syn, &[]));
+    t.frame(9000, WEB, h.seg(false, Flags::SynAck, &[]));
+    t.frame(50, WEB, h.seg(true, Flags::Ack, &[]));
+    let two = b"GET /a.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nReferer: http://www.example.com/\r\nAccept: */*\r\n\r\nGET /logo.png HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nIf-None-Match: \"abc\"\r\n\r\n";
+    t.frame(100, WEB, h.seg(true, Flags::PshAck, two));
+    let page = "<html>a</html>\n";
+    let r1 = format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{page}", page.len());
+    t.frame(9000, WEB, h.seg(false, Flags::PshAck, r1.as_bytes()));
+    t.frame(
+        200,
+        WEB,
+        h.seg(
+            false,
+            Flags::PshAck,
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"abc\"\r\n\r\n",
+        ),
+    );
+    t.frame(50, WEB, h.seg(true, Flags::Ack, &[]));
+    let post = b"POST /api/v1/items HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.5.0\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"name\":\"widget\"}";
+    t.frame(200_000, WEB, h.seg(true, Flags::PshAck, post));
+    t.frame(9000, WEB, h.seg(false, Flags::PshAck, b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{\"id\":4"));
+    t.frame(100, WEB, h.seg(false, Flags::PshAck, b"2}\r\n0\r\n\r\n"));
+    t.frame(50, WEB, h.seg(true, Flags::FinAck, &[]));
+    t.frame(9000, WEB, h.seg(false, Flags::FinAck, &[]));
+    t.frame(50, WEB, h.seg(true, Flags::Ack, &[]));
+
+    // A response cut by a lost mirror copy: the middle of three body segments never reaches the
+    // mirror, though the client acknowledges it. The next request on the connection still counts.
+    let mut g = Tcp::new((client, 42081), server);
+    t.frame(30_000, WEB, g.seg(true, Flags::Syn, &[]));
+    t.frame(9000, WEB, g.seg(false, Flags::SynAck, &[]));
+    t.frame(50, WEB, g.seg(true, Flags::Ack, &[]));
+    t.frame(
+        100,
+        WEB,
+        g.seg(
+            true,
+            Flags::PshAck,
+            b"GET /big.bin HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Wget/1.21\r\n\r\n",
+        ),
+    );
+    let body: Vec<u8> = (0..3000).map(|i| b'0' + (i % 10) as u8).collect();
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 3000\r\n\r\n";
+    t.frame(
+        9000,
+        WEB,
+        g.seg(false, Flags::PshAck, &cat(&[head, &body[..1000]])),
+    );
+    let _lost = g.seg(false, Flags::PshAck, &body[1000..2000]);
+    t.frame(100, WEB, g.seg(false, Flags::PshAck, &body[2000..]));
+    t.frame(50, WEB, g.seg(true, Flags::Ack, &[]));
+    t.frame(
+        100_000,
+        WEB,
+        g.seg(
+            true,
+            Flags::PshAck,
+            b"GET /after HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Wget/1.21\r\n\r\n",
+        ),
+    );
+    t.frame(
+        9000,
+        WEB,
+        g.seg(
+            false,
+            Flags::PshAck,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
+        ),
+    );
+    t.frame(50, WEB, g.seg(true, Flags::FinAck, &[]));
+    t.frame(9000, WEB, g.seg(false, Flags::FinAck, &[]));
+    t.frame(50, WEB, g.seg(true, Flags::Ack, &[]));
+
+    // HTTP/1.0 on a port no one assigned to HTTP, the response read until the connection closes.
+    let mut o = Tcp::new((client, 42082), ([172, 31, 9, 80], 8000));
+    t.frame(30_000, WEB, o.seg(true, Flags::Syn, &[]));
+    t.frame(300, WEB, o.seg(false, Flags::SynAck, &[]));
+    t.frame(50, WEB, o.seg(true, Flags::Ack, &[]));
+    t.frame(100, WEB, o.seg(true, Flags::PshAck, b"GET /metrics HTTP/1.0\r\nHost: 172.31.9.80:8000\r\nUser-Agent: Prometheus/2.48.0\r\n\r\n"));
+    t.frame(
+        700,
+        WEB,
+        o.seg(
+            false,
+            Flags::PshAck,
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\r\nup 1\n",
+        ),
+    );
+    t.frame(30, WEB, o.seg(false, Flags::FinAck, &[]));
+    t.frame(50, WEB, o.seg(true, Flags::FinAck, &[]));
+    t.frame(300, WEB, o.seg(false, Flags::Ack, &[]));
     t.events
 }

@@ -345,6 +345,8 @@ impl Registry {
         r.register::<connectivity::ConnectivityConfig>("connectivity");
         r.register::<detect::DetectConfig>("detect");
         r.register::<tls::TlsConfig>("tls");
+        r.register::<dns::DnsConfig>("dns");
+        r.register::<http::HttpConfig>("http");
         r
     }
 

@@ -512,6 +512,37 @@ impl BodyTracker {
         self.content
     }
 
+    /// Passes over `n` bytes the stream lost (a [`crate::flow::Chunk::Gap`]) where the framing
+    /// still says where the body ends: inside a Content-Length body or a chunk's data, or in a body
+    /// read until close. Elsewhere (a chunk-size line, a trailer) the framing is lost with the
+    /// bytes: `false`, and the tracker is left as it was for the caller to resynchronise.
+    ///
+    /// The skipped bytes count as content: they were sent (the peer acknowledged them), only the
+    /// mirror lost them.
+    pub fn skip(&mut self, n: u64) -> bool {
+        match &mut self.state {
+            State::Length { left } if n <= *left => {
+                *left -= n;
+                if *left == 0 {
+                    self.state = State::Done;
+                }
+            }
+            State::Chunked(chunk) => match chunk {
+                Chunk::Data { left } if n <= *left => {
+                    *left -= n;
+                    if *left == 0 {
+                        *chunk = Chunk::DataEnd { seen_cr: false };
+                    }
+                }
+                _ => return false,
+            },
+            State::UntilClose | State::Tunnel => {}
+            _ => return false,
+        }
+        self.content += n;
+        true
+    }
+
     /// Takes the next piece of the stream. See [`BodyTracker::feed_with`].
     pub fn feed(&mut self, input: &[u8]) -> Result<BodyProgress, HttpError> {
         self.feed_with(input, |_| {})
@@ -777,6 +808,25 @@ Referer: http://example.org/\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\nAccept: *
 
     const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
 Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhelloHTTP/1.1 304 Not Modified\r\n\r\n";
+
+    #[test]
+    fn http_body_skips_lost_bytes_where_framing_allows() {
+        let mut t = BodyTracker::new(BodyKind::Length(10));
+        assert_eq!(t.feed(b"abc").unwrap().consumed, 3);
+        assert!(t.skip(4));
+        assert!(!t.skip(4), "more than the body has left");
+        let p = t.feed(b"hijNEXT").unwrap();
+        assert_eq!((p.consumed, p.done, t.content_len()), (3, true, 10));
+
+        let mut c = BodyTracker::new(BodyKind::Chunked);
+        c.feed(b"8\r\nab").unwrap();
+        assert!(c.skip(6));
+        let p = c.feed(b"\r\n0\r\n\r\nX").unwrap();
+        assert_eq!((p.consumed, p.done, c.content_len()), (7, true, 8));
+        let mut c = BodyTracker::new(BodyKind::Chunked);
+        c.feed(b"8").unwrap();
+        assert!(!c.skip(2), "a hole in a chunk-size line loses the framing");
+    }
 
     #[test]
     fn http_request_head_fields() {
