@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod eve;
 pub mod flowlog;
+pub mod forward;
 pub mod http;
 #[cfg(test)]
 mod no_alloc_tests;
@@ -339,6 +340,7 @@ impl Registry {
         r.register::<stats::StatsConfig>("stats");
         r.register::<flowlog::FlowLogConfig>("flowlog");
         r.register::<pcap::PcapConfig>("pcap");
+        r.register::<forward::ForwardConfig>("forward");
         r
     }
 
