@@ -268,6 +268,12 @@ fn serve(listener: TcpListener, shared: Arc<Shared>, new_links: Receiver<Link>, 
                     Ok(rec) => {
                         moved += 1;
                         for c in clients.iter_mut().filter(|c| c.alive) {
+                            // Room is made by writing first: only a client whose socket takes
+                            // nothing while its buffer is full is behind.
+                            if c.pending.len() + rec.len() > s.client_buffer && !c.write_some() {
+                                c.alive = false;
+                                continue;
+                            }
                             if c.pending.len() + rec.len() > s.client_buffer {
                                 tracing::warn!(message = "PCAP-over-IP client too slow; disconnected.", client = %c.addr, buffered = c.pending.len());
                                 shared.cut.fetch_add(1, Ordering::Relaxed);
