@@ -6,11 +6,14 @@
 #   (b) offline: `vxtap replay` of a generated VXLAN capture vs a bare single-threaded decap-and-count
 #                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes;
 #   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
-#   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs).
+#   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs);
+#   (e) forward: the drain benchmark with stats only, then with a forward module re-sending every
+#                packet as VXLAN to a loopback receiver that discards (a bound socket never read: the
+#                kernel drops, so the receiver costs no CPU), same settings; the ratio of the rates.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
-#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory OUT=target/bench
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,forward OUT=target/bench
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
 set -euo pipefail
@@ -23,7 +26,7 @@ THREADS=${THREADS:-2}
 RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
-ONLY=${ONLY:-drain,offline,micro,memory}
+ONLY=${ONLY:-drain,offline,micro,memory,forward}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -184,6 +187,32 @@ if wants memory; then
         "$EX/flow_memory" "$MEM_FLOWS" 2>"$OUT/memory.log" >/dev/null
     fi
     grep '^RESULT' "$OUT/memory.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
+fi
+
+if wants forward; then
+    say "(e) forward: drain with stats only vs stats + forward (VXLAN to a discarding loopback receiver)"
+    discard_port_file="$OUT/discard.port"
+    python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind(("127.0.0.1", 0))
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(3600)' "$discard_port_file" &
+    discard_pid=$!
+    for _ in $(seq 50); do [ -s "$discard_port_file" ] && break; sleep 0.1; done
+    printf '[[module]]\nkind = "forward"\n[[module.output]]\ntype = "vxlan"\nto = ["127.0.0.1:%s"]\n' \
+        "$(cat "$discard_port_file")" >"$OUT/forward.toml"
+    for mode in stats forward; do
+        extra=()
+        [ "$mode" = forward ] && extra=(--extra-config "$OUT/forward.toml")
+        "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
+            --runs "$RUNS" --rcvbuf "$RCVBUF" "${extra[@]}" | tee "$OUT/forward-$mode.log" | grep -v '^RESULT'
+    done
+    kill "$discard_pid" 2>/dev/null || true
+    rate() { grep '^RESULT drain' "$OUT/forward-$1.log" | sed -n 's/.*vxtap_mps=\([0-9.]*\).*/\1/p' | head -1; }
+    stats_mps=$(rate stats)
+    forward_mps=$(rate forward)
+    result "forward stats_mps=$stats_mps forward_mps=$forward_mps forward_vs_stats=$(ratio "$forward_mps" "$stats_mps")"
 fi
 
 say "summary ($SUMMARY)"
