@@ -279,6 +279,7 @@ impl ModuleConfig for ForwardConfig {
                 }
                 ForwardOutput::Tap(t) => {
                     let mut taps = Taps {
+                        denied: None,
                         per_session: t.per_session,
                         mtu: t.mtu,
                         max_devices: t.max_devices,
@@ -287,7 +288,8 @@ impl ModuleConfig for ForwardConfig {
                         by_name: FxHashMap::default(),
                     };
                     if !t.per_session {
-                        taps.open(&t.name).map_err(|e| err(e.to_string()))?;
+                        taps.open(&t.name)
+                            .map_err(|e| err(tap_error(&t.name, &e)))?;
                     }
                     Kind::Tap(taps)
                 }
@@ -347,6 +349,14 @@ impl ModuleConfig for ForwardConfig {
             if matches!(&out.kind, Kind::Tap(t) if t.per_session) {
                 for s in ctx.sessions.sessions().iter().filter(|s| !s.learned) {
                     out.choice(s);
+                }
+                // Without the privilege no device will ever work: say so at start, not per packet.
+                if let Kind::Tap(Taps {
+                    denied: Some((name, e)),
+                    ..
+                }) = &out.kind
+                {
+                    return Err(err(tap_error(name, e)));
                 }
             }
             outputs.push(out);
@@ -411,7 +421,21 @@ struct Choice {
     tap: Option<usize>,
 }
 
+/// A TAP creation error, with what to do when it is a missing privilege.
+fn tap_error(name: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "cannot create TAP device {name}: {e}; TAP devices need CAP_NET_ADMIN and \
+             /dev/net/tun (under systemd: install systemd/vxtap-tap.conf, docs/modules/forward.md)"
+        )
+    } else {
+        format!("cannot create TAP device {name}: {e}")
+    }
+}
+
 struct Taps {
+    /// The first creation refused for want of privilege, kept so that the build can fail with it.
+    denied: Option<(String, std::io::Error)>,
     per_session: bool,
     mtu: u32,
     max_devices: usize,
@@ -447,6 +471,9 @@ impl Taps {
                 Some(i)
             }
             Err(error) => {
+                if error.kind() == std::io::ErrorKind::PermissionDenied && self.denied.is_none() {
+                    self.denied = Some((name.clone(), std::io::Error::from(error.kind())));
+                }
                 tracing::warn!(message = "Cannot create the TAP device of a session; its packets are counted as errors.", device = %name, session = %s.name, %error);
                 self.queues.push(None);
                 self.by_name.insert(name, self.queues.len() - 1);
