@@ -390,3 +390,42 @@ fn a_client_that_stops_reading_is_cut_off_and_the_pipeline_goes_on() {
     let rest = read_to_end(stuck, Duration::from_secs(10));
     assert!((rest.len() as u64) < 24 + n * (16 + frame.len() as u64));
 }
+
+#[test]
+fn the_pps_cap_runs_on_packet_time() {
+    // Offline, 2,000 packets 1 ms apart (2 s of packet time), one shard, a cap of 100/s: 200 pass,
+    // plus the 0.1 s burst the cap allows; the rest are counted drops. Packet time makes this exact
+    // however fast the pipeline runs.
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frame = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 2], 443, &[7; 64]);
+    let datagrams: Vec<Datagram> = (0..2000u64)
+        .map(|i| {
+            (
+                vxtap::base::Timestamp::from_nanos(1_700_000_000_000_000_000 + i * 1_000_000),
+                "10.1.1.1".parse().unwrap(),
+                Encap::Vxlan,
+                vxlan(5, &frame),
+            )
+        })
+        .collect();
+    let config = format!(
+        "[pipeline]\nshards = 1\n[[module]]\nkind = \"forward\"\n[[module.output]]\ntype = \"vxlan\"\n\
+         to = [\"{}\"]\npps = 100\nsnaplen = 60\n",
+        receiver.local_addr().unwrap()
+    );
+    let totals = run_offline(&config, &datagrams);
+    let (packets, wrote, errors, drops) = totals[0];
+    assert_eq!(packets, 2000);
+    assert_eq!(errors, 0);
+    assert_eq!(wrote + drops, 2000);
+    assert!((200..=211).contains(&wrote), "{wrote} passed the cap");
+    // snaplen: the datagrams carry 60 bytes of frame after the 8-byte VXLAN header.
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = receiver.recv(&mut buf).unwrap();
+    assert_eq!(n, 8 + 60);
+    assert_eq!(&buf[..8], &[0x08, 0, 0, 0, 0, 0, 5, 0]);
+    assert_eq!(&buf[8..n], &frame[..60]);
+}
