@@ -54,7 +54,7 @@ say "machine"
 say "build (release)"
 cargo build --release --quiet --bin vxtap \
     --example bare_recvmmsg --example drain_bench --example gen_capture \
-    --example bare_replay --example flow_memory
+    --example bare_replay --example flow_memory --example bare_sendmmsg
 BIN=target/release
 EX=target/release/examples
 
@@ -209,10 +209,16 @@ time.sleep(3600)' "$discard_port_file" &
             --runs "$RUNS" --rcvbuf "$RCVBUF" "${extra[@]}" | tee "$OUT/forward-$mode.log" | grep -v '^RESULT'
     done
     kill "$discard_pid" 2>/dev/null || true
-    rate() { grep '^RESULT drain' "$OUT/forward-$1.log" | sed -n 's/.*vxtap_mps=\([0-9.]*\).*/\1/p' | head -1; }
-    stats_mps=$(rate stats)
-    forward_mps=$(rate forward)
-    result "forward stats_mps=$stats_mps forward_mps=$forward_mps forward_vs_stats=$(ratio "$forward_mps" "$stats_mps")"
+    # The kernel's share: a bare sendmmsg loop with the same payloads to the same kind of receiver.
+    "$EX/bare_sendmmsg" 1000000 | tee "$OUT/forward-bare-send.log"
+    field() { grep "^RESULT $2" "$OUT/$1.log" | sed -n "s/.*[ ]$3=\([0-9.]*\).*/\1/p" | head -1; }
+    stats_mps=$(field forward-stats drain vxtap_mps)
+    forward_mps=$(field forward-forward drain vxtap_mps)
+    stats_cpu=$(field forward-stats drain cpu_ns_vxtap)
+    forward_cpu=$(field forward-forward drain cpu_ns_vxtap)
+    send_cpu=$(field forward-bare-send bare_send cpu_ns_per_datagram)
+    added=$(awk -v a="$forward_cpu" -v b="$stats_cpu" 'BEGIN {printf "%.0f", a - b}')
+    result "forward stats_mps=$stats_mps forward_mps=$forward_mps forward_vs_stats=$(ratio "$forward_mps" "$stats_mps") cpu_ns_stats=$stats_cpu cpu_ns_forward=$forward_cpu added_cpu_ns=$added bare_send_cpu_ns=$send_cpu added_vs_bare_send=$(ratio "$added" "$send_cpu")"
 fi
 
 say "summary ($SUMMARY)"
