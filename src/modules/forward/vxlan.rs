@@ -114,8 +114,9 @@ impl VxlanSender {
         if self.queued.is_empty() {
             return 0;
         }
-        // Stable: within a socket (so within a flow) the order of arrival is kept.
-        self.queued.sort_by_key(|q| q.socket);
+        // Within a socket (so within a flow) the order of arrival is kept: arena offsets grow in
+        // arrival order, so an unstable sort on (socket, offset) needs no scratch buffer at all.
+        self.queued.sort_unstable_by_key(|q| (q.socket, q.start));
         let mut sent = 0;
         let mut i = 0;
         while i < self.queued.len() {
