@@ -429,3 +429,65 @@ fn the_pps_cap_runs_on_packet_time() {
     assert_eq!(&buf[..8], &[0x08, 0, 0, 0, 0, 0, 5, 0]);
     assert_eq!(&buf[8..n], &frame[..60]);
 }
+
+#[test]
+fn both_directions_of_a_flow_leave_from_one_source_port() {
+    // What a downstream NLB needs: the outer 5-tuple of both directions of a flow is the same, and
+    // flows spread over several ports.
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut datagrams: Vec<Datagram> = Vec::new();
+    for flow in 0..40u16 {
+        let client = [10, 0, 0, 1 + (flow % 7) as u8];
+        let server = [10, 9, 0, 2];
+        for i in 0..4u64 {
+            let frame = if i % 2 == 0 {
+                tcp4(client, 30_000 + flow, server, 443, &[1; 20])
+            } else {
+                tcp4(server, 443, client, 30_000 + flow, &[2; 20])
+            };
+            datagrams.push((
+                vxtap::base::Timestamp::from_nanos(
+                    1_700_000_000_000_000_000 + (u64::from(flow) * 4 + i) * 1000,
+                ),
+                "10.1.1.1".parse().unwrap(),
+                Encap::Vxlan,
+                vxlan(5, &frame),
+            ));
+        }
+    }
+    let config = format!(
+        "[pipeline]\nshards = 2\n[[module]]\nkind = \"forward\"\n[[module.output]]\ntype = \"vxlan\"\n\
+         to = [\"{}\"]\nsource_ports = 8\n",
+        receiver.local_addr().unwrap()
+    );
+    let totals = run_offline(&config, &datagrams);
+    assert_eq!(totals[0].1, datagrams.len() as u64);
+    let mut port_of_flow: std::collections::HashMap<u16, std::collections::BTreeSet<u16>> =
+        Default::default();
+    let mut buf = [0u8; 2048];
+    for _ in 0..datagrams.len() {
+        let (n, from) = receiver.recv_from(&mut buf).unwrap();
+        // The client port: whichever of the two inner TCP ports is not 443.
+        let at = 8 + 14 + 20;
+        let (sport, dport) = (
+            u16::from_be_bytes([buf[at], buf[at + 1]]),
+            u16::from_be_bytes([buf[at + 2], buf[at + 3]]),
+        );
+        assert!(n > at + 4);
+        let client_port = if sport == 443 { dport } else { sport };
+        port_of_flow
+            .entry(client_port)
+            .or_default()
+            .insert(from.port());
+    }
+    assert_eq!(port_of_flow.len(), 40);
+    assert!(
+        port_of_flow.values().all(|ports| ports.len() == 1),
+        "{port_of_flow:?}"
+    );
+    let used: std::collections::BTreeSet<u16> = port_of_flow.values().flatten().copied().collect();
+    assert!(used.len() >= 4, "flows spread over source ports: {used:?}");
+}
