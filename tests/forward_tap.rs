@@ -1,7 +1,8 @@
 //! The forward module's TAP output in a network namespace this test creates and removes: `vxtap run`
 //! in the namespace creates one TAP device per configured session (named `vx` + FNV-1a of the ENI id
 //! or session name), tcpdump on each device captures exactly the inner frames `vxtap send` mirrored in
-//! that session and nothing else, and the devices are gone after vxtap stops.
+//! that session and nothing else, a second output's single device (`per_session = false`) has them
+//! all, and the devices are gone after vxtap stops.
 //!
 //! Needs root (CAP_NET_ADMIN), ip(8), tcpdump and /dev/net/tun. Without them it is skipped with a
 //! message, except under CI=true, where it fails.
@@ -207,7 +208,8 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
             "[ingest]\nvxlan = [\"127.0.0.1:4789\"]\n[pipeline]\nshards = 2\n\
              [[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 11\neni = \"{eni}\"\n\
              [[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 12\nname = \"second\"\n\
-             [[module]]\nkind = \"forward\"\n[[module.output]]\ntype = \"tap\"\n"
+             [[module]]\nkind = \"forward\"\n[[module.output]]\ntype = \"tap\"\n\
+             [[module.output]]\ntype = \"tap\"\nper_session = false\nname = \"vxall0\"\n"
         ),
     )
     .unwrap();
@@ -224,16 +226,17 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
     // Keep draining the log so that vxtap never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
-    for dev in [&dev_a, &dev_b] {
+    for dev in [&dev_a, &dev_b, "vxall0"] {
         let link = ns
             .link_exists(dev)
             .unwrap_or_else(|| panic!("device {dev} exists while vxtap runs: {log}"));
         assert!(link.contains("mtu 9216") && link.contains(",UP"), "{link}");
     }
 
-    let (cap_a, cap_b) = (dir.join("a.pcap"), dir.join("b.pcap"));
+    let (cap_a, cap_b, cap_all) = (dir.join("a.pcap"), dir.join("b.pcap"), dir.join("all.pcap"));
     let mut dump_a = tcpdump(&ns, &dev_a, &cap_a);
     let mut dump_b = tcpdump(&ns, &dev_b, &cap_b);
+    let mut dump_all = tcpdump(&ns, "vxall0", &cap_all);
 
     let frames = |base: u8, n: u16| -> Vec<Vec<u8>> {
         (0..n)
@@ -274,6 +277,7 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
         .unwrap_or_default();
     stop(&mut dump_a, libc::SIGINT);
     stop(&mut dump_b, libc::SIGINT);
+    stop(&mut dump_all, libc::SIGINT);
     // SIGINT: stop at once (SIGTERM would drain for `drain_seconds` first).
     stop(&mut vxtap, libc::SIGINT);
 
