@@ -13,10 +13,13 @@
 #   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs);
 #   (e) flows:   the flow layer reassembling every TCP direction for a null consumer
 #                (examples/replay_streams.rs) vs flowlog alone, one shard, on the ENI-like capture.
+#   (f) forward: the drain benchmark with stats only, then with a forward module re-sending every
+#                packet as VXLAN to a loopback receiver that discards (a bound socket never read: the
+#                kernel drops, so the receiver costs no CPU), same settings; the ratio of the rates.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
-#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows OUT=target/bench
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward OUT=target/bench
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
@@ -30,7 +33,7 @@ THREADS=${THREADS:-2}
 RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
-ONLY=${ONLY:-drain,offline,micro,memory,flows}
+ONLY=${ONLY:-drain,offline,micro,memory,flows,forward}
 CAPTURE=${CAPTURE:-both}
 ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
@@ -64,7 +67,7 @@ say "machine"
 say "build (release)"
 cargo build --release --quiet --bin vxtap \
     --example bare_recvmmsg --example drain_bench --example gen_capture \
-    --example bare_replay --example flow_memory --example gen_eni_capture --example replay_streams
+    --example bare_replay --example flow_memory --example gen_eni_capture --example replay_streams --example bare_sendmmsg
 BIN=target/release
 EX=target/release/examples
 
@@ -260,6 +263,38 @@ if wants flows; then
     result "flows flowlog_only pps=$fl peak_rss_kib=$(rss flowlog) capture=eni runs=$RUNS"
     result "flows streams_only pps=$st peak_rss_kib=$(rss streams) peak_rss_half_file_kib=$(rss streams_half) ratio_vs_flowlog=$(ratio "$st" "$fl") capture=eni"
     result "flows flowlog_plus_streams pps=$fs peak_rss_kib=$(rss flowlog_streams) ratio_vs_flowlog=$(ratio "$fs" "$fl") capture=eni"
+fi
+
+if wants forward; then
+    say "(f) forward: drain with stats only vs stats + forward (VXLAN to a discarding loopback receiver)"
+    discard_port_file="$OUT/discard.port"
+    python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind(("127.0.0.1", 0))
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(3600)' "$discard_port_file" &
+    discard_pid=$!
+    for _ in $(seq 50); do [ -s "$discard_port_file" ] && break; sleep 0.1; done
+    printf '[[module]]\nkind = "forward"\n[[module.output]]\ntype = "vxlan"\nto = ["127.0.0.1:%s"]\n' \
+        "$(cat "$discard_port_file")" >"$OUT/forward.toml"
+    for mode in stats forward; do
+        extra=()
+        [ "$mode" = forward ] && extra=(--extra-config "$OUT/forward.toml")
+        "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
+            --runs "$RUNS" --rcvbuf "$RCVBUF" "${extra[@]}" | tee "$OUT/forward-$mode.log" | grep -v '^RESULT'
+    done
+    kill "$discard_pid" 2>/dev/null || true
+    # The kernel's share: a bare sendmmsg loop with the same payloads to the same kind of receiver.
+    "$EX/bare_sendmmsg" 1000000 | tee "$OUT/forward-bare-send.log"
+    field() { grep "^RESULT $2" "$OUT/$1.log" | sed -n "s/.*[ ]$3=\([0-9.]*\).*/\1/p" | head -1; }
+    stats_mps=$(field forward-stats drain vxtap_mps)
+    forward_mps=$(field forward-forward drain vxtap_mps)
+    stats_cpu=$(field forward-stats drain cpu_ns_vxtap)
+    forward_cpu=$(field forward-forward drain cpu_ns_vxtap)
+    send_cpu=$(field forward-bare-send bare_send cpu_ns_per_datagram)
+    added=$(awk -v a="$forward_cpu" -v b="$stats_cpu" 'BEGIN {printf "%.0f", a - b}')
+    result "forward stats_mps=$stats_mps forward_mps=$forward_mps forward_vs_stats=$(ratio "$forward_mps" "$stats_mps") cpu_ns_stats=$stats_cpu cpu_ns_forward=$forward_cpu added_cpu_ns=$added bare_send_cpu_ns=$send_cpu added_vs_bare_send=$(ratio "$added" "$send_cpu")"
 fi
 
 say "summary ($SUMMARY)"

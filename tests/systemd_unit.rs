@@ -59,6 +59,42 @@ fn unit_verifies_cleanly() {
     assert_eq!(text(&out).trim(), "", "verify must print nothing");
 }
 
+/// The opt-in TAP drop-in verifies on top of the unit. `verify` reads one file, so the drop-in's
+/// `[Service]` section is appended to a copy of the unit: systemd merges repeated sections exactly as
+/// it merges a drop-in.
+#[test]
+fn tap_drop_in_verifies_and_adds_only_what_tap_needs() {
+    let drop_in = include_str!("../systemd/vxtap-tap.conf");
+    for must in [
+        "CapabilityBoundingSet=CAP_NET_ADMIN\n",
+        "AmbientCapabilities=CAP_NET_ADMIN\n",
+        "DeviceAllow=/dev/net/tun rw\n",
+        "PrivateDevices=no\n",
+        "PrivateUsers=no\n",
+    ] {
+        assert!(drop_in.contains(must), "drop-in lacks {must:?}");
+    }
+    assert!(
+        !UNIT.contains("CAP_NET_ADMIN"),
+        "the default unit stays without capabilities"
+    );
+    let (dir, path) = unit_copy("tap");
+    let mut unit = std::fs::read_to_string(&path).unwrap();
+    unit.push('\n');
+    unit.push_str(drop_in);
+    std::fs::write(&path, unit).unwrap();
+    let Some(out) = systemd_analyze(&["verify", path.to_str().unwrap()]) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}",
+        text(&out)
+    );
+    assert_eq!(text(&out).trim(), "", "verify must print nothing");
+}
+
 #[test]
 fn unit_is_hardened_to_an_exposure_of_two_or_less() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/vxtap.service");

@@ -10,6 +10,7 @@ pub mod detect;
 pub mod dns;
 pub mod eve;
 pub mod flowlog;
+pub mod forward;
 pub mod http;
 mod interval_board;
 #[cfg(test)]
@@ -347,6 +348,7 @@ impl Registry {
         r.register::<tls::TlsConfig>("tls");
         r.register::<dns::DnsConfig>("dns");
         r.register::<http::HttpConfig>("http");
+        r.register::<forward::ForwardConfig>("forward");
         r
     }
 
