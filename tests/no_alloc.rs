@@ -171,6 +171,13 @@ interval_secs = 10
 
 [[module]]
 kind = "streams"
+
+# Every TCP flow to 443 here is a finding: judged at its start, counted into its aggregate per packet.
+[[module]]
+kind = "accessscope"
+scopes = ["tests/scopes/tcp-443-from-vpc.json"]
+vpc_cidrs = ["10.0.0.0/8"]
+output = { type = "file", dir = "target/no_alloc-accessscope" }
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
