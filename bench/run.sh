@@ -14,7 +14,8 @@
 #   (e) flows:   the flow layer reassembling every TCP direction for a null consumer
 #                (examples/replay_streams.rs) vs flowlog alone, one shard, on the ENI-like capture.
 #   (f) scope:   accessscope with ten scopes of every statement kind (bench/accessscope.toml,
-#                bench/scopes/) added to flowlog vs flowlog alone, one shard, on the ENI-like capture.
+#                bench/scopes/) added to flowlog vs flowlog alone and vs flowlog plus the flow table
+#                (accessscope with one scope nothing matches), one shard, on the ENI-like capture.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
@@ -276,11 +277,13 @@ if wants scope; then
     cat bench/flowlog.toml >>"$OUT/scope-flowlog.toml"
     cp "$OUT/scope-flowlog.toml" "$OUT/scope-accessscope.toml"
     cat bench/accessscope.toml >>"$OUT/scope-accessscope.toml"
-    for f in flowlog accessscope; do : >"$OUT/scope-$f.times"; done
+    cp "$OUT/scope-flowlog.toml" "$OUT/scope-flowtable.toml"
+    cat bench/accessscope-null.toml >>"$OUT/scope-flowtable.toml"
+    for f in flowlog flowtable accessscope; do : >"$OUT/scope-$f.times"; done
     "$BIN/vxtap" --log-level warn replay --config "$OUT/scope-accessscope.toml" "$cap" 2>/dev/null |
         { grep -c '"event_type":"accessscope"' || true; } >"$OUT/scope-records.txt"
     for i in $(seq 1 "$RUNS"); do
-        for f in flowlog accessscope; do
+        for f in flowlog flowtable accessscope; do
             timed "$OUT/scope-$f.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/scope-$f.toml" "$cap" \
                 >/dev/null 2>>"$OUT/scope.log"
         done
@@ -288,9 +291,11 @@ if wants scope; then
     pps() { awk -v n="$packets" '{print n/$1}' "$OUT/scope-$1.times" | median; }
     rss() { awk '{print $2}' "$OUT/scope-$1.times" | median; }
     fl=$(pps flowlog)
+    ft=$(pps flowtable)
     sc=$(pps accessscope)
     result "scope flowlog_only pps=$fl peak_rss_kib=$(rss flowlog) capture=eni runs=$RUNS"
-    result "scope flowlog_plus_accessscope pps=$sc peak_rss_kib=$(rss accessscope) ratio_vs_flowlog=$(ratio "$sc" "$fl") records=$(cat "$OUT/scope-records.txt") capture=eni"
+    result "scope flowlog_plus_flow_table pps=$ft peak_rss_kib=$(rss flowtable) ratio_vs_flowlog=$(ratio "$ft" "$fl") capture=eni"
+    result "scope flowlog_plus_accessscope pps=$sc peak_rss_kib=$(rss accessscope) ratio_vs_flowlog=$(ratio "$sc" "$fl") ratio_vs_flow_table=$(ratio "$sc" "$ft") records=$(cat "$OUT/scope-records.txt") capture=eni"
 fi
 
 say "summary ($SUMMARY)"

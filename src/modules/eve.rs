@@ -122,6 +122,15 @@ pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
 /// Appends `s` as a JSON string (quotes and escapes included).
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Names, addresses and ids rarely need escaping: copy them whole rather than char by char.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

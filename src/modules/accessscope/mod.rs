@@ -44,7 +44,7 @@ const NANOS: u64 = 1_000_000_000;
 
 /// Scopes one flow can be a finding of at once; a flow's verdict is a fixed array so that its
 /// `PerFlow` slot is reused without allocation.
-pub const MAX_HITS: usize = 16;
+pub const MAX_HITS: usize = 8;
 
 /// `[[module]] kind = "accessscope"`.
 #[derive(Debug, Deserialize)]
