@@ -183,8 +183,8 @@ impl ResourceMatcher {
 /// One path compiled: every given condition must hold.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PathMatcher {
-    /// The packet's source address (the flow's client): `SourceAddresses` ∪ `SourcePrefixLists`
-    /// of both statements, each statement's own set intersected (see `sets`).
+    /// The packet's source address (the flow's client): one set per statement that gives
+    /// `SourceAddresses` or `SourcePrefixLists` (their union), all of which must hold.
     src_addrs: Vec<AddrSet>,
     dst_addrs: Vec<AddrSet>,
     src_ports: Vec<PortSet>,

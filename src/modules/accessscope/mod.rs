@@ -263,7 +263,8 @@ fn is_public(addr: IpAddr) -> bool {
 
 impl Compiled {
     /// What one end of a flow is. The mirrored ENI is known from its session (its addresses, ids
-    /// and security groups from the config, completed by the inventory); a peer from the
+    /// and security groups from the config, completed by the inventory's entry for its ENI id or,
+    /// without one, for the address); a peer from the
     /// inventory, else from `vpc_cidrs` (an ENI in the VPC, of unknown ids), else, when public,
     /// as the internet gateway.
     fn end<'a>(&'a self, session: &'a Session, addr: IpAddr) -> End<'a> {
@@ -271,10 +272,12 @@ impl Compiled {
             kind::NETWORK_INTERFACE | kind::SUBNET | kind::VPC | kind::SECURITY_GROUP;
         let mut end = End::default();
         if session.addresses.contains(&addr) {
+            // A learned session has no ENI id: its address may still be in the inventory.
             let inv = session
                 .eni
                 .as_deref()
-                .and_then(|e| self.inventory.by_eni(e));
+                .and_then(|e| self.inventory.by_eni(e))
+                .or_else(|| self.inventory.by_addr(addr));
             let pick =
                 |own: Option<&'a String>, inv: Option<&'a String>| own.or(inv).map(String::as_str);
             // A mirror source is an instance's network interface, in a subnet of a VPC.

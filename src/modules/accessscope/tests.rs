@@ -390,3 +390,40 @@ fn public_means_routable_through_an_internet_gateway() {
         assert!(!is_public(a.parse().unwrap()), "{a}");
     }
 }
+
+#[test]
+fn a_learned_session_finds_its_ids_in_the_inventory_by_address() {
+    let inv = std::env::temp_dir().join(format!("vxtap-accessscope-inv2-{}", std::process::id()));
+    std::fs::write(
+        &inv,
+        r#"{"NetworkInterfaces":[{"NetworkInterfaceId":"eni-web","Groups":[{"GroupId":"sg-web2"}],
+            "PrivateIpAddress":"10.0.1.10"}]}"#,
+    )
+    .unwrap();
+    let c = compiled(
+        &[
+            r#"{"MatchPaths":[{"Source":{"ResourceStatement":{"Resources":["sg-web2"],
+              "ResourceTypes":["AWS::EC2::Instance"]}}}]}"#,
+        ],
+        &format!("inventory = {:?}\n", inv.display().to_string()),
+    );
+    // Learned: no ENI id, no AWS ids; its address is the outer source.
+    let learned = Session::new(
+        SessionKey {
+            source: "10.0.1.10".parse().unwrap(),
+            vni: 7,
+        },
+        2,
+        true,
+    );
+    let key = FlowKey {
+        src: "10.0.1.10".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        src_port: 1,
+        dst_port: 2,
+        protocol: TCP,
+    };
+    let mut hits = ArrayVec::new();
+    c.judge(&learned, key, &mut hits);
+    assert_eq!(hits.len(), 1);
+}
