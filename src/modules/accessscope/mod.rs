@@ -211,8 +211,14 @@ impl ModuleConfig for AccessScopeConfig {
             .unwrap_or_default()
     }
 
-    fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
         let compiled = self.compiled().map_err(BuildError::new)?;
+        // check-config prints them; a daemon started (or reloaded) without it says them once too.
+        if ctx.shard == 0 {
+            for notice in &compiled.notices {
+                tracing::warn!(message = "A scope statement is not evaluated as AWS would.", %notice);
+            }
+        }
         Ok(Box::new(AccessScope {
             compiled,
             verdicts: PerFlow::new(),
