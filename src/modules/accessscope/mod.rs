@@ -51,7 +51,8 @@ pub const MAX_HITS: usize = 8;
 #[serde(deny_unknown_fields)]
 pub struct AccessScopeConfig {
     /// Scope documents (JSON), in either form AWS gives them: `create-network-insights-access-scope`
-    /// input or `get-network-insights-access-scope-content` output. Read at start and at reload.
+    /// input or `get-network-insights-access-scope-content` output. Read when the module is built:
+    /// at start, and at a reload that changes this table (a reload keeps unchanged modules).
     pub scopes: Vec<PathBuf>,
     /// What "inside the VPC" means: a peer outside these and with a public address is taken as
     /// reached through the internet gateway (`AWS::EC2::InternetGateway`); one inside them is an
