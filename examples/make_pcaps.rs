@@ -728,6 +728,7 @@ fn main() -> io::Result<()> {
     write_pcap(&dir.join("plain-sll.pcap"), 113, true, &plain_sll(&events))?;
     connectivity_pcap(&dir)?;
     write_pcap(&dir.join("l7.pcap"), 1, false, &aws_mirror(&l7_timeline()))?;
+    write_accessscope(&dir)?;
     write_pcap(
         &dir.join("tls.pcap"),
         1,
@@ -1742,4 +1743,125 @@ fn l7_timeline() -> Vec<(u64, Event)> {
     t.frame(50, WEB, o.seg(true, Flags::FinAck, &[]));
     t.frame(300, WEB, o.seg(false, Flags::Ack, &[]));
     t.events
+}
+
+/// `accessscope.pcap`: flows that must and must not be findings of the two example scopes in
+/// `tests/scopes/` (docs/modules/accessscope.md walks through each), from two mirror sessions of a
+/// VPC 10.0.0.0/16: a web ENI (10.0.1.10, VNI 100) and a database ENI (10.0.2.20, VNI 101). One
+/// connection runs across the 12:01 boundary, so with 60-second intervals it gives two records.
+fn accessscope_timeline() -> Vec<(u64, Event)> {
+    const WEB_ENI: Session = Session {
+        source: Outer::V4([10, 0, 1, 10]),
+        vni: 100,
+        packet_length: None,
+    };
+    const DB_ENI: Session = Session {
+        source: Outer::V4([10, 0, 2, 20]),
+        vni: 101,
+        packet_length: None,
+    };
+    let web = [10, 0, 1, 10];
+    let db = [10, 0, 2, 20];
+    // 12:00:50, so that the first connection's last packets fall in the next minute.
+    let mut t = Timeline {
+        now: T0 + 50_000_000_000,
+        events: Vec::new(),
+    };
+    // A whole connection: handshake, a request and an answer, both FINs.
+    let conn = |t: &mut Timeline, s: Session, c: &mut Tcp, req: &[u8], resp: &[u8]| {
+        t.frame(1000, s, c.seg(true, Flags::Syn, &[]));
+        t.frame(1000, s, c.seg(false, Flags::SynAck, &[]));
+        t.frame(100, s, c.seg(true, Flags::Ack, &[]));
+        t.frame(100, s, c.seg(true, Flags::PshAck, req));
+        t.frame(1000, s, c.seg(false, Flags::PshAck, resp));
+        t.frame(100, s, c.seg(true, Flags::FinAck, &[]));
+        t.frame(100, s, c.seg(false, Flags::FinAck, &[]));
+        t.frame(100, s, c.seg(true, Flags::Ack, &[]));
+    };
+    let internet = [198, 51, 100, 10];
+    let attacker = [203, 0, 113, 50];
+
+    // Findings of eni-to-internet: the web ENI opens connections to a public address; the first
+    // one lasts 15 s, across 12:01:00.
+    let mut a = Tcp::new((web, 40001), (internet, 443));
+    t.frame(0, WEB_ENI, a.seg(true, Flags::Syn, &[]));
+    t.frame(1000, WEB_ENI, a.seg(false, Flags::SynAck, &[]));
+    t.frame(100, WEB_ENI, a.seg(true, Flags::Ack, &[]));
+    t.frame(100, WEB_ENI, a.seg(true, Flags::PshAck, b"hello, internet"));
+    t.frame(1000, WEB_ENI, a.seg(false, Flags::Ack, &[]));
+    let mut b = Tcp::new((web, 40002), (internet, 443));
+    conn(&mut t, WEB_ENI, &mut b, b"second connection", b"ok");
+    // The same server port over UDP is another record.
+    t.frame(
+        1000,
+        WEB_ENI,
+        udp4(false, (web, 51000), (internet, 443), b"quic?"),
+    );
+    // Not findings: inside the VPC; private but outside it (peering, VPN); the internet opening
+    // a connection to the ENI (the path's Source is the client).
+    let mut c = Tcp::new((web, 40003), ([10, 0, 3, 30], 8080));
+    conn(
+        &mut t,
+        WEB_ENI,
+        &mut c,
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n",
+    );
+    let mut d = Tcp::new((web, 40004), ([172, 16, 5, 5], 443));
+    conn(&mut t, WEB_ENI, &mut d, b"to a peered network", b"ok");
+    let mut e = Tcp::new((attacker, 50001), (web, 443));
+    conn(&mut t, WEB_ENI, &mut e, b"inbound", b"ok");
+
+    // Findings of no-inbound-db: PostgreSQL from the internet, a MySQL probe answered by a reset.
+    let mut f = Tcp::new((attacker, 50002), (db, 5432));
+    conn(
+        &mut t,
+        DB_ENI,
+        &mut f,
+        b"\x00\x00\x00\x08\x04\xd2\x16\x2f",
+        b"N",
+    );
+    let mut g = Tcp::new(([203, 0, 113, 51], 50003), (db, 3306));
+    t.frame(1000, DB_ENI, g.seg(true, Flags::Syn, &[]));
+    t.frame(1000, DB_ENI, g.seg(false, Flags::Rst, &[]));
+    // Not findings: from inside the VPC and from the peered VPC (prefix list); another port;
+    // UDP to the database port.
+    let mut h = Tcp::new((web, 40005), (db, 5432));
+    conn(&mut t, DB_ENI, &mut h, b"inside", b"ok");
+    let mut i = Tcp::new(([10, 1, 4, 4], 40006), (db, 3306));
+    conn(&mut t, DB_ENI, &mut i, b"peered", b"ok");
+    let mut j = Tcp::new((attacker, 50004), (db, 22));
+    conn(
+        &mut t,
+        DB_ENI,
+        &mut j,
+        b"SSH-2.0-probe\r\n",
+        b"SSH-2.0-server\r\n",
+    );
+    t.frame(
+        1000,
+        DB_ENI,
+        udp4(false, (attacker, 50005), (db, 5432), b"udp"),
+    );
+    // And the database itself reaching the internet: a finding of eni-to-internet.
+    let mut k = Tcp::new((db, 40007), ([198, 51, 100, 20], 443));
+    conn(&mut t, DB_ENI, &mut k, b"update check", b"ok");
+
+    // The first connection ends after 12:01:00.
+    t.at(
+        15_000_000,
+        Event::Frame {
+            session: WEB_ENI,
+            frame: a.seg(false, Flags::PshAck, b"late answer"),
+        },
+    );
+    t.frame(100, WEB_ENI, a.seg(true, Flags::FinAck, &[]));
+    t.frame(100, WEB_ENI, a.seg(false, Flags::FinAck, &[]));
+    t.frame(100, WEB_ENI, a.seg(true, Flags::Ack, &[]));
+    t.events
+}
+
+fn write_accessscope(dir: &Path) -> io::Result<()> {
+    let recs = aws_mirror(&accessscope_timeline());
+    write_pcap(&dir.join("accessscope.pcap"), 1, false, &recs)
 }

@@ -291,6 +291,10 @@ pub struct StaticSession {
     pub region: Option<String>,
     /// Availability Zone id, for flow records.
     pub az_id: Option<String>,
+    /// The ENI's security group ids (`sg-…`). Nothing on the wire names them, so a module that
+    /// holds traffic against security groups (accessscope's `ResourceStatement`) learns them here.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
     /// The ENI's own addresses, so that records can say whether traffic was ingress or egress; the
     /// outer source address is always taken as one of them.
     #[serde(default)]

@@ -40,7 +40,8 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Check a configuration file, modules included, and exit: 0 if it is valid, 1 with the file, line
-    /// and key of the first problem if not.
+    /// and key of the first problem if not. A valid file's notices (what a module will treat
+    /// otherwise than its author may expect) are printed first, one line each.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
@@ -129,6 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             let modules = Registry::with_builtins().resolve(&config)?;
+            for m in &modules {
+                for notice in m.factory.notices() {
+                    println!("notice: module {} ({}): {notice}", m.index, m.kind);
+                }
+            }
             println!(
                 "{}: ok ({} listener(s), {} static session(s), {} module(s))",
                 file.display(),

@@ -39,6 +39,7 @@ fn from_config(s: &StaticSession, id: u32) -> Session {
         instance_id: s.instance_id.clone(),
         region: s.region.clone(),
         az_id: s.az_id.clone(),
+        security_groups: s.security_groups.clone(),
     };
     session
         .addresses
@@ -344,6 +345,7 @@ mod tests {
                 instance_id: None,
                 region: None,
                 az_id: None,
+                security_groups: vec![],
                 addresses: vec![],
                 labels: BTreeMap::from([("env".into(), "prod".into())]),
             }],

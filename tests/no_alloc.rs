@@ -185,6 +185,13 @@ icmp_flood_threshold = 1000000000
 # Flow-aware, and for TCP flows that are not TLS (these are not) it must cost no allocation either.
 [[module]]
 kind = "tls"
+
+# Every TCP flow to 443 here is a finding: judged at its start, counted into its aggregate per packet.
+[[module]]
+kind = "accessscope"
+scopes = ["tests/scopes/tcp-443-from-vpc.json"]
+vpc_cidrs = ["10.0.0.0/8"]
+output = { type = "file", dir = "target/no_alloc-accessscope" }
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {

@@ -62,6 +62,8 @@ pub struct AwsMetadata {
     pub region: Option<String>,
     /// Availability Zone id.
     pub az_id: Option<String>,
+    /// The ENI's security group ids, as configured: nothing on the wire says them.
+    pub security_groups: Vec<String>,
 }
 
 impl Session {

@@ -15,7 +15,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::base::{Session, Timestamp};
+use crate::base::{FlowKey, Session, Timestamp};
 use crate::flow::Flow;
 use crate::sinks::UtcTime;
 
@@ -58,22 +58,45 @@ pub fn begin<'a>(
     event_type: &str,
     flow: &Flow<'_>,
 ) -> JsonObject<'a> {
-    let k = flow.key();
+    begin_parts(
+        out,
+        ts,
+        event_type,
+        flow.id(),
+        flow.key(),
+        flow.community_id().as_str(),
+        flow.session(),
+    )
+}
+
+/// [`begin`] from a flow's parts, for records written after the flow's events are over (at the end
+/// of an aggregation interval, when no [`Flow`] is at hand): the same fields in the same order.
+/// `key` is oriented client → server.
+pub fn begin_parts<'a>(
+    out: &'a mut String,
+    ts: Timestamp,
+    event_type: &str,
+    flow_id: u64,
+    key: FlowKey,
+    community_id: &str,
+    session: &Session,
+) -> JsonObject<'a> {
+    let k = key;
     let mut o = JsonObject::begin(out);
     o.field("timestamp", |out| {
         out.push('"');
         write_timestamp(out, ts);
         out.push('"');
     });
-    o.u64("flow_id", flow.id());
+    o.u64("flow_id", flow_id);
     o.str("event_type", event_type);
     o.display("src_ip", k.src);
     o.u64("src_port", u64::from(k.src_port));
     o.display("dest_ip", k.dst);
     o.u64("dest_port", u64::from(k.dst_port));
     o.str("proto", proto_name(k.protocol));
-    o.display("community_id", flow.community_id());
-    session_object(&mut o, flow.session());
+    o.str("community_id", community_id);
+    session_object(&mut o, session);
     o
 }
 
@@ -99,6 +122,15 @@ pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
 /// Appends `s` as a JSON string (quotes and escapes included).
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Names, addresses and ids rarely need escaping: copy them whole rather than char by char.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

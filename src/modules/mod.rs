@@ -5,6 +5,7 @@
 //! (Vector's shape: a serde config struct with `deny_unknown_fields` and a `build`), so a library user
 //! adds a kind with one [`Registry::register`] call.
 
+pub mod accessscope;
 pub mod connectivity;
 pub mod detect;
 pub mod dns;
@@ -249,6 +250,15 @@ pub trait ModuleConfig: DeserializeOwned + Send + Sync + 'static {
         Ok(())
     }
 
+    /// What a valid configuration does that its author may not expect, one message each (e.g. a
+    /// statement the module cannot evaluate and how it treats it instead). `vxtap check-config`
+    /// prints them after a successful check: a warning needs a place to be seen, and an error would
+    /// refuse a configuration that works. Called after [`ModuleConfig::validate`] succeeded; the
+    /// default has none.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Builds the instance for one shard.
     fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError>;
 
@@ -264,6 +274,8 @@ pub trait ModuleFactory: Send + Sync {
     fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError>;
     /// Builds its sink.
     fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError>;
+    /// Its [`ModuleConfig::notices`].
+    fn notices(&self) -> Vec<String>;
 }
 
 impl<T: ModuleConfig> ModuleFactory for T {
@@ -272,6 +284,9 @@ impl<T: ModuleConfig> ModuleFactory for T {
     }
     fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
         ModuleConfig::sink(self, ctx)
+    }
+    fn notices(&self) -> Vec<String> {
+        ModuleConfig::notices(self)
     }
 }
 
@@ -349,6 +364,7 @@ impl Registry {
         r.register::<dns::DnsConfig>("dns");
         r.register::<http::HttpConfig>("http");
         r.register::<forward::ForwardConfig>("forward");
+        r.register::<accessscope::AccessScopeConfig>("accessscope");
         r
     }
 

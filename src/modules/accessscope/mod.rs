@@ -1,0 +1,645 @@
+//! `accessscope` (issue 16): Network Access Scopes, the policy documents of AWS's Network Access
+//! Analyzer, held against the flows a mirror actually sees. AWS evaluates a scope against the
+//! configuration (routes, security groups, ACLs) and says which paths *could* exist; this module
+//! says which ones *did*, with packets and bytes: "an ENI of the database tier talked to the
+//! internet" as a live alarm.
+//!
+//! Each flow is judged once, at its first packet, against every scope compiled at config time
+//! ([`compile`]): it is a finding of a scope when it matches one of its MatchPaths and none of its
+//! ExcludePaths; the path's `Source` is the flow's client, its `Destination` the server. The verdict
+//! sits in the flow's [`PerFlow`] slot; a flow that is no finding costs nothing after its start.
+//! Findings are aggregated per (scope, session, client, server, server port, protocol) over
+//! intervals of `interval_secs` of packet time aligned to the epoch (as flowlog's), and written at
+//! each interval's end and at `finish`, one EVE-shaped record each, so a port scan of a database
+//! from outside is one record per interval, not one per probe.
+//!
+//! Bounds: at most `max_findings` aggregates per shard and interval (a finding that finds the table
+//! full is counted in the module's `drops` and retried in the next interval), at most
+//! [`MAX_HITS`] scopes per flow (more are counted as drops).
+
+mod compile;
+mod inventory;
+mod scope;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use arrayvec::ArrayVec;
+use ipnet::IpNet;
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use self::compile::{kind, AddrSet, End, Observed, ScopeMatcher};
+use self::inventory::Inventory;
+use super::eve;
+use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+use crate::base::{FlowKey, Packet, Session, Timestamp};
+use crate::flow::community_id::CommunityId;
+use crate::flow::{Dir, EndReason, Flow, PerFlow};
+use crate::sinks::{OutputConfig, SeriesName, Sink};
+
+const NANOS: u64 = 1_000_000_000;
+
+/// Scopes one flow can be a finding of at once; a flow's verdict is a fixed array so that its
+/// `PerFlow` slot is reused without allocation.
+pub const MAX_HITS: usize = 8;
+
+/// `[[module]] kind = "accessscope"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessScopeConfig {
+    /// Scope documents (JSON), in either form AWS gives them: `create-network-insights-access-scope`
+    /// input or `get-network-insights-access-scope-content` output. Read when the module is built:
+    /// at start, and at a reload that changes this table (a reload keeps unchanged modules).
+    pub scopes: Vec<PathBuf>,
+    /// What "inside the VPC" means: a peer outside these and with a public address is taken as
+    /// reached through the internet gateway (`AWS::EC2::InternetGateway`); one inside them is an
+    /// ENI in a subnet of the VPC.
+    #[serde(default)]
+    pub vpc_cidrs: Vec<IpNet>,
+    /// `aws ec2 describe-network-interfaces` output: which ENI, instance, subnet, VPC and security
+    /// groups a peer address belongs to.
+    #[serde(default)]
+    pub inventory: Option<PathBuf>,
+    /// Prefix list id → its CIDRs, for `SourcePrefixLists` / `DestinationPrefixLists`.
+    #[serde(default)]
+    pub prefix_lists: BTreeMap<String, Vec<IpNet>>,
+    /// Findings are aggregated over intervals of this many seconds of packet time.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Aggregates each shard holds per interval.
+    #[serde(default = "default_max_findings")]
+    pub max_findings: usize,
+    /// Where records go.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Compiled by `validate` (which `check-config` and the pipeline both run) and shared by every
+    /// shard's instance: read-only after it is made, so sharing it costs no synchronisation.
+    #[serde(skip)]
+    compiled: OnceLock<Arc<Compiled>>,
+}
+
+fn default_interval() -> u64 {
+    60
+}
+
+fn default_max_findings() -> usize {
+    65_536
+}
+
+/// One scope, compiled, with what records say about it.
+#[derive(Debug)]
+struct CompiledScope {
+    file: String,
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    matcher: ScopeMatcher,
+    /// Each MatchPath's JSON, written into records as is.
+    match_json: Vec<String>,
+}
+
+/// Everything a flow is judged with.
+#[derive(Debug, Default)]
+struct Compiled {
+    scopes: Vec<CompiledScope>,
+    vpc: AddrSet,
+    inventory: Inventory,
+    notices: Vec<String>,
+    /// Whether any path has a resource statement (else the ends need not be looked up).
+    needs_ends: bool,
+}
+
+impl AccessScopeConfig {
+    fn compile(&self) -> Result<Compiled, String> {
+        if self.scopes.is_empty() {
+            return Err("scopes: give at least one scope file".into());
+        }
+        if self.scopes.len() > usize::from(u16::MAX) {
+            return Err("scopes: more than 65535 scope files".into());
+        }
+        for (id, nets) in &self.prefix_lists {
+            if nets.is_empty() {
+                return Err(format!("prefix_lists.{id}: a prefix list with no CIDR"));
+            }
+        }
+        let mut c = Compiled {
+            vpc: AddrSet::from_nets(&self.vpc_cidrs),
+            ..Compiled::default()
+        };
+        for file in &self.scopes {
+            let doc = scope::load(file)?;
+            let name = file.display().to_string();
+            let mut matcher = ScopeMatcher::default();
+            let mut notices = Vec::new();
+            for (list, key, exclude) in [
+                (&doc.match_paths, "MatchPaths", false),
+                (&doc.exclude_paths, "ExcludePaths", true),
+            ] {
+                if list.len() > usize::from(u16::MAX) {
+                    return Err(format!("scope {name}: {key}: more than 65535 paths"));
+                }
+                for (i, (path, _)) in list.iter().enumerate() {
+                    let at = format!("{}{key}[{i}]", doc.prefix);
+                    let m =
+                        compile::compile_path(path, &at, exclude, &self.prefix_lists, &mut notices)
+                            .map_err(|e| format!("scope {name}: {e}"))?;
+                    if exclude {
+                        matcher.exclude_paths.push(m);
+                    } else {
+                        matcher.match_paths.push(m);
+                    }
+                }
+            }
+            if self.vpc_cidrs.is_empty() && notices.iter().any(|n| n.contains("approximat")) {
+                notices.push(
+                    "vpc_cidrs is empty: every public peer address counts as reached through the \
+                     internet gateway"
+                        .into(),
+                );
+            }
+            c.notices
+                .extend(notices.into_iter().map(|n| format!("scope {name}: {n}")));
+            c.needs_ends |= matcher.needs_ends();
+            c.scopes.push(CompiledScope {
+                file: name,
+                id: doc.id,
+                name: doc.name,
+                description: doc.description,
+                matcher,
+                match_json: doc.match_paths.into_iter().map(|(_, j)| j).collect(),
+            });
+        }
+        if let Some(file) = &self.inventory {
+            c.inventory = Inventory::load(file)?;
+        }
+        Ok(c)
+    }
+
+    fn compiled(&self) -> Result<Arc<Compiled>, String> {
+        if let Some(c) = self.compiled.get() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.compile()?);
+        Ok(self.compiled.get_or_init(|| c).clone())
+    }
+}
+
+impl ModuleConfig for AccessScopeConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=86_400).contains(&self.interval_secs) {
+            return Err(format!(
+                "interval_secs: {} is out of range 1..=86400",
+                self.interval_secs
+            ));
+        }
+        if !(1..=16_777_216).contains(&self.max_findings) {
+            return Err(format!(
+                "max_findings: {} is out of range 1..=16777216",
+                self.max_findings
+            ));
+        }
+        self.output.validate()?;
+        self.compiled().map(|_| ())
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.compiled
+            .get()
+            .map(|c| c.notices.clone())
+            .unwrap_or_default()
+    }
+
+    fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+        let compiled = self.compiled().map_err(BuildError::new)?;
+        // check-config prints them; a daemon started (or reloaded) without it says them once too.
+        if ctx.shard == 0 {
+            for notice in &compiled.notices {
+                tracing::warn!(message = "A scope statement is not evaluated as AWS would.", %notice);
+            }
+        }
+        Ok(Box::new(AccessScope {
+            compiled,
+            verdicts: PerFlow::new(),
+            table: FindingTable::new(self.max_findings),
+            interval_ns: self.interval_secs * NANOS,
+            interval_end: None,
+            epoch: 1,
+        }))
+    }
+
+    fn sink(&self, ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+        let name = SeriesName {
+            stem: format!("accessscope-shard{}", ctx.shard),
+            ext: "json".into(),
+            aws_prefix: None,
+        };
+        Ok(self.output.record_sink(name, Vec::new())?)
+    }
+}
+
+/// Whether an address can only be reached through an internet gateway when it is outside the VPC:
+/// not private (RFC 1918, RFC 6598 shared space, ULA), loopback, link-local, multicast or
+/// unspecified. Documentation ranges count as public, so examples and tests can use them.
+fn is_public(addr: IpAddr) -> bool {
+    match addr.to_canonical() {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || o[0] == 0
+                || o[0] >= 240
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+impl Compiled {
+    /// What one end of a flow is. The mirrored ENI is known from its session (its addresses, ids
+    /// and security groups from the config, completed by the inventory's entry for its ENI id or,
+    /// without one, for the address); a peer from the
+    /// inventory, else from `vpc_cidrs` (an ENI in the VPC, of unknown ids), else, when public,
+    /// as the internet gateway.
+    fn end<'a>(&'a self, session: &'a Session, addr: IpAddr) -> End<'a> {
+        const IN_VPC: u8 =
+            kind::NETWORK_INTERFACE | kind::SUBNET | kind::VPC | kind::SECURITY_GROUP;
+        let mut end = End::default();
+        if session.addresses.contains(&addr) {
+            // A learned session has no ENI id: its address may still be in the inventory.
+            let inv = session
+                .eni
+                .as_deref()
+                .and_then(|e| self.inventory.by_eni(e))
+                .or_else(|| self.inventory.by_addr(addr));
+            let pick =
+                |own: Option<&'a String>, inv: Option<&'a String>| own.or(inv).map(String::as_str);
+            // A mirror source is an instance's network interface, in a subnet of a VPC.
+            end.kinds = IN_VPC | kind::INSTANCE;
+            end.ids = [
+                pick(session.eni.as_ref(), inv.and_then(|i| i.eni.as_ref())),
+                pick(
+                    session.aws.instance_id.as_ref(),
+                    inv.and_then(|i| i.instance.as_ref()),
+                ),
+                pick(
+                    session.aws.subnet_id.as_ref(),
+                    inv.and_then(|i| i.subnet.as_ref()),
+                ),
+                pick(
+                    session.aws.vpc_id.as_ref(),
+                    inv.and_then(|i| i.vpc.as_ref()),
+                ),
+            ];
+            end.groups = &session.aws.security_groups;
+            end.more_groups = inv.map_or(&[], |i| i.groups.as_slice());
+        } else if let Some(i) = self.inventory.by_addr(addr) {
+            end.kinds = IN_VPC
+                | if i.instance.is_some() {
+                    kind::INSTANCE
+                } else {
+                    0
+                };
+            end.ids = [
+                i.eni.as_deref(),
+                i.instance.as_deref(),
+                i.subnet.as_deref(),
+                i.vpc.as_deref(),
+            ];
+            end.groups = &i.groups;
+        } else if self.vpc.contains(addr) {
+            end.kinds = IN_VPC;
+        } else if is_public(addr) {
+            end.kinds = kind::INTERNET_GATEWAY;
+        }
+        end
+    }
+
+    fn observe<'a>(&'a self, session: &'a Session, key: FlowKey) -> Observed<'a> {
+        let (client_end, server_end) = if self.needs_ends {
+            (self.end(session, key.src), self.end(session, key.dst))
+        } else {
+            (End::default(), End::default())
+        };
+        Observed {
+            protocol: key.protocol,
+            client: (key.src, key.src_port),
+            server: (key.dst, key.dst_port),
+            client_end,
+            server_end,
+        }
+    }
+
+    /// The scopes a flow is a finding of, with the first MatchPath it matched; the count of the
+    /// ones beyond [`MAX_HITS`].
+    fn judge(&self, session: &Session, key: FlowKey, hits: &mut ArrayVec<Hit, MAX_HITS>) -> u64 {
+        let obs = self.observe(session, key);
+        let mut over = 0;
+        for (s, scope) in self.scopes.iter().enumerate() {
+            if let Some(p) = scope.matcher.judge(&obs) {
+                let hit = Hit {
+                    scope: s as u16,
+                    path: p as u16,
+                    slot: NO_SLOT,
+                };
+                if hits.try_push(hit).is_err() {
+                    over += 1;
+                }
+            }
+        }
+        over
+    }
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// A flow is a finding of one scope, by one of its paths; `slot` is its aggregate this interval.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    scope: u16,
+    path: u16,
+    slot: u32,
+}
+
+/// A finding flow's state.
+struct Verdict {
+    hits: ArrayVec<Hit, MAX_HITS>,
+    /// The interval its slots belong to.
+    epoch: u32,
+    /// Packets and bytes (both ways) already added to aggregates.
+    counted: (u64, u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FindingKey {
+    scope: u16,
+    session: u32,
+    client: IpAddr,
+    server: IpAddr,
+    server_port: u16,
+    protocol: u8,
+}
+
+/// Flows of one scope between one client and one server port in one interval.
+struct Finding {
+    key: FindingKey,
+    path: u16,
+    session: Arc<Session>,
+    /// The first flow's id, client port and Community ID: the envelope's.
+    flow_id: u64,
+    client_port: u16,
+    community_id: CommunityId,
+    first: Timestamp,
+    last: Timestamp,
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+/// The interval's aggregates, in the order they were found; emptied (capacity kept) at its end.
+struct FindingTable {
+    max: usize,
+    index: FxHashMap<FindingKey, u32>,
+    findings: Vec<Finding>,
+}
+
+impl FindingTable {
+    fn new(max: usize) -> FindingTable {
+        let reserve = max.min(4096);
+        FindingTable {
+            max,
+            index: FxHashMap::with_capacity_and_hasher(reserve, Default::default()),
+            findings: Vec::with_capacity(reserve),
+        }
+    }
+
+    /// The aggregate for `hit` of `flow`, made if new; `None` when the table is full.
+    fn attach(&mut self, hit: &Hit, flow: &Flow<'_>, ts: Timestamp) -> Option<u32> {
+        let k = flow.key();
+        let key = FindingKey {
+            scope: hit.scope,
+            session: flow.session().id,
+            client: k.src,
+            server: k.dst,
+            server_port: k.dst_port,
+            protocol: k.protocol,
+        };
+        if let Some(&i) = self.index.get(&key) {
+            if let Some(f) = self.findings.get_mut(i as usize) {
+                f.flows += 1;
+            }
+            return Some(i);
+        }
+        if self.findings.len() >= self.max {
+            return None;
+        }
+        let i = self.findings.len() as u32;
+        self.findings.push(Finding {
+            key,
+            path: hit.path,
+            session: flow.session().clone(),
+            flow_id: flow.id(),
+            client_port: k.src_port,
+            community_id: flow.community_id(),
+            first: ts,
+            last: ts,
+            flows: 1,
+            packets: 0,
+            bytes: 0,
+        });
+        self.index.insert(key, i);
+        Some(i)
+    }
+}
+
+struct AccessScope {
+    compiled: Arc<Compiled>,
+    verdicts: PerFlow<Verdict>,
+    table: FindingTable,
+    interval_ns: u64,
+    interval_end: Option<Timestamp>,
+    /// Which interval aggregate slots belong to; never 0 (a new verdict's "none yet").
+    epoch: u32,
+}
+
+impl AccessScope {
+    /// Closes the current interval if `now` is past it.
+    fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        match self.interval_end {
+            Some(end) if now < end => {}
+            Some(_) => {
+                self.emit_all(out);
+                self.interval_end = Some(now.next_boundary(self.interval_ns));
+            }
+            None => self.interval_end = Some(now.next_boundary(self.interval_ns)),
+        }
+    }
+
+    fn emit_all(&mut self, out: &mut Emitter<'_>) {
+        for f in &self.table.findings {
+            let Some(scope) = self.compiled.scopes.get(usize::from(f.key.scope)) else {
+                out.error();
+                continue;
+            };
+            emit(scope, f, out);
+        }
+        self.table.findings.clear();
+        self.table.index.clear();
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+    }
+}
+
+fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
+    let key = FlowKey {
+        src: f.key.client,
+        dst: f.key.server,
+        src_port: f.client_port,
+        dst_port: f.key.server_port,
+        protocol: f.key.protocol,
+    };
+    out.emit_line(|line| {
+        let mut o = eve::begin_parts(
+            line,
+            f.first,
+            "accessscope",
+            f.flow_id,
+            key,
+            f.community_id.as_str(),
+            &f.session,
+        );
+        o.object("accessscope", |a| {
+            a.object("scope", |s| {
+                s.str("file", &scope.file)
+                    .u64("index", u64::from(f.key.scope))
+                    .opt_str("id", scope.id.as_deref())
+                    .opt_str("name", scope.name.as_deref())
+                    .opt_str("description", scope.description.as_deref());
+            });
+            a.object("path", |p| {
+                p.u64("index", u64::from(f.path));
+                let json = scope.match_json.get(usize::from(f.path));
+                p.field("statement", |out| {
+                    out.push_str(json.map_or("null", String::as_str))
+                });
+            });
+            a.display("client", f.key.client)
+                .display("server", f.key.server)
+                .u64("server_port", u64::from(f.key.server_port))
+                .field("first_seen", |out| {
+                    out.push('"');
+                    eve::write_timestamp(out, f.first);
+                    out.push('"');
+                })
+                .field("last_seen", |out| {
+                    out.push('"');
+                    eve::write_timestamp(out, f.last);
+                    out.push('"');
+                })
+                .u64("flows", f.flows)
+                .u64("packets", f.packets)
+                .u64("bytes", f.bytes);
+        });
+        o.end();
+        Ok(())
+    });
+}
+
+impl Module for AccessScope {
+    fn wants_flows(&self) -> bool {
+        true
+    }
+
+    fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, out: &mut Emitter<'_>) {
+        let mut hits = ArrayVec::new();
+        let over = self.compiled.judge(flow.session(), flow.key(), &mut hits);
+        if over > 0 {
+            out.dropped(over);
+        }
+        if hits.is_empty() {
+            return;
+        }
+        // Counted from the first packet on_flow_packet adds (it comes next, for this packet too).
+        let v = self.verdicts.get_or_insert_with(flow, || Verdict {
+            hits: ArrayVec::new(),
+            epoch: 0,
+            counted: (0, 0),
+        });
+        v.hits = hits;
+        v.epoch = 0;
+        v.counted = (0, 0);
+    }
+
+    fn on_flow_packet(
+        &mut self,
+        flow: &mut Flow<'_>,
+        pkt: &Packet<'_>,
+        _dir: Dir,
+        out: &mut Emitter<'_>,
+    ) {
+        // An interval ends on the first packet past it as well as on a tick, so that no packet
+        // of the next interval is counted in this one's records.
+        if self.interval_end.is_none_or(|end| pkt.ts >= end) {
+            self.advance(pkt.ts, out);
+        }
+        let epoch = self.epoch;
+        let Some(v) = self.verdicts.get(flow) else {
+            return;
+        };
+        let (a, b) = (flow.stats(Dir::ToServer), flow.stats(Dir::ToClient));
+        let total = (a.packets + b.packets, a.bytes + b.bytes);
+        let delta = (
+            total.0.saturating_sub(v.counted.0),
+            total.1.saturating_sub(v.counted.1),
+        );
+        v.counted = total;
+        if v.epoch != epoch {
+            v.epoch = epoch;
+            for hit in v.hits.iter_mut() {
+                hit.slot = match self.table.attach(hit, flow, pkt.ts) {
+                    Some(i) => i,
+                    None => {
+                        out.dropped(1);
+                        NO_SLOT
+                    }
+                };
+            }
+        }
+        for hit in &v.hits {
+            if let Some(f) = self.table.findings.get_mut(hit.slot as usize) {
+                f.packets += delta.0;
+                f.bytes += delta.1;
+                f.last = f.last.max(pkt.ts);
+            }
+        }
+    }
+
+    fn on_flow_end(&mut self, flow: &mut Flow<'_>, _reason: EndReason, _out: &mut Emitter<'_>) {
+        // Every packet was added as it came: the verdict only has to free its slot.
+        self.verdicts.take(flow);
+    }
+
+    fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        self.advance(now, out);
+    }
+
+    fn finish(&mut self, out: &mut Emitter<'_>) {
+        self.emit_all(out);
+        self.interval_end = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;
