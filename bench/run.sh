@@ -19,10 +19,11 @@
 #   (g) scope:   accessscope with ten scopes of every statement kind (bench/accessscope.toml,
 #                bench/scopes/) added to flowlog vs flowlog alone and vs flowlog plus the flow table
 #                (accessscope with one scope nothing matches), one shard, on the ENI-like capture.
+#   (h) l7:      flowlog + dns + tls + http vs Suricata 7 with its default EVE logging, ENI-like capture.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
-#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope OUT=target/bench
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7 OUT=target/bench
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
@@ -36,7 +37,7 @@ THREADS=${THREADS:-2}
 RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
-ONLY=${ONLY:-drain,offline,micro,memory,flows,forward,scope}
+ONLY=${ONLY:-drain,offline,micro,memory,flows,forward,scope,l7}
 CAPTURE=${CAPTURE:-both}
 ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
@@ -331,6 +332,46 @@ if wants scope; then
     result "scope flowlog_only pps=$fl peak_rss_kib=$(rss flowlog) capture=eni runs=$RUNS"
     result "scope flowlog_plus_flow_table pps=$ft peak_rss_kib=$(rss flowtable) ratio_vs_flowlog=$(ratio "$ft" "$fl") capture=eni"
     result "scope flowlog_plus_accessscope pps=$sc peak_rss_kib=$(rss accessscope) ratio_vs_flowlog=$(ratio "$sc" "$fl") ratio_vs_flow_table=$(ratio "$sc" "$ft") records=$(cat "$OUT/scope-records.txt") capture=eni"
+fi
+
+if wants l7; then
+    # Issue 13: flowlog + dns + tls + http against Suricata 7 with its default EVE logging (alerts,
+    # flows, dns, tls, http...) on the ENI-like capture, which carries real DNS/TLS/HTTP payloads;
+    # default threads for both (vxtap: one shard per core), peak RSS at two file sizes.
+    say "(h) l7: flowlog + dns + tls + http vs Suricata with its default EVE logging, ENI-like capture"
+    model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
+    cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+    half="$OUT/eni-$model-$((ENI_FLOWS / 2))-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+    packets=$(gen_eni "$cap" "$ENI_FLOWS")
+    gen_eni "$half" "$((ENI_FLOWS / 2))" >/dev/null
+    printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n' >"$OUT/l7.toml"
+    printf '[[module]]\nkind = "flowlog"\n[[module]]\nkind = "dns"\n[[module]]\nkind = "tls"\n[[module]]\nkind = "http"\n' \
+        >>"$OUT/l7.toml"
+    : >"$OUT/l7-vxtap.times"
+    : >"$OUT/l7-vxtap-half.times"
+    : >"$OUT/l7-suricata.times"
+    for i in $(seq 1 "$RUNS"); do
+        timed "$OUT/l7-vxtap.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/l7.toml" "$cap" \
+            >"$OUT/l7-records.json" 2>>"$OUT/l7.log"
+        timed "$OUT/l7-vxtap-half.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/l7.toml" "$half" \
+            >/dev/null 2>>"$OUT/l7.log"
+    done
+    vx=$(awk -v n="$packets" '{print n/$1}' "$OUT/l7-vxtap.times" | median)
+    rss=$(awk '{print $2}' "$OUT/l7-vxtap.times" | median)
+    rss_half=$(awk '{print $2}' "$OUT/l7-vxtap-half.times" | median)
+    records=$(grep -c . "$OUT/l7-records.json" || true)
+    if command -v suricata >/dev/null; then
+        for i in $(seq 1 "$SURICATA_RUNS"); do
+            rm -rf "$OUT/suricata-l7" && mkdir -p "$OUT/suricata-l7"
+            timed "$OUT/l7-suricata.times" suricata -r "$cap" -l "$OUT/suricata-l7" -k none \
+                >>"$OUT/suricata-l7.log" 2>&1
+        done
+        su=$(awk -v n="$packets" '{print n/$1}' "$OUT/l7-suricata.times" | median)
+        su_rss=$(awk '{print $2}' "$OUT/l7-suricata.times" | median)
+        result "l7 vxtap pps=$vx peak_rss_kib=$rss peak_rss_half_file_kib=$rss_half records=$records suricata_pps=$su suricata_rss_kib=$su_rss vxtap_vs_suricata=$(ratio "$vx" "$su") capture=eni"
+    else
+        result "l7 vxtap pps=$vx peak_rss_kib=$rss peak_rss_half_file_kib=$rss_half records=$records capture=eni (suricata not installed)"
+    fi
 fi
 
 say "summary ($SUMMARY)"

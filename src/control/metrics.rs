@@ -191,6 +191,8 @@ pub(crate) fn render(state: &AdminState) -> String {
         }
     }
 
+    module_labelled_metrics(&mut m, state);
+
     let sessions = state.session_views();
     let learned = sessions.iter().filter(|s| s.learned).count();
     m.family("vxtap_sessions", "gauge", "Known mirror sessions.");
@@ -305,6 +307,72 @@ fn listed_sessions(sessions: &[SessionView], max_learned: usize) -> Vec<&Session
     out
 }
 
+/// The modules' own labelled counters (`Emitter::count_labelled`), summed over shards: one family
+/// per counter name, each sample labelled with the module's kind and index and the module's labels.
+fn module_labelled_metrics(m: &mut Exposition, state: &AdminState) {
+    use std::collections::BTreeMap;
+    /// A module's position and its label pairs.
+    type Series = (usize, Vec<(&'static str, String)>);
+    // name -> (series -> value), in a stable order.
+    let mut families: BTreeMap<&'static str, BTreeMap<Series, u64>> = BTreeMap::new();
+    let mut refused = vec![0u64; state.module_kinds.len()];
+    for shard in &state.shards {
+        for (index, c) in shard.modules.iter().enumerate() {
+            if let Some(r) = refused.get_mut(index) {
+                *r += c.labelled.refused.load(Ordering::Relaxed);
+            }
+            for s in c.labelled.snapshot() {
+                *families
+                    .entry(s.name)
+                    .or_default()
+                    .entry((index, s.labels))
+                    .or_default() += s.value;
+            }
+        }
+    }
+    for (name, samples) in &families {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            continue;
+        }
+        let family = format!("vxtap_module_{name}_total");
+        m.family(
+            &family,
+            "counter",
+            "A module's own counter, by the labels it gives.",
+        );
+        for ((index, labels), value) in samples {
+            let kind = state.module_kinds.get(*index).cloned().unwrap_or_default();
+            let index = index.to_string();
+            let mut all: Vec<(&str, &str)> = vec![("module", &kind), ("index", &index)];
+            all.extend(
+                labels
+                    .iter()
+                    .filter(|(k, _)| !matches!(*k, "module" | "index"))
+                    .map(|(k, v)| (*k, v.as_str())),
+            );
+            m.sample(&family, &all, value);
+        }
+    }
+    if refused.iter().any(|r| *r > 0) {
+        m.family(
+            "vxtap_module_labelled_refused_total",
+            "counter",
+            "Counts a module's labelled counters had no room for (past 1,024 series per instance).",
+        );
+        for (index, r) in refused.iter().enumerate() {
+            let kind = state.module_kinds.get(index).cloned().unwrap_or_default();
+            m.sample(
+                "vxtap_module_labelled_refused_total",
+                &[("module", &kind), ("index", &index.to_string())],
+                r,
+            );
+        }
+    }
+}
+
 /// The flow layer's series, summed over the shards that keep a flow table (none when no module
 /// wants flows: the series are then absent, not zero, so a dashboard tells "off" from "idle").
 fn flow_metrics(m: &mut Exposition, state: &AdminState) {
@@ -417,6 +485,58 @@ mod tests {
             "the busiest learned ones"
         );
         assert_eq!(keys(0), ["s1", "s2"]);
+    }
+
+    #[test]
+    fn modules_labelled_counters_are_summed_over_shards() {
+        use crate::modules::ModuleCounters;
+        use crate::pipeline::{Accounting, ShardCounters};
+        use std::sync::Arc;
+        let shard = |n: u64| {
+            let m = ModuleCounters::default();
+            m.labelled.add(
+                "connectivity_flows",
+                &[("session", "web"), ("kind", "refused")],
+                n,
+            );
+            m.labelled.add(
+                "connectivity_flows",
+                &[("session", "db"), ("kind", "unanswered")],
+                1,
+            );
+            Arc::new(ShardCounters {
+                modules: vec![Arc::new(m)],
+                ..ShardCounters::default()
+            })
+        };
+        let shards = vec![shard(2), shard(3)];
+        let accounting = Arc::new(Accounting::default());
+        let state = AdminState {
+            liveness: Arc::new(crate::control::health::Liveness::new(
+                accounting.clone(),
+                shards.clone(),
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(1),
+            )),
+            accounting,
+            shards,
+            sessions: crate::session::SessionTable::new(&Default::default()),
+            module_kinds: vec!["connectivity".into()],
+            reloads: Default::default(),
+            started_secs: 0,
+            max_learned_series: std::sync::atomic::AtomicUsize::new(8),
+        };
+        let text = render(&state);
+        assert!(
+            text.contains("# TYPE vxtap_module_connectivity_flows_total counter"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "vxtap_module_connectivity_flows_total{module=\"connectivity\",index=\"0\",session=\"web\",kind=\"refused\"} 5"
+        ), "{text}");
+        assert!(text.contains(
+            "vxtap_module_connectivity_flows_total{module=\"connectivity\",index=\"0\",session=\"db\",kind=\"unanswered\"} 2"
+        ), "{text}");
     }
 
     #[test]

@@ -114,11 +114,73 @@ pub struct ModuleCounters {
     pub malformed: AtomicU64,
     /// Stream gaps the module met (bytes lost by the mirror, cut by truncation, over a buffer limit).
     pub gaps: AtomicU64,
+    /// The module's own counters by label values ([`Emitter::count_labelled`]).
+    pub labelled: LabelledCounters,
 }
 
 impl ModuleCounters {
     pub(crate) fn packet(&self) {
         bump(&self.packets, 1);
+    }
+}
+
+/// Most series one module instance keeps in [`LabelledCounters`]: label values come from traffic
+/// (sessions, peers) and config (scopes, outputs), and `/metrics` must stay bounded.
+pub const MAX_LABELLED_SERIES: usize = 1024;
+
+/// One labelled series: a counter name, its label pairs, its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledSeries {
+    /// The counter's name, exported as `vxtap_module_<name>_total`.
+    pub name: &'static str,
+    /// Label names and values, in the order the module gave them.
+    pub labels: Vec<(&'static str, String)>,
+    /// The count.
+    pub value: u64,
+}
+
+/// A module instance's counters by label values: findings per session and kind, drops per output
+/// and reason, findings per scope. Only the instance's own shard writes them, and only when the
+/// module says so (per record or per tick, never per packet), so the lock behind them is never
+/// contended but by a scrape. At most [`MAX_LABELLED_SERIES`] series; counts for more are added to
+/// `refused`.
+#[derive(Debug, Default)]
+pub struct LabelledCounters {
+    series: std::sync::Mutex<Vec<LabelledSeries>>,
+    /// Counts that found no room for a new series.
+    pub refused: AtomicU64,
+}
+
+impl LabelledCounters {
+    pub(crate) fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let same = |s: &LabelledSeries| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && s.labels
+                    .iter()
+                    .zip(labels)
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+        };
+        if let Some(s) = series.iter_mut().find(|s| same(s)) {
+            s.value += n;
+        } else if series.len() < MAX_LABELLED_SERIES {
+            series.push(LabelledSeries {
+                name,
+                labels: labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+                value: n,
+            });
+        } else {
+            bump(&self.refused, n);
+        }
+    }
+
+    /// Every series, for `/metrics`.
+    pub fn snapshot(&self) -> Vec<LabelledSeries> {
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -186,6 +248,15 @@ impl<'a> Emitter<'a> {
     /// Counts `n` stream gaps the module met.
     pub fn gaps(&mut self, n: u64) {
         bump(&self.counters.gaps, n);
+    }
+
+    /// Adds `n` to the module's own counter `name` for these label values, e.g.
+    /// `out.count_labelled("findings", &[("session", &s.name), ("kind", "refused")], 1)`, exported as
+    /// `vxtap_module_findings_total{module="…",index="…",session="…",kind="…"}` summed over shards.
+    /// `name` and label names: lower-case letters, digits and `_`. Call it per record or per tick,
+    /// not per packet: it takes the instance's own lock and may allocate a new series.
+    pub fn count_labelled(&mut self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        self.counters.labelled.add(name, labels, n);
     }
 
     /// Counts an error the module hit itself.

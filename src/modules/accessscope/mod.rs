@@ -503,6 +503,13 @@ impl AccessScope {
 }
 
 fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
+    // Findings (flows) per scope and session for Prometheus, once per aggregated record.
+    let scope_label = scope.name.as_deref().unwrap_or(&scope.file);
+    out.count_labelled(
+        "accessscope_findings",
+        &[("scope", scope_label), ("session", &f.session.name)],
+        f.flows,
+    );
     let key = FlowKey {
         src: f.key.client,
         dst: f.key.server,

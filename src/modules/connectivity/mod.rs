@@ -833,6 +833,12 @@ fn interval_object(o: &mut JsonObject<'_>, end: u64, interval_ns: u64) {
 }
 
 fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a: &Agg) {
+    // Per session and kind for Prometheus: connections, once per aggregated record.
+    out.count_labelled(
+        "connectivity_flows",
+        &[("session", &a.session.name), ("kind", k.kind.name())],
+        a.flows,
+    );
     out.emit_line(|s| {
         let mut o = JsonObject::begin(s);
         time_field(&mut o, "timestamp", a.first);
@@ -878,6 +884,11 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
 /// A configured session that delivered nothing for a whole interval: the mirror session was
 /// deleted, its filter changed, the target is unhealthy, or the ENI is idle.
 fn write_silent(out: &mut Emitter<'_>, end: u64, interval_ns: u64, session: &Session) {
+    out.count_labelled(
+        "connectivity_silent_intervals",
+        &[("session", &session.name)],
+        1,
+    );
     out.emit_line(|s| {
         let mut o = JsonObject::begin(s);
         time_field(

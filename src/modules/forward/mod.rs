@@ -362,6 +362,7 @@ impl ModuleConfig for ForwardConfig {
             outputs.push(out);
         }
         Ok(Box::new(Forward {
+            published: vec![Drops::default(); outputs.len()],
             outputs,
             remaining: 0,
             reported: Reported::default(),
@@ -396,6 +397,22 @@ pub(crate) struct Drops {
 }
 
 impl Drops {
+    /// Every reason with its count, under its metric label.
+    fn by_reason(&self) -> [(&'static str, u64); 10] {
+        [
+            ("rate_cap", self.rate_cap),
+            ("queue_full", self.queue_full),
+            ("socket_full", self.socket_full),
+            ("tap_full", self.tap_full),
+            ("tap_limit", self.tap_limit),
+            ("clients_cut", self.clients_cut),
+            ("clients_refused", self.clients_refused),
+            ("too_large", self.too_large),
+            ("send_errors", self.send_errors),
+            ("tap_unavailable", self.tap_unavailable),
+        ]
+    }
+
     fn dropped(&self) -> u64 {
         self.rate_cap
             + self.queue_full
@@ -600,6 +617,8 @@ struct Reported {
 
 struct Forward {
     outputs: Vec<Output>,
+    /// Each output's drops as last published to the labelled counters.
+    published: Vec<Drops>,
     /// Packets left in the batch announced by `prepare`; the queued datagrams go out after the last.
     remaining: usize,
     reported: Reported,
@@ -625,6 +644,34 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// Drops per output and reason since the last tick, as `vxtap_module_forward_dropped_total`
+    /// (once per tick: the labelled counters take a lock).
+    fn publish(&mut self, out: &mut Emitter<'_>) {
+        self.published.resize(self.outputs.len(), Drops::default());
+        for (o, last) in self.outputs.iter().zip(&mut self.published) {
+            let ty = match o.kind {
+                Kind::Vxlan { .. } => "vxlan",
+                Kind::Tap(_) => "tap",
+                Kind::PcapOverIp(_) => "pcap_over_ip",
+            };
+            let index = o.index.to_string();
+            for ((reason, now), (_, before)) in
+                o.drops.by_reason().into_iter().zip(last.by_reason())
+            {
+                if now > before {
+                    out.count_labelled(
+                        "forward_dropped",
+                        &[("output", &index), ("type", ty), ("reason", reason)],
+                        now - before,
+                    );
+                }
+            }
+            *last = o.drops;
+        }
+    }
+}
+
 impl Module for Forward {
     fn prepare(&mut self, packets: &[Packet<'_>]) {
         self.remaining = packets.len();
@@ -643,10 +690,12 @@ impl Module for Forward {
 
     fn on_tick(&mut self, _now: Timestamp, out: &mut Emitter<'_>) {
         self.flush(out);
+        self.publish(out);
     }
 
     fn finish(&mut self, out: &mut Emitter<'_>) {
         self.flush(out);
+        self.publish(out);
         for o in &self.outputs {
             let d = &o.drops;
             if d.dropped() + d.errors() == 0 {
