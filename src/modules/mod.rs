@@ -279,6 +279,16 @@ impl<'a> Emitter<'a> {
         if self.sink.flush(self.now).is_err() {
             bump(&self.counters.errors, self.sink.take_lost().max(1));
         }
+        // The output's S3 uploader runs on its own thread and is no module: what it did since the
+        // last flush is reported here, as this module's series, by whichever shard flushes first.
+        let up = self.sink.take_uploads();
+        if !up.is_empty() {
+            let labelled = &self.counters.labelled;
+            labelled.add("s3_uploads", &[("result", "ok")], up.uploaded);
+            labelled.add("s3_uploads", &[("result", "failed")], up.failed);
+            labelled.add("s3_upload_bytes", &[], up.uploaded_bytes);
+            labelled.add("s3_spool_dropped_files", &[], up.dropped);
+        }
     }
 }
 
