@@ -108,6 +108,14 @@ enum Command {
 /// How long `run` and `replay` wait at exit for S3 outputs to send the files they closed last.
 const UPLOAD_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+fn finish_uploads() {
+    if !vxtap::sinks::finish_uploads(UPLOAD_AT_EXIT) {
+        tracing::warn!(
+            message = "Not every closed file reached S3 before exit; the rest stays in the spool for the next start."
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
@@ -130,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let result =
                 vxtap::control::daemon::run_with(config, Registry::with_builtins(), options);
             // Files the drain closed; what does not go up in time stays spooled for the next start.
-            vxtap::sinks::finish_uploads(UPLOAD_AT_EXIT);
+            finish_uploads();
             result?;
             Ok(())
         }
@@ -163,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = load(config.as_deref())?;
             config.pipeline.shards = usize::from(shards);
             let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
-            vxtap::sinks::finish_uploads(UPLOAD_AT_EXIT);
+            finish_uploads();
             eprint!("{report}");
             anyhow::ensure!(
                 report.complete(),

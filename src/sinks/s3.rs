@@ -75,11 +75,16 @@ impl S3Config {
                 self.bucket
             ));
         }
-        if self.retry_initial_ms == 0 || self.retry_max_secs == 0 || self.timeout_secs == 0 {
-            return Err(
-                "output.s3: retry_initial_ms, retry_max_secs and timeout_secs must be above 0"
-                    .into(),
-            );
+        // Upper bounds keep every wait and deadline far from Duration's and Instant's limits.
+        let bounds = [
+            ("retry_initial_ms", self.retry_initial_ms, 3_600_000),
+            ("retry_max_secs", self.retry_max_secs, 86_400),
+            ("timeout_secs", self.timeout_secs, 3_600),
+        ];
+        for (key, value, max) in bounds {
+            if value == 0 || value > max {
+                return Err(format!("output.s3.{key}: {value} is not in 1..={max}"));
+            }
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -299,6 +304,8 @@ impl Worker {
         let initial = Duration::from_millis(self.config.retry_initial_ms);
         let max = Duration::from_secs(self.config.retry_max_secs);
         let mut backoff = initial;
+        // Files a stop's single pass could not send: still in the spool for the next start.
+        let mut left = 0;
         loop {
             if self.control.rescan.swap(false, Ordering::Relaxed) {
                 self.scan();
@@ -340,15 +347,16 @@ impl Worker {
                     if finishing {
                         // One pass at stop: the rest waits for the next start.
                         self.pending.pop_front();
+                        left += 1;
                         continue;
                     }
                     self.sleep(backoff);
-                    backoff = (backoff * 2).min(max);
+                    backoff = backoff.saturating_mul(2).min(max);
                 }
             }
         }
         let mut s = lock(&self.control.state);
-        s.pending = self.pending.len();
+        s.pending = self.pending.len() + left;
         s.done = true;
     }
 
