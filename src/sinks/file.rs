@@ -570,8 +570,24 @@ impl RotatingFile {
         if let Some(open) = self.open.take() {
             // A file that never got a byte (a full disk at its first write) would only litter.
             let empty = open.on_disk == 0 && std::fs::remove_file(&open.path).is_ok();
+            // A plain file was cut back to its last whole record, so an S3 output can still send
+            // what it holds; a gzip stream cut by a failed write cannot be trusted and stays
+            // `.partial` for the operator.
+            let mut path = open.path.clone();
+            let salvage = !empty
+                && self.uploader.is_some()
+                && matches!(open.writer, Writer::Plain(_))
+                && open.path != open.final_path;
+            if salvage && std::fs::rename(&open.path, &open.final_path).is_ok() {
+                path = open.final_path.clone();
+            }
             if let Some(cap) = &self.cap {
-                cap.closed(&open.path, &open.path, if empty { 0 } else { open.on_disk });
+                cap.closed(&open.path, &path, if empty { 0 } else { open.on_disk });
+            }
+            if path != open.path {
+                if let Some(uploader) = &self.uploader {
+                    uploader.closed(&path);
+                }
             }
         }
         self.stopped_until = Some(retry);
