@@ -1,6 +1,7 @@
 //! S3 upload of rotated files, against a real S3-compatible server the test starts (`moto_server`,
 //! PyPI `moto[server]`), read back with boto3: a flowlog replay's `aws_logs` files, a spool left by
-//! an earlier run, an outage and its end, and the spool cap.
+//! an earlier run, an outage and its end, the spool cap, and `vxtap run` counting its uploads in
+//! `/metrics`.
 //!
 //! Without `moto_server` (or boto3) each test is skipped with a notice, except under CI=true, where
 //! it fails: `.ci/run` installs them.
@@ -407,5 +408,102 @@ fn the_spool_cap_drops_the_oldest_file_and_counts_it() {
     );
     assert_eq!(file.take_uploads().dropped, 1, "reported once");
     assert_eq!(file.take_uploads().dropped, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One HTTP/1.1 GET; the body, or `None` while the server is not answering.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+#[test]
+fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
+    use std::io::BufRead;
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("daemon");
+    let dir = temp_dir("daemon");
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    std::fs::write(spool.join("flowlog-shard0_old_0001.log"), "left over\n").expect("file");
+    let config = dir.join("vxtap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nvxlan = [\"127.0.0.1:0\"]\nworkers = 1\nreceive_buffer_bytes = 0\n\
+             [pipeline]\nshards = 1\ntick_ms = 200\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [health]\nlisten = \"127.0.0.1:0\"\n\
+             [[module]]\nkind = \"flowlog\"\n[module.output]\ntype = \"file\"\ndir = \"{}\"\n\
+             [module.output.s3]\nbucket = \"daemon\"\nendpoint = \"{}\"\n",
+            spool.display(),
+            moto.endpoint()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vxtap starts");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().expect("piped");
+    let _child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let admin: SocketAddr = loop {
+        let line = rx
+            .recv_timeout(LIMIT)
+            .expect("vxtap logs its admin address");
+        if line.contains("Admin endpoint listening.") {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
+            break v["addr"].as_str().expect("addr").parse().expect("address");
+        }
+    };
+    wait_for("the upload counted in /metrics", || {
+        http_get(admin, "/metrics").is_some_and(|body| {
+            body.lines().any(|l| {
+                l.starts_with("vxtap_module_s3_uploads_total{")
+                    && l.contains("result=\"ok\"")
+                    && l.ends_with(" 1")
+            })
+        })
+    });
+    assert_eq!(
+        moto.objects("daemon"),
+        [(
+            "flowlog-shard0_old_0001.log".to_owned(),
+            b"left over\n".to_vec()
+        )]
+    );
+    assert!(files_under(&spool).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
