@@ -105,6 +105,17 @@ enum Command {
     },
 }
 
+/// How long `run` and `replay` wait at exit for S3 outputs to send the files they closed last.
+const UPLOAD_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn finish_uploads() {
+    if !vxtap::sinks::finish_uploads(UPLOAD_AT_EXIT) {
+        tracing::warn!(
+            message = "Not every closed file reached S3 before exit; the rest stays in the spool for the next start."
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
@@ -124,7 +135,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config_path: config.clone(),
             };
             let config = load(config.as_deref())?;
-            vxtap::control::daemon::run_with(config, Registry::with_builtins(), options)?;
+            let result =
+                vxtap::control::daemon::run_with(config, Registry::with_builtins(), options);
+            // Files the drain closed; what does not go up in time stays spooled for the next start.
+            finish_uploads();
+            result?;
             Ok(())
         }
         Command::CheckConfig { file } => {
@@ -156,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = load(config.as_deref())?;
             config.pipeline.shards = usize::from(shards);
             let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
+            finish_uploads();
             eprint!("{report}");
             anyhow::ensure!(
                 report.complete(),

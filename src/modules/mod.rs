@@ -36,7 +36,7 @@ use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
 use crate::flow::{Chunk, Dir, EndReason, Flow};
 use crate::session::SessionTable;
-use crate::sinks::{NullSink, Sink};
+use crate::sinks::{NullSink, Sink, UploadCounts};
 
 /// An inspection module instance. Time comes only from packets and ticks.
 ///
@@ -279,6 +279,24 @@ impl<'a> Emitter<'a> {
         if self.sink.flush(self.now).is_err() {
             bump(&self.counters.errors, self.sink.take_lost().max(1));
         }
+        // The output's S3 uploader runs on its own thread and is no module: what it did since the
+        // last flush is reported here, as this module's series, by whichever shard flushes first.
+        let up = self.sink.take_uploads();
+        self.uploads(up);
+    }
+
+    /// Counts what an S3 output's uploader did (`Uploader::take_counts`) as this module's
+    /// `s3_uploads{result}`, `s3_upload_bytes` and `s3_spool_dropped_files`. Done for the module's
+    /// sink at every flush; a module that holds its own files (as `pcap` does) calls it per tick.
+    pub fn uploads(&mut self, up: UploadCounts) {
+        if up.is_empty() {
+            return;
+        }
+        let labelled = &self.counters.labelled;
+        labelled.add("s3_uploads", &[("result", "ok")], up.uploaded);
+        labelled.add("s3_uploads", &[("result", "failed")], up.failed);
+        labelled.add("s3_upload_bytes", &[], up.uploaded_bytes);
+        labelled.add("s3_spool_dropped_files", &[], up.dropped);
     }
 }
 

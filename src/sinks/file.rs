@@ -7,7 +7,8 @@
 //! record), logged once, counted by the caller, and the series stops writing until its next rotation
 //! time, when it tries a new file: a full disk costs this output, never the rest of vxtap.
 //! Compressed files are written under `NAME.partial` and renamed when complete, because a gzip stream
-//! is unreadable until it is finished; sync tools should skip `*.partial`.
+//! is unreadable until it is finished; sync tools should skip `*.partial`. An output with S3 writes
+//! every file that way (see `s3.rs`), and hands each completed file to its uploader.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use super::clock::UtcTime;
 use super::ring::SizeCap;
+use super::s3::{S3Config, UploadCounts, Uploader};
 use super::Sink;
 use crate::base::Timestamp;
 
@@ -50,9 +52,19 @@ pub struct FileOutputConfig {
     /// AWS's own log delivery, e.g. `AWSLogs/{account}/vpcflowlogs/{region}/YYYY/MM/DD/`).
     #[serde(default)]
     pub layout: Layout,
-    /// The size cap, made once and shared by every shard's series (see [`FileOutputConfig::prepare_dir`]).
+    /// Upload every closed file to S3 and delete it once stored: `dir` becomes a spool.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+    /// The size cap and the uploader, made once and shared by every shard's series (see
+    /// [`FileOutputConfig::prepare_dir`]).
     #[serde(skip)]
-    shared_cap: Arc<OnceLock<Option<Arc<SizeCap>>>>,
+    shared: Arc<OnceLock<Shared>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Shared {
+    cap: Option<Arc<SizeCap>>,
+    uploader: Option<Arc<Uploader>>,
 }
 
 fn default_rotate_bytes() -> u64 {
@@ -76,7 +88,8 @@ impl FileOutputConfig {
             max_total_bytes: 0,
             buffer_bytes: default_buffer_bytes(),
             layout: Layout::Flat,
-            shared_cap: Arc::default(),
+            s3: None,
+            shared: Arc::default(),
         }
     }
 
@@ -91,6 +104,14 @@ impl FileOutputConfig {
                 self.buffer_bytes
             ));
         }
+        if let Some(s3) = &self.s3 {
+            s3.validate()?;
+            if self.rotate_bytes == 0 && self.rotate_secs == 0 {
+                return Err(
+                    "output.s3: needs rotate_bytes or rotate_secs, or no file ever closes".into(),
+                );
+            }
+        }
         if self.max_total_bytes > 0 && self.rotate_bytes == 0 && self.rotate_secs == 0 {
             return Err(
                 "output.max_total_bytes: needs rotate_bytes or rotate_secs, or no file ever closes"
@@ -102,18 +123,43 @@ impl FileOutputConfig {
 
     /// Creates the directory (and checks that it is writable, so a wrong path fails at start rather
     /// than at the first record) and returns the size cap shared by every series of this output: made
-    /// on the first call, over the files in `dir` whose names end in one of `suffixes`.
+    /// on the first call, over the files in `dir` whose names end in one of `suffixes`. With S3, the
+    /// cap is `spool_max_bytes`, and the first call also starts the uploader, which sends the closed
+    /// files already in `dir` first.
     pub fn prepare_dir(&self, suffixes: &[&str]) -> io::Result<Option<Arc<SizeCap>>> {
-        if let Some(cap) = self.shared_cap.get() {
-            return Ok(cap.clone());
+        if let Some(shared) = self.shared.get() {
+            return Ok(shared.cap.clone());
         }
         std::fs::create_dir_all(&self.dir)?;
         let probe = self.dir.join(".vxtap-write-test");
         File::create(&probe)?;
         let _ = std::fs::remove_file(&probe);
-        let cap = (self.max_total_bytes > 0)
-            .then(|| Arc::new(SizeCap::new(self.max_total_bytes, &self.dir, suffixes)));
-        Ok(self.shared_cap.get_or_init(|| cap).clone())
+        let max = match &self.s3 {
+            Some(s3) => s3.spool_max_bytes,
+            None => self.max_total_bytes,
+        };
+        let cap = (max > 0).then(|| Arc::new(SizeCap::new(max, &self.dir, suffixes)));
+        // Two shards building at once could both get here: the loser's uploader would be a second
+        // thread over the same spool, so only the winner of the lock starts one.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = self.shared.get() {
+            return Ok(shared.cap.clone());
+        }
+        let uploader = match &self.s3 {
+            Some(s3) => Some(Uploader::start(s3, &self.dir, suffixes, cap.clone())?),
+            None => None,
+        };
+        Ok(self
+            .shared
+            .get_or_init(|| Shared { cap, uploader })
+            .cap
+            .clone())
+    }
+
+    /// The S3 uploader of this output, once [`FileOutputConfig::prepare_dir`] has started it.
+    pub fn uploader(&self) -> Option<Arc<Uploader>> {
+        self.shared.get().and_then(|s| s.uploader.clone())
     }
 }
 
@@ -204,6 +250,7 @@ pub struct RotatingFile {
     buffered: u64,
     /// Records accepted earlier that a failed write lost, not yet reported.
     lost: u64,
+    uploader: Option<Arc<Uploader>>,
 }
 
 impl std::fmt::Debug for RotatingFile {
@@ -240,7 +287,17 @@ impl RotatingFile {
             files_opened: 0,
             buffered: 0,
             lost: 0,
+            uploader: config.uploader(),
         }
+    }
+
+    /// What the output's S3 uploader did since any series of the output last asked (zero without
+    /// S3): each count is reported by one series only, so the shards' sums are the totals.
+    pub fn take_uploads(&self) -> UploadCounts {
+        self.uploader
+            .as_ref()
+            .map(|u| u.take_counts())
+            .unwrap_or_default()
     }
 
     /// The file being written, if any (its name while being written).
@@ -376,6 +433,11 @@ impl RotatingFile {
         if let Some(cap) = &self.cap {
             cap.closed(&open.path, &path, size);
         }
+        if path == open.final_path {
+            if let Some(uploader) = &self.uploader {
+                uploader.closed(&path);
+            }
+        }
     }
 
     fn open_new(&mut self, now: Timestamp) -> io::Result<()> {
@@ -396,6 +458,9 @@ impl RotatingFile {
         }
         std::fs::create_dir_all(&dir)?;
         let gz = if self.config.gzip { ".gz" } else { "" };
+        // A gzip stream is unreadable until finished, and an S3 spool must not upload a file still
+        // being written (nor take one a crash cut for a closed one at the next start).
+        let partial = self.config.gzip || self.config.s3.is_some();
         let (file, final_path, path) = loop {
             self.seq = self.seq.wrapping_add(1);
             let time = if self.config.layout == Layout::AwsLogs {
@@ -408,12 +473,12 @@ impl RotatingFile {
                 self.name.stem, time, self.seq, self.name.ext, gz
             );
             let final_path = dir.join(&name);
-            let path = if self.config.gzip {
+            let path = if partial {
                 dir.join(format!("{name}.partial"))
             } else {
                 final_path.clone()
             };
-            if self.config.gzip && final_path.exists() {
+            if partial && final_path.exists() {
                 continue;
             }
             // Never overwrite: a restarted vxtap, or another shard, may have used the name.
@@ -505,8 +570,24 @@ impl RotatingFile {
         if let Some(open) = self.open.take() {
             // A file that never got a byte (a full disk at its first write) would only litter.
             let empty = open.on_disk == 0 && std::fs::remove_file(&open.path).is_ok();
+            // A plain file was cut back to its last whole record, so an S3 output can still send
+            // what it holds; a gzip stream cut by a failed write cannot be trusted and stays
+            // `.partial` for the operator.
+            let mut path = open.path.clone();
+            let salvage = !empty
+                && self.uploader.is_some()
+                && matches!(open.writer, Writer::Plain(_))
+                && open.path != open.final_path;
+            if salvage && std::fs::rename(&open.path, &open.final_path).is_ok() {
+                path = open.final_path.clone();
+            }
             if let Some(cap) = &self.cap {
-                cap.closed(&open.path, &open.path, if empty { 0 } else { open.on_disk });
+                cap.closed(&open.path, &path, if empty { 0 } else { open.on_disk });
+            }
+            if path != open.path {
+                if let Some(uploader) = &self.uploader {
+                    uploader.closed(&path);
+                }
             }
         }
         self.stopped_until = Some(retry);
@@ -569,6 +650,10 @@ impl Sink for FileSink {
 
     fn take_lost(&mut self) -> u64 {
         self.file.take_lost()
+    }
+
+    fn take_uploads(&mut self) -> UploadCounts {
+        self.file.take_uploads()
     }
 }
 

@@ -17,6 +17,7 @@ mod clock;
 mod file;
 mod output;
 mod ring;
+mod s3;
 
 use std::io::{self, Write};
 
@@ -24,6 +25,7 @@ pub use self::clock::UtcTime;
 pub use self::file::{FileOutputConfig, FileSink, Layout, Prepared, RotatingFile, SeriesName};
 pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
+pub use self::s3::{finish_uploads, S3Config, UploadCounts, Uploader};
 use crate::base::Timestamp;
 
 /// A destination for records. Each `write` receives one complete record (a text line with its newline,
@@ -37,6 +39,11 @@ pub trait Sink: Send {
     /// Records accepted earlier (buffered) that a failed write has since lost, counted once.
     fn take_lost(&mut self) -> u64 {
         0
+    }
+    /// What the output's S3 uploader did since the last call (an output without S3 has nothing):
+    /// the uploader is not a module, so a module's sink reports it as the module's counters.
+    fn take_uploads(&mut self) -> UploadCounts {
+        UploadCounts::default()
     }
 }
 

@@ -144,6 +144,36 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_table_makes_the_directory_a_spool() {
+        let Ok(OutputConfig::File(f)) = parse(
+            "[output]\ntype = \"file\"\ndir = \"/spool\"\n[output.s3]\nbucket = \"b\"\nprefix = \"p/\"",
+        ) else {
+            panic!("a file output")
+        };
+        let s3 = f.s3.as_ref().expect("an s3 table");
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("b", "p/"));
+        assert_eq!(s3.spool_max_bytes, 1 << 30);
+        assert!(OutputConfig::File(f.clone()).validate().is_ok());
+        let err = |t: &str| match parse(t) {
+            Ok(o) => o.validate().unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(
+            err("[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nregoin = \"x\"")
+                .contains("unknown field `regoin`")
+        );
+        assert!(
+            err("[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"\"").contains("output.s3.bucket")
+        );
+        assert!(err(
+            "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nendpoint = \"localhost:9000\""
+        )
+        .contains("output.s3.endpoint"));
+        assert!(err("[output]\ndir = \"/x\"\nrotate_secs = 0\nrotate_bytes = 0\n[output.s3]\nbucket = \"b\"")
+            .contains("no file ever closes"));
+    }
+
+    #[test]
     fn wrong_outputs_say_what_is_wrong() {
         let err = |t: &str| parse(t).unwrap_err();
         assert!(err("output = \"syslog\"").contains("not an output"));

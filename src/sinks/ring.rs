@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The ring of one output directory.
@@ -13,6 +14,8 @@ use std::sync::Mutex;
 pub struct SizeCap {
     max_bytes: u64,
     inner: Mutex<Ring>,
+    /// Files deleted to stay under the cap: for an S3 spool, files lost before their upload.
+    dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +40,7 @@ impl SizeCap {
         let cap = SizeCap {
             max_bytes,
             inner: Mutex::new(ring),
+            dropped: AtomicU64::new(0),
         };
         cap.enforce();
         cap
@@ -62,6 +66,27 @@ impl SizeCap {
         self.enforce();
     }
 
+    /// Notes that a closed file left the directory another way (uploaded from an S3 spool), so it
+    /// no longer counts toward the cap.
+    pub fn removed(&self, path: &Path) {
+        let mut ring = self.lock();
+        if let Some(i) = ring.files.iter().position(|(p, _)| p == path) {
+            if let Some((_, size)) = ring.files.remove(i) {
+                ring.closed_bytes = ring.closed_bytes.saturating_sub(size.unwrap_or(0));
+            }
+        }
+    }
+
+    /// Files deleted so far to stay under the cap.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the closed files under the cap.
+    pub fn closed_bytes(&self) -> u64 {
+        self.lock().closed_bytes
+    }
+
     fn enforce(&self) {
         let mut ring = self.lock();
         while ring.closed_bytes > self.max_bytes {
@@ -74,6 +99,7 @@ impl SizeCap {
             ring.closed_bytes -= size.unwrap_or(0);
             match std::fs::remove_file(&path) {
                 Ok(()) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(message = "Deleted the oldest file to stay under the size cap.", path = %path.display())
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -90,7 +116,7 @@ impl SizeCap {
 }
 
 /// Files under `dir` (a few levels deep, for date-partitioned layouts) ending in one of `suffixes`.
-fn collect(
+pub(super) fn collect(
     dir: &Path,
     suffixes: &[&str],
     out: &mut Vec<(std::time::SystemTime, u64, PathBuf)>,

@@ -304,6 +304,9 @@ impl Module for PcapWriter {
             }
         }
         out.errors(failed);
+        if let Some(uploader) = self.output.uploader() {
+            out.uploads(uploader.take_counts());
+        }
         // A session whose file was closed by rotation and that sent nothing since gives back its
         // buffer and file handle; it gets a new series with its next packet.
         self.per_session.retain(|_, f| !f.is_idle());
