@@ -3,7 +3,8 @@
 //!
 //! Every table rejects unknown keys: a misspelt key that silently keeps a default is how a production
 //! appliance ends up listening on the wrong port. Module tables are checked by their own module's config
-//! type (see [`crate::modules::Registry`]), so `check-config` catches their mistakes too.
+//! type (the module registry resolves them once the pipeline is built), so `check-config` catches
+//! their mistakes too. Config sits at the bottom of the layers: it names no other module.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

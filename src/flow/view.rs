@@ -131,7 +131,7 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Asks for `dir`'s bytes in order ([`crate::modules::Module::on_stream`]), from the next
+    /// Asks for `dir`'s bytes in order (the module's `on_stream`), from the next
     /// segment on (from the first byte, when asked at flow start). TCP only; reassembly costs
     /// nothing for directions no module asked for.
     pub fn want_stream(&mut self, dir: Dir) {

@@ -4,7 +4,7 @@
 //!
 //! Two ways in:
 //! - A module that emits self-contained records (text lines) writes through its
-//!   [`Emitter`](crate::modules::Emitter) into a [`Sink`]: [`StdoutSink`], or [`FileSink`] over a
+//!   `Emitter` (in `modules`, the layer above) into a [`Sink`]: [`StdoutSink`], or [`FileSink`] over a
 //!   [`RotatingFile`].
 //! - A module whose files carry state of their own (pcapng interface blocks, one classic pcap per
 //!   session) holds [`RotatingFile`]s itself and asks [`RotatingFile::prepare`] whether a record starts

@@ -5,7 +5,7 @@
 //! internet" as a live alarm.
 //!
 //! Each flow is judged once, at its first packet, against every scope compiled at config time
-//! ([`compile`]): it is a finding of a scope when it matches one of its MatchPaths and none of its
+//! (`compile.rs`): it is a finding of a scope when it matches one of its MatchPaths and none of its
 //! ExcludePaths; the path's `Source` is the flow's client, its `Destination` the server. The verdict
 //! sits in the flow's [`PerFlow`] slot; a flow that is no finding costs nothing after its start.
 //! Findings are aggregated per (scope, session, client, server, server port, protocol) over

@@ -1,6 +1,6 @@
 //! DNS inspection (issue 13), in Suricata's split: [`parser`] holds pure functions over borrowed
 //! bytes with no state; this file holds the per-flow state (queries waiting for their response,
-//! DNS over TCP framing) and [`record`] writes one EVE-shaped record per transaction.
+//! DNS over TCP framing) and `record.rs` writes one EVE-shaped record per transaction.
 //!
 //! The parser is vxtap's own rather than a crate's. Of the Rust DNS crates looked at,
 //! `dns-parser` is unmaintained and knows no SVCB/HTTPS; `hickory-proto` and `simple-dns`

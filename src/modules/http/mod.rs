@@ -1,7 +1,7 @@
 //! HTTP/1.x metadata (issue 13), in Suricata's split: [`parser`] holds pure functions over borrowed
 //! bytes with no state beyond what a caller carries between calls; this file follows both streams
 //! of a connection, pairs pipelined requests with their responses in order, and writes one
-//! EVE-shaped record per transaction ([`record`]).
+//! EVE-shaped record per transaction (`record.rs`).
 //!
 //! HTTP is found by content, on any port: the first bytes of the client's stream must probe as a
 //! request line. Every other connection stops its streams at its first bytes, so following all TCP
