@@ -351,7 +351,6 @@ impl FlowTable {
         self.index.insert(hash, i);
         self.schedule(i);
         bump(&self.counters.started, 1);
-        bump(&self.counters.active, 1);
         let mut flow = self.view(i);
         events.start(&mut flow, pkt);
         Some(i)
@@ -478,7 +477,6 @@ impl FlowTable {
                 deliver(entry, flow_slots, o, c)
             });
         }
-        bump_gauge(&counters.reassembly_bytes, pool.held_bytes() as u64);
         self.release_unwanted(i);
     }
 
@@ -517,10 +515,6 @@ impl FlowTable {
             self.free_streams.push(e.stream);
             e.stream = NIL;
         }
-        bump_gauge(
-            &self.counters.reassembly_bytes,
-            self.pool.held_bytes() as u64,
-        );
     }
 
     /// Ends flow `i`: what its streams still hold is delivered (holes as gaps), the modules get the
@@ -578,12 +572,16 @@ impl FlowTable {
         self.slots[i as usize * m..(i as usize + 1) * m].fill(0);
         self.free.push(i);
         bump(&self.counters.ended[reason as usize], 1);
-        let active = &self.counters.active;
-        bump_gauge(active, self.len() as u64);
-        bump_gauge(
-            &self.counters.reassembly_bytes,
-            self.pool.held_bytes() as u64,
-        );
+    }
+
+    /// Publishes the gauges `/metrics` reads: once per tick (and at the end), not per packet, since
+    /// both are derived from the table's own state.
+    fn publish_gauges(&self) {
+        let set = |gauge: &std::sync::atomic::AtomicU64, value: usize| {
+            gauge.store(value as u64, std::sync::atomic::Ordering::Relaxed)
+        };
+        set(&self.counters.active, self.len());
+        set(&self.counters.reassembly_bytes, self.pool.held_bytes());
     }
 
     /// The second in which flow `i` times out if no packet comes; never one already checked.
@@ -651,6 +649,7 @@ impl FlowTable {
     pub(crate) fn expire(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
         let now_secs = now.secs();
         if now_secs < self.checked_through + 1 {
+            self.publish_gauges();
             return;
         }
         let first = self.checked_through + 1;
@@ -679,6 +678,7 @@ impl FlowTable {
             self.end(i, reason, events);
         }
         self.due = due;
+        self.publish_gauges();
     }
 
     /// Ends every flow (the drain, the end of a replay), least recently seen first.
@@ -697,6 +697,7 @@ impl FlowTable {
             self.end(i, reason, events);
         }
         self.due = all;
+        self.publish_gauges();
     }
 }
 
@@ -710,11 +711,6 @@ fn count_chunk(counters: &FlowCounters, entry: &mut Entry, dir: Dir, c: &Chunk<'
             bump(&counters.gap_bytes, len);
         }
     }
-}
-
-/// Sets a gauge (single writer).
-fn bump_gauge(gauge: &std::sync::atomic::AtomicU64, value: u64) {
-    gauge.store(value, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// How a flow that times out or is replaced ended, from its TCP state.

@@ -83,11 +83,7 @@ pub fn begin_parts<'a>(
 ) -> JsonObject<'a> {
     let k = key;
     let mut o = JsonObject::begin(out);
-    o.field("timestamp", |out| {
-        out.push('"');
-        write_timestamp(out, ts);
-        out.push('"');
-    });
+    o.timestamp("timestamp", ts);
     o.u64("flow_id", flow_id);
     o.str("event_type", event_type);
     o.display("src_ip", k.src);
@@ -135,9 +131,8 @@ pub fn json_str(out: &mut String, s: &str) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+            // Every other control character as \u00XX, the form flowlog's records have always
+            // used, so all of vxtap's JSON escapes alike.
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
@@ -211,6 +206,15 @@ impl<'a> JsonObject<'a> {
         self.key(key);
         self.out.push('"');
         let _ = write!(Escaping(self.out), "{value}");
+        self.out.push('"');
+        self
+    }
+
+    /// A packet time in EVE's form ([`write_timestamp`]).
+    pub fn timestamp(&mut self, key: &str, ts: Timestamp) -> &mut Self {
+        self.key(key);
+        self.out.push('"');
+        write_timestamp(self.out, ts);
         self.out.push('"');
         self
     }
@@ -351,7 +355,7 @@ mod tests {
         o.end();
         assert_eq!(
             out,
-            r#"{"a":"q\"uote\\ \n\u0001","n":7,"m":-3,"t":true,"ip":"10.0.0.1","weird":"tab\there","list":["x",1,{"f":0.5}],"o":{}}"#
+            r#"{"a":"q\"uote\\ \u000a\u0001","n":7,"m":-3,"t":true,"ip":"10.0.0.1","weird":"tab\u0009here","list":["x",1,{"f":0.5}],"o":{}}"#
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["weird"], "tab\there");

@@ -107,18 +107,20 @@ impl Shard {
                 failed: false,
             });
         }
-        let wanting = flow_modules(&modules).len();
-        if wanting > MAX_FLOW_MODULES {
+        let which = flow_modules(&modules);
+        if let Some(&first_over) = which.get(MAX_FLOW_MODULES) {
             return Err(ModuleRefused {
-                kind: modules[flow_modules(&modules)[MAX_FLOW_MODULES]]
-                    .kind
-                    .clone(),
+                kind: modules[first_over].kind.clone(),
                 source: BuildError::new(format!(
-                    "{wanting} modules want flow events; a shard takes at most {MAX_FLOW_MODULES}"
+                    "{} modules want flow events; a shard takes at most {MAX_FLOW_MODULES}",
+                    which.len()
                 )),
             });
         }
-        let flows = Flows::new(&modules, flow);
+        let flows = (!which.is_empty()).then(|| Flows {
+            table: FlowTable::new(flow, which.len()),
+            modules: which,
+        });
         let counters = Arc::new(ShardCounters {
             modules: modules.iter().map(|m| m.counters.clone()).collect(),
             flows: flows.as_ref().map(|f| f.table.counters().clone()),
@@ -380,19 +382,6 @@ struct Flows {
     table: FlowTable,
     /// Positions of the flow-aware modules in the shard's module list, in config order.
     modules: Vec<usize>,
-}
-
-impl Flows {
-    fn new(modules: &[ModuleSlot], config: &FlowConfig) -> Option<Flows> {
-        let which = flow_modules(modules);
-        if which.is_empty() {
-            return None;
-        }
-        Some(Flows {
-            table: FlowTable::new(config, which.len()),
-            modules: which,
-        })
-    }
 }
 
 /// The flow-aware modules, by position (more than [`MAX_FLOW_MODULES`] is refused at build).

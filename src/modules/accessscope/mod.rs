@@ -545,16 +545,8 @@ fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
             a.display("client", f.key.client)
                 .display("server", f.key.server)
                 .u64("server_port", u64::from(f.key.server_port))
-                .field("first_seen", |out| {
-                    out.push('"');
-                    eve::write_timestamp(out, f.first);
-                    out.push('"');
-                })
-                .field("last_seen", |out| {
-                    out.push('"');
-                    eve::write_timestamp(out, f.last);
-                    out.push('"');
-                })
+                .timestamp("first_seen", f.first)
+                .timestamp("last_seen", f.last)
                 .u64("flows", f.flows)
                 .u64("packets", f.packets)
                 .u64("bytes", f.bytes);

@@ -813,22 +813,13 @@ fn aggregate(session: &Arc<Session>, key: FlowKey, flow_id: u64, ev: Event) -> (
     (agg_key, agg)
 }
 
-fn time_field(o: &mut JsonObject<'_>, key: &str, ts: Timestamp) {
-    o.field(key, |out| {
-        out.push('"');
-        eve::write_timestamp(out, ts);
-        out.push('"');
-    });
-}
-
 fn interval_object(o: &mut JsonObject<'_>, end: u64, interval_ns: u64) {
     o.object("interval", |i| {
-        time_field(
-            i,
+        i.timestamp(
             "start",
             Timestamp::from_nanos(end.saturating_sub(interval_ns)),
         );
-        time_field(i, "end", Timestamp::from_nanos(end));
+        i.timestamp("end", Timestamp::from_nanos(end));
     });
 }
 
@@ -841,7 +832,7 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
     );
     out.emit_line(|s| {
         let mut o = JsonObject::begin(s);
-        time_field(&mut o, "timestamp", a.first);
+        o.timestamp("timestamp", a.first);
         o.u64("flow_id", a.flow_id);
         o.str("event_type", "connectivity");
         o.display("src_ip", k.client);
@@ -861,8 +852,8 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
             c.str("likely_cause", likely_cause(k.kind, a.direction, k.reason));
             c.u64("flows", a.flows);
             c.u64("packets", a.packets);
-            time_field(c, "first", a.first);
-            time_field(c, "last", a.last);
+            c.timestamp("first", a.first);
+            c.timestamp("last", a.last);
             if a.max_wait_ns > 0 {
                 // Microsecond precision: a RST from the same VPC comes within a millisecond.
                 c.f64("max_wait_ms", (a.max_wait_ns / 1_000) as f64 / 1_000.0);
@@ -891,8 +882,7 @@ fn write_silent(out: &mut Emitter<'_>, end: u64, interval_ns: u64, session: &Ses
     );
     out.emit_line(|s| {
         let mut o = JsonObject::begin(s);
-        time_field(
-            &mut o,
+        o.timestamp(
             "timestamp",
             Timestamp::from_nanos(end.saturating_sub(interval_ns)),
         );

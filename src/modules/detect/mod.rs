@@ -576,18 +576,10 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
     }
 }
 
-fn time_field(o: &mut JsonObject<'_>, key: &str, ts: Timestamp) {
-    o.field(key, |out| {
-        out.push('"');
-        eve::write_timestamp(out, ts);
-        out.push('"');
-    });
-}
-
 fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
     out.emit_line(|s| {
         let mut o = JsonObject::begin(s);
-        time_field(&mut o, "timestamp", n.tally.first);
+        o.timestamp("timestamp", n.tally.first);
         o.str("event_type", "detect");
         if let Some(src) = n.src {
             o.display("src_ip", src);
@@ -624,15 +616,14 @@ fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
                     }
                 });
             }
-            time_field(d, "first", n.tally.first);
-            time_field(d, "last", n.tally.last);
+            d.timestamp("first", n.tally.first);
+            d.timestamp("last", n.tally.last);
             d.object("window", |w| {
-                time_field(
-                    w,
+                w.timestamp(
                     "start",
                     Timestamp::from_nanos(end.saturating_sub(window_ns)),
                 );
-                time_field(w, "end", Timestamp::from_nanos(end));
+                w.timestamp("end", Timestamp::from_nanos(end));
             });
         });
         o.end();

@@ -417,28 +417,13 @@ impl Format {
                     r
                 }
                 (Value::Text(t), _) => {
-                    json_string(t, out);
+                    crate::modules::eve::json_str(out, t);
                     Ok(())
                 }
             };
         }
         out.push('}');
     }
-}
-
-fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
