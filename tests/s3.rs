@@ -378,6 +378,43 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
 }
 
 #[test]
+fn a_reload_uploads_each_spooled_file_once() {
+    let Some(moto) = Moto::start() else { return };
+    credentials();
+    moto.create_bucket("reload");
+    let dir = temp_dir("reload");
+    for i in 0..30 {
+        std::fs::write(dir.join(format!("f_{i:04}.log")), format!("file {i}\n")).expect("file");
+    }
+    // A reload builds the output anew over the same spool while the old one still sends what it
+    // holds: two uploaders rescanning one directory.
+    let output = || {
+        let mut out = FileOutputConfig::new(&dir);
+        out.s3 = Some(s3_config(&moto, "reload"));
+        out
+    };
+    let (old, new) = (output(), output());
+    old.prepare_dir(&[".log"]).expect("spool");
+    new.prepare_dir(&[".log"]).expect("spool");
+    let (a, b) = (
+        old.uploader().expect("an uploader"),
+        new.uploader().expect("an uploader"),
+    );
+    wait_for("the spool to drain", || files_under(&dir).is_empty());
+    wait_for("the counts to settle", || {
+        a.totals().uploaded + b.totals().uploaded >= 30
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a.totals().uploaded + b.totals().uploaded,
+        30,
+        "each file sent and counted once"
+    );
+    assert_eq!(moto.objects("reload").len(), 30);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_spool_cap_drops_the_oldest_file_and_counts_it() {
     let Some(mut moto) = Moto::start() else {
         return;

@@ -399,6 +399,12 @@ impl Worker {
     }
 
     async fn upload(&self, path: &Path) -> Result<(), String> {
+        let Some(_claim) = Claim::take(path) else {
+            // Another uploader of the same spool has it: a reload's new output rescans the spool
+            // while the old one still sends what it holds. It uploads the file (or leaves it for
+            // the next start); sending it twice would count it twice.
+            return Ok(());
+        };
         let data = match tokio::fs::read(path).await {
             Ok(d) => d,
             // Dropped by the spool cap (counted there) or removed by hand: nothing to send.
@@ -435,6 +441,30 @@ impl Worker {
             });
         tracing::debug!(message = "Uploaded a spooled file.", key, bytes = len);
         Ok(())
+    }
+}
+
+/// Files some uploader of the process is sending right now.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// One uploader's hold on a spooled file for the time of its upload, so no other uploader of the
+/// same spool sends it at the same time; released when dropped.
+struct Claim(PathBuf);
+
+impl Claim {
+    fn take(path: &Path) -> Option<Claim> {
+        let mut all = lock(&IN_FLIGHT);
+        if all.iter().any(|p| p == path) {
+            return None;
+        }
+        all.push(path.to_owned());
+        Some(Claim(path.to_owned()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&IN_FLIGHT).retain(|p| *p != self.0);
     }
 }
 
