@@ -226,6 +226,14 @@ mod tests {
             "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nendpoint = \"localhost:9000\""
         )
         .contains("output.s3.endpoint"));
+        assert!(err(
+            "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nmultipart_part_bytes = 1000"
+        )
+        .contains("output.s3.multipart_part_bytes"));
+        assert!(err(
+            "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nmultipart_threshold_bytes = 6000000"
+        )
+        .contains("less than multipart_part_bytes"));
         assert!(err("[output]\ndir = \"/x\"\nrotate_secs = 0\nrotate_bytes = 0\n[output.s3]\nbucket = \"b\"")
             .contains("no file ever closes"));
     }

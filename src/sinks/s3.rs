@@ -48,9 +48,17 @@ pub struct S3Config {
     /// The longest wait between attempts while S3 is away.
     #[serde(default = "default_retry_max_secs")]
     pub retry_max_secs: u64,
-    /// How long one upload may take before it counts as failed.
+    /// How long one upload may take before it counts as failed (for a multipart upload: each part,
+    /// and the completion).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Files of at least this many bytes go up as multipart uploads, read one part at a time, so
+    /// a large file needs no more memory than a part.
+    #[serde(default = "default_multipart_threshold_bytes")]
+    pub multipart_threshold_bytes: u64,
+    /// The size of each part but the last (S3 takes 5 MiB to 5 GiB; 10,000 parts at most).
+    #[serde(default = "default_multipart_part_bytes")]
+    pub multipart_part_bytes: u64,
 }
 
 fn default_spool_max_bytes() -> u64 {
@@ -65,6 +73,17 @@ fn default_retry_max_secs() -> u64 {
 fn default_timeout_secs() -> u64 {
     120
 }
+fn default_multipart_threshold_bytes() -> u64 {
+    64 << 20
+}
+fn default_multipart_part_bytes() -> u64 {
+    16 << 20
+}
+
+/// S3's smallest part (all but the last) of a multipart upload.
+const MIN_PART: u64 = 5 << 20;
+/// The largest part vxtap reads at once: a part is held in memory while it goes up.
+const MAX_PART: u64 = 1 << 30;
 
 impl S3Config {
     /// Checks values serde cannot; messages start with the key.
@@ -85,6 +104,18 @@ impl S3Config {
             if value == 0 || value > max {
                 return Err(format!("output.s3.{key}: {value} is not in 1..={max}"));
             }
+        }
+        if !(MIN_PART..=MAX_PART).contains(&self.multipart_part_bytes) {
+            return Err(format!(
+                "output.s3.multipart_part_bytes: {} is not in {MIN_PART}..={MAX_PART} (S3's parts are at least 5 MiB)",
+                self.multipart_part_bytes
+            ));
+        }
+        if self.multipart_threshold_bytes < self.multipart_part_bytes {
+            return Err(format!(
+                "output.s3.multipart_threshold_bytes: {} is less than multipart_part_bytes ({})",
+                self.multipart_threshold_bytes, self.multipart_part_bytes
+            ));
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -405,21 +436,29 @@ impl Worker {
             // the next start); sending it twice would count it twice.
             return Ok(());
         };
-        let data = match tokio::fs::read(path).await {
-            Ok(d) => d,
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
             // Dropped by the spool cap (counted there) or removed by hand: nothing to send.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(format!("cannot read the file: {e}")),
         };
-        let len = data.len() as u64;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| format!("cannot read the file: {e}"))?
+            .len();
         let key = object_key(&self.config.prefix, &self.dir, path)
             .ok_or_else(|| "the file is outside the spool directory".to_owned())?;
         let location = object_store::path::Path::from(key.as_str());
-        let put = object_store::ObjectStoreExt::put(&self.store, &location, data.into());
-        match tokio::time::timeout(Duration::from_secs(self.config.timeout_secs), put).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("timed out".into()),
+        if len >= self.config.multipart_threshold_bytes {
+            self.upload_parts(&mut file, len, &location).await?;
+        } else {
+            let mut data = Vec::with_capacity(len as usize);
+            tokio::io::AsyncReadExt::read_to_end(&mut file, &mut data)
+                .await
+                .map_err(|e| format!("cannot read the file: {e}"))?;
+            let put = object_store::ObjectStoreExt::put(&self.store, &location, data.into());
+            within(self.config.timeout_secs, put).await?;
         }
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -441,6 +480,51 @@ impl Worker {
             });
         tracing::debug!(message = "Uploaded a spooled file.", key, bytes = len);
         Ok(())
+    }
+}
+
+impl Worker {
+    /// A multipart upload of `file` (`len` bytes), one part in memory at a time; aborted on
+    /// failure so S3 keeps no orphaned parts (the next attempt starts over).
+    async fn upload_parts(
+        &self,
+        file: &mut tokio::fs::File,
+        len: u64,
+        location: &object_store::path::Path,
+    ) -> Result<(), String> {
+        let start = object_store::ObjectStoreExt::put_multipart(&self.store, location);
+        let mut upload = within(self.config.timeout_secs, start).await?;
+        let mut sent = 0;
+        let result = async {
+            while sent < len {
+                let size = (len - sent).min(self.config.multipart_part_bytes);
+                let mut part = vec![0; size as usize];
+                tokio::io::AsyncReadExt::read_exact(file, &mut part)
+                    .await
+                    .map_err(|e| format!("cannot read the file: {e}"))?;
+                within(self.config.timeout_secs, upload.put_part(part.into())).await?;
+                sent += size;
+            }
+            within(self.config.timeout_secs, upload.complete()).await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = within(self.config.timeout_secs, upload.abort()).await;
+        }
+        result
+    }
+}
+
+/// `work` with the upload timeout.
+async fn within<T>(
+    secs: u64,
+    work: impl std::future::Future<Output = object_store::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_secs(secs), work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
     }
 }
 
