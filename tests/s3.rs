@@ -352,6 +352,13 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
     assert_eq!(files_under(&dir).len(), 2, "both stay spooled");
     let counted = sink.take_uploads();
     assert!(counted.failed >= 2 && counted.uploaded == 0, "{counted:?}");
+    let spooled = || {
+        vxtap::sinks::spools()
+            .into_iter()
+            .find(|s| s.dir == dir)
+            .map(|s| s.bytes)
+    };
+    assert_eq!(spooled(), Some(27), "the gauge shows what waits");
 
     moto.up();
     moto.create_bucket("outage");
@@ -376,6 +383,7 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
         ]
     );
     assert_eq!(sink.take_uploads().uploaded, 2);
+    assert_eq!(spooled(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -586,5 +594,8 @@ fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
         )]
     );
     assert!(files_under(&spool).is_empty());
+    let body = http_get(admin, "/metrics").expect("metrics");
+    let gauge = format!("vxtap_s3_spool_bytes{{dir=\"{}\"}} 0", spool.display());
+    assert!(body.lines().any(|l| l == gauge), "{gauge} in\n{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }

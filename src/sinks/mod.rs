@@ -32,7 +32,7 @@ pub use self::kafka::{
 };
 pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
-pub use self::s3::{finish_uploads, S3Config, UploadCounts, Uploader};
+pub use self::s3::{finish_uploads, spools, S3Config, Spool, UploadCounts, Uploader};
 use crate::base::Timestamp;
 
 /// A destination for records. Each `write` receives one complete record (a text line with its newline,

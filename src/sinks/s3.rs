@@ -177,6 +177,9 @@ pub struct Uploader {
 struct Control {
     state: Mutex<State>,
     rescan: AtomicBool,
+    /// The spool, and its accounting, for [`spools`].
+    dir: PathBuf,
+    cap: Option<Arc<SizeCap>>,
 }
 
 #[derive(Debug, Default)]
@@ -204,7 +207,11 @@ impl Uploader {
     ) -> std::io::Result<Arc<Uploader>> {
         let store = build_store(config).map_err(std::io::Error::other)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control {
+            dir: dir.to_owned(),
+            cap: cap.clone(),
+            ..Control::default()
+        });
         control.rescan.store(true, Ordering::Relaxed);
         let uploader = Arc::new(Uploader {
             tx,
@@ -278,6 +285,32 @@ impl Uploader {
     pub fn spool_bytes(&self) -> u64 {
         self.stats.spool_bytes.load(Ordering::Relaxed)
     }
+}
+
+/// One S3 output's spool as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spool {
+    /// The output's `dir`.
+    pub dir: PathBuf,
+    /// Bytes of closed files in it waiting for their upload.
+    pub bytes: u64,
+}
+
+/// Every running S3 output's spool: what an outage has piled up, against `spool_max_bytes`.
+pub fn spools() -> Vec<Spool> {
+    let mut all: Vec<Spool> = lock(&UPLOADERS)
+        .iter()
+        .filter(|c| !lock(&c.state).done)
+        .map(|c| Spool {
+            dir: c.dir.clone(),
+            bytes: c.cap.as_ref().map_or(0, |cap| cap.closed_bytes()),
+        })
+        .collect();
+    // A reload's old and new outputs over one directory: one series, the newest count.
+    all.reverse();
+    all.dedup_by(|a, b| a.dir == b.dir);
+    all.sort_by(|a, b| a.dir.cmp(&b.dir));
+    all
 }
 
 /// Waits up to `timeout` for every output's uploader to send what its spool holds (called at the
@@ -362,9 +395,19 @@ impl Worker {
                 continue;
             };
             match runtime.block_on(self.upload(&path)) {
-                Ok(()) => {
+                Ok(Sent::Done) => {
                     self.pending.pop_front();
                     backoff = initial;
+                }
+                Ok(Sent::Busy) => {
+                    // Another uploader of the same spool is sending it: look again later (it
+                    // is gone by then, or left behind by a failure and ours to send). At a stop
+                    // the other one's own stop deals with it.
+                    self.pending.pop_front();
+                    if !finishing {
+                        self.pending.push_back(path);
+                        self.sleep(Duration::from_millis(200));
+                    }
                 }
                 Err(error) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -429,17 +472,22 @@ impl Worker {
         self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    async fn upload(&self, path: &Path) -> Result<(), String> {
+    async fn upload(&self, path: &Path) -> Result<Sent, String> {
         let Some(_claim) = Claim::take(path) else {
             // Another uploader of the same spool has it: a reload's new output rescans the spool
-            // while the old one still sends what it holds. It uploads the file (or leaves it for
-            // the next start); sending it twice would count it twice.
-            return Ok(());
+            // while the old one still sends what it holds. Sending it twice would count it twice.
+            return Ok(Sent::Busy);
         };
         let mut file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
-            // Dropped by the spool cap (counted there) or removed by hand: nothing to send.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Dropped by the spool cap (counted there), uploaded by a reload's other uploader, or
+            // removed by hand: nothing to send, and no longer in the spool's size.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(cap) = &self.cap {
+                    cap.removed(path);
+                }
+                return Ok(Sent::Done);
+            }
             Err(e) => return Err(format!("cannot read the file: {e}")),
         };
         let len = file
@@ -479,7 +527,7 @@ impl Worker {
                 Some(b.saturating_sub(len))
             });
         tracing::debug!(message = "Uploaded a spooled file.", key, bytes = len);
-        Ok(())
+        Ok(Sent::Done)
     }
 }
 
@@ -514,6 +562,14 @@ impl Worker {
         }
         result
     }
+}
+
+/// What became of a file the uploader took up.
+enum Sent {
+    /// Uploaded, or gone: done with.
+    Done,
+    /// Being uploaded by another uploader of the same spool.
+    Busy,
 }
 
 /// `work` with the upload timeout.
