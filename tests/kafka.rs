@@ -437,11 +437,12 @@ fn past_the_buffer_cap_records_are_dropped_and_counted() {
     let expected = file_records(&dir);
     let flows = &expected["flowlog"];
     let total: usize = flows.iter().map(|l| l.len() + "10.0.1.10/1001".len()).sum();
-    assert!(total > 2048, "enough records for more than one batch");
-    // One batch of at most 1 KiB fits in the buffer while the broker is away; the rest is dropped.
+    assert!(total > 4096, "enough records for more than two batches");
+    // One batch of at most 1 KiB (and its index) fits in the buffer while the broker is away; the
+    // next ones are dropped.
     let config = modules(&kafka_output(
         &tansu.broker(),
-        "batch_max_bytes = 1024\nbuffer_max_bytes = 1024\nretry_initial_ms = 100\n\
+        "batch_max_bytes = 1024\nbuffer_max_bytes = 2048\nretry_initial_ms = 100\n\
          retry_max_secs = 1\ntimeout_secs = 2\ndrain_timeout_secs = 40\n",
     ));
     let replayed = std::thread::scope(|s| {
@@ -462,6 +463,34 @@ fn past_the_buffer_cap_records_are_dropped_and_counted() {
     let got = tansu.consume("vxtap.flowlog", delivered as usize);
     let got: Vec<String> = got.into_iter().map(|m| m.value).collect();
     assert_eq!(got, flows[..delivered as usize]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn records_a_broker_never_takes_are_counted_at_exit() {
+    let Some(tansu) = Tansu::find() else { return };
+    let dir = temp_dir("never");
+    let expected = file_records(&dir);
+    let flows = &expected["flowlog"];
+    // Nothing listens on the broker's port: the replay waits drain_timeout_secs, then gives up.
+    let config = modules(&kafka_output(
+        &tansu.broker(),
+        "retry_initial_ms = 100\nretry_max_secs = 1\ntimeout_secs = 1\ndrain_timeout_secs = 2\n",
+    ));
+    let started = Instant::now();
+    let summary = replay(&config, &dir);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a bounded wait"
+    );
+    let line = summary_of(&summary, "vxtap.flowlog");
+    assert_eq!(number_before(line, "delivered"), 0, "{line}");
+    assert_eq!(
+        number_before(line, "undelivered"),
+        flows.len() as u64,
+        "{line}"
+    );
+    assert_eq!(number_before(line, "dropped"), flows.len() as u64, "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

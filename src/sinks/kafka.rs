@@ -41,8 +41,9 @@ pub struct KafkaConfig {
     /// A shard hands its records over once they add up to this many bytes, and at every tick.
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
-    /// The bounded buffer: bytes of records handed over and not yet delivered. Past it, new
-    /// records are dropped and counted (`kafka_dropped_records{reason="buffer_full"}`).
+    /// The bounded buffer: memory of the batches handed over and not yet delivered (their
+    /// buffers' capacity). Past it, new records are dropped and counted
+    /// (`kafka_dropped_records{reason="buffer_full"}`).
     #[serde(default = "default_buffer_max_bytes")]
     pub buffer_max_bytes: u64,
     /// How long one attempt (connecting, a metadata lookup, a produce request with its own
@@ -161,9 +162,9 @@ impl KafkaConfig {
                 self.batch_max_bytes
             ));
         }
-        if self.buffer_max_bytes < self.batch_max_bytes as u64 {
+        if self.buffer_max_bytes < 2 * self.batch_max_bytes as u64 {
             return Err(format!(
-                "output.kafka.buffer_max_bytes: {} is less than batch_max_bytes ({}): no batch would fit",
+                "output.kafka.buffer_max_bytes: {} is less than twice batch_max_bytes ({}): a full batch (and its index) would not fit",
                 self.buffer_max_bytes, self.batch_max_bytes
             ));
         }
@@ -323,7 +324,8 @@ struct Stats {
     rejected: AtomicU64,
     undelivered: AtomicU64,
     errors: AtomicU64,
-    /// Bytes handed over and not yet delivered or dropped: what `buffer_max_bytes` bounds.
+    /// Memory of the batches handed over and not yet delivered or dropped ([`Batch::held`]): what
+    /// `buffer_max_bytes` bounds.
     buffered: AtomicU64,
 }
 
@@ -364,6 +366,12 @@ impl Batch {
     fn clear(&mut self) {
         self.data.clear();
         self.records.clear();
+    }
+
+    /// The memory the batch holds, which `buffer_max_bytes` bounds: its buffers' capacity, not
+    /// just the records in them.
+    fn held(&self) -> u64 {
+        (self.data.capacity() + self.records.capacity() * std::mem::size_of::<Entry>()) as u64
     }
 
     /// Each record's key (if any) and value.
@@ -475,14 +483,14 @@ impl Producer {
         self.stats.totals()
     }
 
-    /// Bytes handed over and not yet delivered or dropped.
+    /// Memory held by batches handed over and not yet delivered or dropped.
     pub fn buffered_bytes(&self) -> u64 {
         self.stats.buffered.load(Ordering::Relaxed)
     }
 
     /// Hands `batch` to the thread without waiting, or drops it (counted) when the buffer is full.
     fn hand_over(&self, batch: Batch) {
-        let bytes = batch.data.len() as u64;
+        let bytes = batch.held();
         let records = batch.records.len() as u64;
         let before = self.stats.buffered.fetch_add(bytes, Ordering::Relaxed);
         if before + bytes > self.buffer_max || self.control.done.load(Ordering::Relaxed) {
@@ -503,9 +511,11 @@ impl Producer {
     }
 
     fn empty_batch(&self) -> Batch {
+        // Small to start with: a quiet shard hands over a few records per tick, and the buffer
+        // counts capacity. A batch grows to batch_max_bytes when the traffic fills it.
         self.spares.try_recv().unwrap_or_else(|_| Batch {
-            data: Vec::with_capacity(self.batch_max + self.batch_max / 4),
-            records: Vec::with_capacity(1024),
+            data: Vec::with_capacity(self.batch_max.min(16 << 10)),
+            records: Vec::with_capacity(64),
         })
     }
 }
@@ -666,10 +676,15 @@ impl Worker {
             self.add(b);
         }
         for p in self.queue.drain(..) {
-            left += p.groups.iter().map(|g| g.1.len() as u64).sum::<u64>();
+            left += if p.partitions == 0 {
+                // Never tried: every record is still there.
+                p.batch.records.len() as u64
+            } else {
+                p.groups.iter().map(|g| g.1.len() as u64).sum::<u64>()
+            };
             self.stats
                 .buffered
-                .fetch_sub(p.batch.data.len() as u64, Ordering::Relaxed);
+                .fetch_sub(p.batch.held(), Ordering::Relaxed);
         }
         if left > 0 {
             self.stats.undelivered.fetch_add(left, Ordering::Relaxed);
@@ -819,7 +834,7 @@ impl Worker {
         if let Some(mut done) = self.queue.pop_front() {
             self.stats
                 .buffered
-                .fetch_sub(done.batch.data.len() as u64, Ordering::Relaxed);
+                .fetch_sub(done.batch.held(), Ordering::Relaxed);
             done.batch.clear();
             let _ = self.spares.try_send(done.batch);
         }
@@ -1035,7 +1050,7 @@ mod tests {
         assert!(err(&|c| c.brokers = vec!["localhost".into()]).contains("not host:port"));
         assert!(err(&|c| c.topic = Some("a b".into())).contains("output.kafka.topic"));
         assert!(err(&|c| c.batch_max_bytes = 10).contains("batch_max_bytes"));
-        assert!(err(&|c| c.buffer_max_bytes = 2000).contains("no batch would fit"));
+        assert!(err(&|c| c.buffer_max_bytes = 300_000).contains("twice batch_max_bytes"));
         assert!(err(&|c| c.timeout_secs = 0).contains("output.kafka.timeout_secs"));
     }
 }
