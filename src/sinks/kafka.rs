@@ -572,7 +572,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A connection to the cluster: one client per partition of the topic, in partition order.
 struct Conn {
-    partitions: Vec<PartitionClient>,
+    partitions: Vec<Arc<PartitionClient>>,
 }
 
 /// A batch being sent: its records grouped by partition, each group removed once acknowledged,
@@ -769,7 +769,7 @@ impl Worker {
                     )
                     .await
                     .map_err(|e| format!("partition {p}: {e}"))?;
-                partitions.push(client);
+                partitions.push(Arc::new(client));
             }
             if partitions.is_empty() {
                 return Err(format!("topic {:?} has no partitions", self.topic));
@@ -798,38 +798,65 @@ impl Worker {
             front.groups = group(&front.batch, partitions);
             front.partitions = partitions;
         }
-        let mut rejected = None;
-        while let Some((p, records, bytes)) = front.groups.last() {
-            let (p, n, bytes) = (*p, records.len() as u64, *bytes);
-            let client = &self.conn.as_ref().expect("connected above").partitions[p];
-            let sent =
-                tokio::time::timeout(timeout * 2, client.produce(records.clone(), compression))
-                    .await;
+        // One request per partition, all at once: a batch costs one round trip, not one per
+        // partition; order within a partition is kept, as batches go one after another.
+        let conn = self.conn.as_ref().expect("connected above");
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (p, records, _)) in front.groups.iter().enumerate() {
+            let client = conn.partitions[*p].clone();
+            let records = records.clone();
+            tasks.spawn(async move {
+                let sent = client.produce(records, compression);
+                (i, tokio::time::timeout(timeout * 2, sent).await)
+            });
+        }
+        let (mut finished, mut rejected, mut retry, mut relookup) = (Vec::new(), None, None, false);
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((i, sent)) = joined else {
+                retry.get_or_insert_with(|| "a produce task failed".to_owned());
+                continue;
+            };
+            let (p, n, bytes) = {
+                let g = &front.groups[i];
+                (g.0, g.1.len() as u64, g.2)
+            };
             match sent {
                 Ok(Ok(_offsets)) => {
                     self.stats.delivered.fetch_add(n, Ordering::Relaxed);
                     self.stats
                         .delivered_bytes
                         .fetch_add(bytes, Ordering::Relaxed);
-                    front.groups.pop();
+                    finished.push(i);
                 }
                 Ok(Err(e)) if permanent(&e) => {
                     self.stats.rejected.fetch_add(n, Ordering::Relaxed);
                     rejected = Some(format!("partition {p}: {e}"));
-                    front.groups.pop();
+                    finished.push(i);
                 }
                 Ok(Err(e)) => {
-                    if stale(&e) {
-                        self.conn = None;
-                    }
-                    return Err(SendError::Retry(format!("partition {p}: {e}")));
+                    relookup |= stale(&e);
+                    retry.get_or_insert_with(|| format!("partition {p}: {e}"));
                 }
                 Err(_) => {
-                    return Err(SendError::Retry(format!(
-                        "partition {p}: no acknowledgement in time"
-                    )))
+                    retry.get_or_insert_with(|| {
+                        format!("partition {p}: no acknowledgement in time")
+                    });
                 }
             }
+        }
+        // What is acknowledged (or refused for good) is never sent again.
+        finished.sort_unstable();
+        for i in finished.into_iter().rev() {
+            front.groups.remove(i);
+        }
+        if relookup {
+            self.conn = None;
+        }
+        if let Some(e) = retry {
+            if let Some(r) = rejected {
+                tracing::warn!(message = "Kafka refused records for good; dropped.", topic = %self.topic, error = %r);
+            }
+            return Err(SendError::Retry(e));
         }
         if let Some(mut done) = self.queue.pop_front() {
             self.stats
@@ -847,8 +874,7 @@ impl Worker {
 
 /// The records of `batch` by partition: keyed ones where the default partitioner puts them,
 /// unkeyed ones together in the batch's own partition (Kafka's "sticky" choice, one per batch).
-/// Groups are popped from the end, so the last group is sent first; order within a partition is
-/// the batch's.
+/// Order within a partition is the batch's.
 fn group(batch: &Batch, partitions: usize) -> Vec<(usize, Vec<rskafka::record::Record>, u64)> {
     use rskafka::chrono::{TimeZone, Utc};
     let sticky = (batch.data.len() + batch.records.len()) % partitions.max(1);
