@@ -4,8 +4,9 @@
 //! The shards never touch the network. Each shard's [`KafkaSink`] gathers records into a batch
 //! (keys, values and packet times back to back in one buffer, reused) and hands it to the output's
 //! producer thread through a bounded channel when the batch is full and at every flush (after each
-//! tick, at drain). The thread sends each batch as one produce request per partition, in order, and
-//! retries with backoff while the brokers are away. What it holds is bounded by
+//! tick, at drain). The thread sends each batch as one produce request per partition (concurrently,
+//! so a batch costs one round trip), batch after batch, and retries with backoff while the brokers
+//! are away. What it holds is bounded by
 //! `buffer_max_bytes`: past it a shard drops the batch it was about to hand over, counted, so that
 //! what is already buffered keeps its order and goes first when the brokers come back.
 //!
