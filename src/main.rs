@@ -116,6 +116,27 @@ fn finish_uploads() {
     }
 }
 
+/// Waits (bounded) for Kafka outputs to deliver what the last flush handed over; one line per
+/// output, `kafka TOPIC: N delivered, M dropped (...)`, for the replay's summary and the exit log.
+fn finish_kafka() -> Vec<String> {
+    vxtap::sinks::finish_kafka(UPLOAD_AT_EXIT)
+        .into_iter()
+        .map(|k| {
+            let c = k.counts;
+            format!(
+                "kafka {}: {} delivered, {} dropped ({} buffer full, {} rejected, {} undelivered at exit), {} failed attempts",
+                k.topic,
+                c.delivered,
+                c.dropped(),
+                c.dropped_full,
+                c.rejected,
+                c.undelivered,
+                c.errors
+            )
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
@@ -139,6 +160,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 vxtap::control::daemon::run_with(config, Registry::with_builtins(), options);
             // Files the drain closed; what does not go up in time stays spooled for the next start.
             finish_uploads();
+            for line in finish_kafka() {
+                tracing::info!(message = "Kafka output finished.", summary = %line);
+            }
             result?;
             Ok(())
         }
@@ -172,7 +196,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config.pipeline.shards = usize::from(shards);
             let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
             finish_uploads();
+            let kafka = finish_kafka();
             eprint!("{report}");
+            for line in kafka {
+                eprintln!("{line}");
+            }
             anyhow::ensure!(
                 report.complete(),
                 "not every capture could be read to its end"

@@ -193,6 +193,8 @@ fn s3_config(moto: &Moto, bucket: &str) -> S3Config {
         retry_initial_ms: 100,
         retry_max_secs: 1,
         timeout_secs: 5,
+        multipart_threshold_bytes: 64 << 20,
+        multipart_part_bytes: 16 << 20,
     }
 }
 
@@ -350,6 +352,13 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
     assert_eq!(files_under(&dir).len(), 2, "both stay spooled");
     let counted = sink.take_uploads();
     assert!(counted.failed >= 2 && counted.uploaded == 0, "{counted:?}");
+    let spooled = || {
+        vxtap::sinks::spools()
+            .into_iter()
+            .find(|s| s.dir == dir)
+            .map(|s| s.bytes)
+    };
+    assert_eq!(spooled(), Some(27), "the gauge shows what waits");
 
     moto.up();
     moto.create_bucket("outage");
@@ -374,6 +383,86 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
         ]
     );
     assert_eq!(sink.take_uploads().uploaded, 2);
+    assert_eq!(spooled(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_large_file_goes_up_in_parts() {
+    let Some(moto) = Moto::start() else { return };
+    credentials();
+    moto.create_bucket("parts");
+    let dir = temp_dir("parts");
+    // 12 MiB and a bit, in 5 MiB parts: three parts, the last one short.
+    let body: Vec<u8> = (0..(12 << 20) + 1000)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(dir.join("big_0001.log"), &body).expect("file");
+    std::fs::write(dir.join("small_0002.log"), b"small\n").expect("file");
+    let mut out = FileOutputConfig::new(&dir);
+    out.s3 = Some(S3Config {
+        spool_max_bytes: 0,
+        multipart_threshold_bytes: 5 << 20,
+        multipart_part_bytes: 5 << 20,
+        ..s3_config(&moto, "parts")
+    });
+    out.validate().expect("a valid output");
+    out.prepare_dir(&[".log"]).expect("spool");
+    let uploader = out.uploader().expect("an uploader");
+    wait_for("both files to go up", || uploader.totals().uploaded == 2);
+    assert!(files_under(&dir).is_empty());
+    // A multipart object's ETag ends in -<parts>; a single PUT's does not.
+    let etags = moto.boto3(
+        "parts",
+        "for k in ['fleet/big_0001.log', 'fleet/small_0002.log']:\n\
+         \x20   print(s3.head_object(Bucket=bucket, Key=k)['ETag'].strip('\"'))\n",
+    );
+    let etags: Vec<&str> = etags.lines().collect();
+    assert!(etags[0].ends_with("-3"), "three parts: {etags:?}");
+    assert!(!etags[1].contains('-'), "one PUT: {etags:?}");
+    let objects = moto.objects("parts");
+    assert_eq!(objects[0], ("fleet/big_0001.log".to_owned(), body));
+    assert_eq!(
+        objects[1],
+        ("fleet/small_0002.log".to_owned(), b"small\n".to_vec())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reload_uploads_each_spooled_file_once() {
+    let Some(moto) = Moto::start() else { return };
+    credentials();
+    moto.create_bucket("reload");
+    let dir = temp_dir("reload");
+    for i in 0..30 {
+        std::fs::write(dir.join(format!("f_{i:04}.log")), format!("file {i}\n")).expect("file");
+    }
+    // A reload builds the output anew over the same spool while the old one still sends what it
+    // holds: two uploaders rescanning one directory.
+    let output = || {
+        let mut out = FileOutputConfig::new(&dir);
+        out.s3 = Some(s3_config(&moto, "reload"));
+        out
+    };
+    let (old, new) = (output(), output());
+    old.prepare_dir(&[".log"]).expect("spool");
+    new.prepare_dir(&[".log"]).expect("spool");
+    let (a, b) = (
+        old.uploader().expect("an uploader"),
+        new.uploader().expect("an uploader"),
+    );
+    wait_for("the spool to drain", || files_under(&dir).is_empty());
+    wait_for("the counts to settle", || {
+        a.totals().uploaded + b.totals().uploaded >= 30
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a.totals().uploaded + b.totals().uploaded,
+        30,
+        "each file sent and counted once"
+    );
+    assert_eq!(moto.objects("reload").len(), 30);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -505,5 +594,8 @@ fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
         )]
     );
     assert!(files_under(&spool).is_empty());
+    let body = http_get(admin, "/metrics").expect("metrics");
+    let gauge = format!("vxtap_s3_spool_bytes{{dir=\"{}\"}} 0", spool.display());
+    assert!(body.lines().any(|l| l == gauge), "{gauge} in\n{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,6 +192,21 @@ pub(crate) fn render(state: &AdminState) -> String {
     }
 
     module_labelled_metrics(&mut m, state);
+    let spools = crate::sinks::spools();
+    if !spools.is_empty() {
+        m.family(
+            "vxtap_s3_spool_bytes",
+            "gauge",
+            "Bytes of closed files an S3 output's spool holds, waiting for their upload.",
+        );
+        for s in spools {
+            m.sample(
+                "vxtap_s3_spool_bytes",
+                &[("dir", &s.dir.display().to_string())],
+                s.bytes,
+            );
+        }
+    }
 
     let sessions = state.session_views();
     let learned = sessions.iter().filter(|s| s.learned).count();

@@ -36,7 +36,7 @@ use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
 use crate::flow::{Chunk, Dir, EndReason, Flow};
 use crate::session::SessionTable;
-use crate::sinks::{NullSink, Sink, UploadCounts};
+use crate::sinks::{KafkaCounts, NullSink, Sink, UploadCounts};
 
 /// An inspection module instance. Time comes only from packets and ticks.
 ///
@@ -190,6 +190,8 @@ pub struct Emitter<'a> {
     counters: &'a ModuleCounters,
     scratch: &'a mut String,
     now: Timestamp,
+    /// The session the records belong to, when the module said so ([`Emitter::keyed`]).
+    key: Option<&'a str>,
 }
 
 impl<'a> Emitter<'a> {
@@ -204,12 +206,30 @@ impl<'a> Emitter<'a> {
             counters,
             scratch,
             now,
+            key: None,
+        }
+    }
+
+    /// The same door, for records of the session named `key` (`Session::name`): a Kafka output
+    /// keys its messages with it, so one session's records stay in one partition and in order;
+    /// other outputs ignore it. `out.keyed(&session.name).emit_line(...)`.
+    pub fn keyed<'k>(&'k mut self, key: &'k str) -> Emitter<'k> {
+        Emitter {
+            sink: &mut *self.sink,
+            counters: self.counters,
+            scratch: &mut *self.scratch,
+            now: self.now,
+            key: Some(key),
         }
     }
 
     /// Emits one complete record.
     pub fn emit(&mut self, record: &[u8]) {
-        match self.sink.write(self.now, record) {
+        let written = match self.key {
+            Some(key) => self.sink.write_keyed(self.now, key.as_bytes(), record),
+            None => self.sink.write(self.now, record),
+        };
+        match written {
             Ok(()) => bump(&self.counters.events, 1),
             Err(_) => bump(&self.counters.errors, 1 + self.sink.take_lost()),
         }
@@ -283,6 +303,36 @@ impl<'a> Emitter<'a> {
         // last flush is reported here, as this module's series, by whichever shard flushes first.
         let up = self.sink.take_uploads();
         self.uploads(up);
+        let kafka = self.sink.take_kafka();
+        self.kafka(kafka);
+    }
+
+    /// Counts what a Kafka output's producer did (`Producer::take_counts`) as this module's
+    /// `kafka_delivered_records`, `kafka_delivered_bytes`, `kafka_dropped_records{reason}` and
+    /// `kafka_errors`; done for the module's sink at every flush.
+    pub fn kafka(&mut self, k: KafkaCounts) {
+        if k.is_empty() {
+            return;
+        }
+        let labelled = &self.counters.labelled;
+        labelled.add("kafka_delivered_records", &[], k.delivered);
+        labelled.add("kafka_delivered_bytes", &[], k.delivered_bytes);
+        labelled.add(
+            "kafka_dropped_records",
+            &[("reason", "buffer_full")],
+            k.dropped_full,
+        );
+        labelled.add(
+            "kafka_dropped_records",
+            &[("reason", "rejected")],
+            k.rejected,
+        );
+        labelled.add(
+            "kafka_dropped_records",
+            &[("reason", "undelivered")],
+            k.undelivered,
+        );
+        labelled.add("kafka_errors", &[], k.errors);
     }
 
     /// Counts what an S3 output's uploader did (`Uploader::take_counts`) as this module's

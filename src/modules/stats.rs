@@ -105,7 +105,7 @@ impl Stats {
             self.counts.iter().map(|(k, v)| (k, v.clone())).collect();
         if self.write_records {
             for c in snapshot.values() {
-                out.line(format_args!(
+                out.keyed(&c.name).line(format_args!(
                     "{{\"time\":{},\"session\":{},\"packets\":{},\"bytes\":{}}}",
                     now.secs(),
                     serde_json::Value::from(c.name.as_str()),

@@ -138,7 +138,11 @@ impl FileOutputConfig {
             Some(s3) => s3.spool_max_bytes,
             None => self.max_total_bytes,
         };
-        let cap = (max > 0).then(|| Arc::new(SizeCap::new(max, &self.dir, suffixes)));
+        // An S3 spool is always accounted (its size is a gauge in /metrics), capped or not.
+        let cap = (max > 0 || self.s3.is_some()).then(|| {
+            let max = if max == 0 { u64::MAX } else { max };
+            Arc::new(SizeCap::new(max, &self.dir, suffixes))
+        });
         // Two shards building at once could both get here: the loser's uploader would be a second
         // thread over the same spool, so only the winner of the lock starts one.
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -6,6 +6,8 @@
 //! - A module that emits self-contained records (text lines) writes through its
 //!   `Emitter` (in `modules`, the layer above) into a [`Sink`]: [`StdoutSink`], or [`FileSink`] over a
 //!   [`RotatingFile`].
+//! - A module whose records go to Kafka writes through its `Emitter` into a [`KafkaSink`], which
+//!   hands them to the output's producer thread (see `kafka.rs`).
 //! - A module whose files carry state of their own (pcapng interface blocks, one classic pcap per
 //!   session) holds [`RotatingFile`]s itself and asks [`RotatingFile::prepare`] whether a record starts
 //!   a new file, so it can repeat what each file needs.
@@ -15,6 +17,7 @@
 
 mod clock;
 mod file;
+mod kafka;
 mod output;
 mod ring;
 mod s3;
@@ -23,9 +26,13 @@ use std::io::{self, Write};
 
 pub use self::clock::UtcTime;
 pub use self::file::{FileOutputConfig, FileSink, Layout, Prepared, RotatingFile, SeriesName};
+pub use self::kafka::{
+    finish_kafka, murmur2, partition_of, KafkaCompression, KafkaConfig, KafkaCounts, KafkaSink,
+    KafkaSummary, Producer,
+};
 pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
-pub use self::s3::{finish_uploads, S3Config, UploadCounts, Uploader};
+pub use self::s3::{finish_uploads, spools, S3Config, Spool, UploadCounts, Uploader};
 use crate::base::Timestamp;
 
 /// A destination for records. Each `write` receives one complete record (a text line with its newline,
@@ -33,6 +40,12 @@ use crate::base::Timestamp;
 pub trait Sink: Send {
     /// Writes one record; `now` is the packet time it belongs to (rotation and file names use it).
     fn write(&mut self, now: Timestamp, record: &[u8]) -> io::Result<()>;
+    /// Writes one record that belongs to `key` (its mirror session's name). A sink that spreads
+    /// records over partitions (Kafka) keeps one key's records together and in order; the others
+    /// have no use for it.
+    fn write_keyed(&mut self, now: Timestamp, _key: &[u8], record: &[u8]) -> io::Result<()> {
+        self.write(now, record)
+    }
     /// Pushes buffered records out and applies time-based rotation (called after every tick, at drain
     /// and at shutdown).
     fn flush(&mut self, now: Timestamp) -> io::Result<()>;
@@ -44,6 +57,11 @@ pub trait Sink: Send {
     /// the uploader is not a module, so a module's sink reports it as the module's counters.
     fn take_uploads(&mut self) -> UploadCounts {
         UploadCounts::default()
+    }
+    /// What the output's Kafka producer did since the last call (an output without Kafka has
+    /// nothing), reported as the module's counters for the same reason as uploads.
+    fn take_kafka(&mut self) -> KafkaCounts {
+        KafkaCounts::default()
     }
 }
 

@@ -7,13 +7,15 @@ use std::io;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use super::{FileOutputConfig, FileSink, RotatingFile, SeriesName, Sink, StdoutSink};
+use super::{
+    FileOutputConfig, FileSink, KafkaConfig, KafkaSink, RotatingFile, SeriesName, Sink, StdoutSink,
+};
 
 /// Where a module's records go.
 ///
-/// In the config, either the string `"stdout"`, or a table whose `type` is `"stdout"` or `"file"`;
-/// a table that gives a `dir` and no `type` is a file output (what configs before `type` existed
-/// wrote, still accepted).
+/// In the config, either the string `"stdout"`, or a table whose `type` is `"stdout"`, `"file"` or
+/// `"kafka"`; a table that gives a `dir` and no `type` is a file output (what configs before `type`
+/// existed wrote, still accepted), and one that gives a `kafka` table and no `type` a Kafka output.
 #[derive(Debug, Clone, Default)]
 pub enum OutputConfig {
     /// Standard output: the journal, under systemd.
@@ -21,6 +23,8 @@ pub enum OutputConfig {
     Stdout,
     /// Rotating files in a directory.
     File(FileOutputConfig),
+    /// Messages to a Kafka topic, keyed by session (`[module.output.kafka]`).
+    Kafka(KafkaConfig),
 }
 
 impl<'de> Deserialize<'de> for OutputConfig {
@@ -44,9 +48,10 @@ impl<'de> Deserialize<'de> for OutputConfig {
             Some(toml::Value::String(kind)) => kind,
             Some(_) => return Err(D::Error::custom("`type` must be a string")),
             None if table.contains_key("dir") => "file".to_owned(),
+            None if table.contains_key("kafka") => "kafka".to_owned(),
             None => {
                 return Err(D::Error::custom(
-                    "missing `type`: \"stdout\", or \"file\" with a dir",
+                    "missing `type`: \"stdout\", \"file\" with a dir, or \"kafka\" with a [kafka] table",
                 ))
             }
         };
@@ -60,8 +65,31 @@ impl<'de> Deserialize<'de> for OutputConfig {
             "file" => FileOutputConfig::deserialize(toml::Value::Table(table))
                 .map(OutputConfig::File)
                 .map_err(|e| D::Error::custom(e.message().trim())),
+            "kafka" => {
+                if let Some(key) = table.keys().find(|k| *k != "kafka") {
+                    return Err(D::Error::custom(format!(
+                        "unknown field `{key}`: a kafka output's settings go in its [kafka] table"
+                    )));
+                }
+                let Some(kafka) = table.remove("kafka") else {
+                    return Err(D::Error::custom(
+                        "a kafka output needs a [kafka] table with brokers",
+                    ));
+                };
+                serde_path_to_error::deserialize::<_, KafkaConfig>(kafka)
+                    .map(OutputConfig::Kafka)
+                    .map_err(|e| {
+                        let path = e.path().to_string();
+                        let msg = e.into_inner().message().trim().to_owned();
+                        D::Error::custom(if path == "." {
+                            format!("kafka: {msg}")
+                        } else {
+                            format!("kafka.{path}: {msg}")
+                        })
+                    })
+            }
             other => Err(D::Error::custom(format!(
-                "unknown output type {other:?}; known types: stdout, file"
+                "unknown output type {other:?}; known types: stdout, file, kafka"
             ))),
         }
     }
@@ -73,19 +101,29 @@ impl OutputConfig {
         match self {
             OutputConfig::Stdout => Ok(()),
             OutputConfig::File(f) => f.validate(),
+            OutputConfig::Kafka(k) => k.validate(),
         }
     }
 
     /// The file settings, for a file output.
     pub fn file(&self) -> Option<&FileOutputConfig> {
         match self {
-            OutputConfig::Stdout => None,
             OutputConfig::File(f) => Some(f),
+            OutputConfig::Stdout | OutputConfig::Kafka(_) => None,
         }
     }
 
-    /// A sink for self-contained records (text lines): standard output, or the file series `name`
-    /// whose every file starts with `header`. Files of the series' extension (plain and `.gz`) count
+    /// The Kafka settings, for a Kafka output.
+    pub fn kafka(&self) -> Option<&KafkaConfig> {
+        match self {
+            OutputConfig::Kafka(k) => Some(k),
+            OutputConfig::Stdout | OutputConfig::File(_) => None,
+        }
+    }
+
+    /// A sink for self-contained records (text lines): standard output, the file series `name`
+    /// whose every file starts with `header`, or the output's Kafka producer (no header: each
+    /// record is a message of its own). Files of the series' extension (plain and `.gz`) count
     /// toward the directory's size cap.
     pub fn record_sink(&self, name: SeriesName, header: Vec<u8>) -> io::Result<Box<dyn Sink>> {
         match self {
@@ -101,7 +139,26 @@ impl OutputConfig {
                     out, name, header, cap,
                 ))))
             }
+            OutputConfig::Kafka(kafka) => {
+                let producer = kafka.producer(module_of(&name.stem))?;
+                Ok(Box::new(KafkaSink::new(producer)))
+            }
         }
+    }
+}
+
+/// The module a series belongs to, for a Kafka output's default topic: every module names its
+/// series `<kind>-shard<N>` when its output is not a file layout of its own.
+fn module_of(stem: &str) -> &str {
+    match stem.rsplit_once("-shard") {
+        Some((module, shard))
+            if !module.is_empty()
+                && !shard.is_empty()
+                && shard.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            module
+        }
+        _ => stem,
     }
 }
 
@@ -169,8 +226,56 @@ mod tests {
             "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nendpoint = \"localhost:9000\""
         )
         .contains("output.s3.endpoint"));
+        assert!(err(
+            "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nmultipart_part_bytes = 1000"
+        )
+        .contains("output.s3.multipart_part_bytes"));
+        assert!(err(
+            "[output]\ndir = \"/x\"\n[output.s3]\nbucket = \"b\"\nmultipart_threshold_bytes = 6000000"
+        )
+        .contains("less than multipart_part_bytes"));
         assert!(err("[output]\ndir = \"/x\"\nrotate_secs = 0\nrotate_bytes = 0\n[output.s3]\nbucket = \"b\"")
             .contains("no file ever closes"));
+    }
+
+    #[test]
+    fn a_kafka_table_makes_a_kafka_output() {
+        let Ok(OutputConfig::Kafka(k)) =
+            parse("[output.kafka]\nbrokers = [\"127.0.0.1:9092\"]\ncompression = \"gzip\"")
+        else {
+            panic!("a kafka output")
+        };
+        assert_eq!(k.compression, super::super::KafkaCompression::Gzip);
+        assert_eq!(k.topic, None);
+        assert!(OutputConfig::Kafka(k).validate().is_ok());
+        assert!(matches!(
+            parse("[output]\ntype = \"kafka\"\n[output.kafka]\nbrokers = [\"b:1\"]\ntopic = \"t\""),
+            Ok(OutputConfig::Kafka(KafkaConfig { topic: Some(_), .. }))
+        ));
+        let err = |t: &str| match parse(t) {
+            Ok(o) => o.validate().unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(err("[output]\ntype = \"kafka\"").contains("needs a [kafka] table"));
+        assert!(
+            err("[output]\ntype = \"kafka\"\ndir = \"/x\"\n[output.kafka]\nbrokers = []")
+                .contains("unknown field `dir`")
+        );
+        assert!(
+            err("[output.kafka]\nbrokers = [\"b:1\"]\ncompression = \"zip\"")
+                .contains("kafka.compression")
+        );
+        assert!(err("[output.kafka]\nbrokers = [\"b:1\"]\nbrokres = 1")
+            .contains("unknown field `brokres`"));
+        assert!(err("[output.kafka]\nbrokers = [\"b\"]").contains("output.kafka.brokers"));
+    }
+
+    #[test]
+    fn the_default_topic_is_named_after_the_module() {
+        assert_eq!(module_of("flowlog-shard0"), "flowlog");
+        assert_eq!(module_of("http-shard12"), "http");
+        assert_eq!(module_of("odd"), "odd");
+        assert_eq!(module_of("x-shardy"), "x-shardy");
     }
 
     #[test]

@@ -48,9 +48,17 @@ pub struct S3Config {
     /// The longest wait between attempts while S3 is away.
     #[serde(default = "default_retry_max_secs")]
     pub retry_max_secs: u64,
-    /// How long one upload may take before it counts as failed.
+    /// How long one upload may take before it counts as failed (for a multipart upload: each part,
+    /// and the completion).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Files of at least this many bytes go up as multipart uploads, read one part at a time, so
+    /// a large file needs no more memory than a part.
+    #[serde(default = "default_multipart_threshold_bytes")]
+    pub multipart_threshold_bytes: u64,
+    /// The size of each part but the last (S3 takes 5 MiB to 5 GiB; 10,000 parts at most).
+    #[serde(default = "default_multipart_part_bytes")]
+    pub multipart_part_bytes: u64,
 }
 
 fn default_spool_max_bytes() -> u64 {
@@ -65,6 +73,17 @@ fn default_retry_max_secs() -> u64 {
 fn default_timeout_secs() -> u64 {
     120
 }
+fn default_multipart_threshold_bytes() -> u64 {
+    64 << 20
+}
+fn default_multipart_part_bytes() -> u64 {
+    16 << 20
+}
+
+/// S3's smallest part (all but the last) of a multipart upload.
+const MIN_PART: u64 = 5 << 20;
+/// The largest part vxtap reads at once: a part is held in memory while it goes up.
+const MAX_PART: u64 = 1 << 30;
 
 impl S3Config {
     /// Checks values serde cannot; messages start with the key.
@@ -85,6 +104,18 @@ impl S3Config {
             if value == 0 || value > max {
                 return Err(format!("output.s3.{key}: {value} is not in 1..={max}"));
             }
+        }
+        if !(MIN_PART..=MAX_PART).contains(&self.multipart_part_bytes) {
+            return Err(format!(
+                "output.s3.multipart_part_bytes: {} is not in {MIN_PART}..={MAX_PART} (S3's parts are at least 5 MiB)",
+                self.multipart_part_bytes
+            ));
+        }
+        if self.multipart_threshold_bytes < self.multipart_part_bytes {
+            return Err(format!(
+                "output.s3.multipart_threshold_bytes: {} is less than multipart_part_bytes ({})",
+                self.multipart_threshold_bytes, self.multipart_part_bytes
+            ));
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -146,6 +177,9 @@ pub struct Uploader {
 struct Control {
     state: Mutex<State>,
     rescan: AtomicBool,
+    /// The spool, and its accounting, for [`spools`].
+    dir: PathBuf,
+    cap: Option<Arc<SizeCap>>,
 }
 
 #[derive(Debug, Default)]
@@ -173,7 +207,11 @@ impl Uploader {
     ) -> std::io::Result<Arc<Uploader>> {
         let store = build_store(config).map_err(std::io::Error::other)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control {
+            dir: dir.to_owned(),
+            cap: cap.clone(),
+            ..Control::default()
+        });
         control.rescan.store(true, Ordering::Relaxed);
         let uploader = Arc::new(Uploader {
             tx,
@@ -247,6 +285,32 @@ impl Uploader {
     pub fn spool_bytes(&self) -> u64 {
         self.stats.spool_bytes.load(Ordering::Relaxed)
     }
+}
+
+/// One S3 output's spool as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spool {
+    /// The output's `dir`.
+    pub dir: PathBuf,
+    /// Bytes of closed files in it waiting for their upload.
+    pub bytes: u64,
+}
+
+/// Every running S3 output's spool: what an outage has piled up, against `spool_max_bytes`.
+pub fn spools() -> Vec<Spool> {
+    let mut all: Vec<Spool> = lock(&UPLOADERS)
+        .iter()
+        .filter(|c| !lock(&c.state).done)
+        .map(|c| Spool {
+            dir: c.dir.clone(),
+            bytes: c.cap.as_ref().map_or(0, |cap| cap.closed_bytes()),
+        })
+        .collect();
+    // A reload's old and new outputs over one directory: one series, the newest count.
+    all.reverse();
+    all.dedup_by(|a, b| a.dir == b.dir);
+    all.sort_by(|a, b| a.dir.cmp(&b.dir));
+    all
 }
 
 /// Waits up to `timeout` for every output's uploader to send what its spool holds (called at the
@@ -331,9 +395,19 @@ impl Worker {
                 continue;
             };
             match runtime.block_on(self.upload(&path)) {
-                Ok(()) => {
+                Ok(Sent::Done) => {
                     self.pending.pop_front();
                     backoff = initial;
+                }
+                Ok(Sent::Busy) => {
+                    // Another uploader of the same spool is sending it: look again later (it
+                    // is gone by then, or left behind by a failure and ours to send). At a stop
+                    // the other one's own stop deals with it.
+                    self.pending.pop_front();
+                    if !finishing {
+                        self.pending.push_back(path);
+                        self.sleep(Duration::from_millis(200));
+                    }
                 }
                 Err(error) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -398,22 +472,41 @@ impl Worker {
         self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    async fn upload(&self, path: &Path) -> Result<(), String> {
-        let data = match tokio::fs::read(path).await {
-            Ok(d) => d,
-            // Dropped by the spool cap (counted there) or removed by hand: nothing to send.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    async fn upload(&self, path: &Path) -> Result<Sent, String> {
+        let Some(_claim) = Claim::take(path) else {
+            // Another uploader of the same spool has it: a reload's new output rescans the spool
+            // while the old one still sends what it holds. Sending it twice would count it twice.
+            return Ok(Sent::Busy);
+        };
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
+            // Dropped by the spool cap (counted there), uploaded by a reload's other uploader, or
+            // removed by hand: nothing to send, and no longer in the spool's size.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(cap) = &self.cap {
+                    cap.removed(path);
+                }
+                return Ok(Sent::Done);
+            }
             Err(e) => return Err(format!("cannot read the file: {e}")),
         };
-        let len = data.len() as u64;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| format!("cannot read the file: {e}"))?
+            .len();
         let key = object_key(&self.config.prefix, &self.dir, path)
             .ok_or_else(|| "the file is outside the spool directory".to_owned())?;
         let location = object_store::path::Path::from(key.as_str());
-        let put = object_store::ObjectStoreExt::put(&self.store, &location, data.into());
-        match tokio::time::timeout(Duration::from_secs(self.config.timeout_secs), put).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("timed out".into()),
+        if len >= self.config.multipart_threshold_bytes {
+            self.upload_parts(&mut file, len, &location).await?;
+        } else {
+            let mut data = Vec::with_capacity(len as usize);
+            tokio::io::AsyncReadExt::read_to_end(&mut file, &mut data)
+                .await
+                .map_err(|e| format!("cannot read the file: {e}"))?;
+            let put = object_store::ObjectStoreExt::put(&self.store, &location, data.into());
+            within(self.config.timeout_secs, put).await?;
         }
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -434,7 +527,84 @@ impl Worker {
                 Some(b.saturating_sub(len))
             });
         tracing::debug!(message = "Uploaded a spooled file.", key, bytes = len);
-        Ok(())
+        Ok(Sent::Done)
+    }
+}
+
+impl Worker {
+    /// A multipart upload of `file` (`len` bytes), one part in memory at a time; aborted on
+    /// failure so S3 keeps no orphaned parts (the next attempt starts over).
+    async fn upload_parts(
+        &self,
+        file: &mut tokio::fs::File,
+        len: u64,
+        location: &object_store::path::Path,
+    ) -> Result<(), String> {
+        let start = object_store::ObjectStoreExt::put_multipart(&self.store, location);
+        let mut upload = within(self.config.timeout_secs, start).await?;
+        let mut sent = 0;
+        let result = async {
+            while sent < len {
+                let size = (len - sent).min(self.config.multipart_part_bytes);
+                let mut part = vec![0; size as usize];
+                tokio::io::AsyncReadExt::read_exact(file, &mut part)
+                    .await
+                    .map_err(|e| format!("cannot read the file: {e}"))?;
+                within(self.config.timeout_secs, upload.put_part(part.into())).await?;
+                sent += size;
+            }
+            within(self.config.timeout_secs, upload.complete()).await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = within(self.config.timeout_secs, upload.abort()).await;
+        }
+        result
+    }
+}
+
+/// What became of a file the uploader took up.
+enum Sent {
+    /// Uploaded, or gone: done with.
+    Done,
+    /// Being uploaded by another uploader of the same spool.
+    Busy,
+}
+
+/// `work` with the upload timeout.
+async fn within<T>(
+    secs: u64,
+    work: impl std::future::Future<Output = object_store::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_secs(secs), work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Files some uploader of the process is sending right now.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// One uploader's hold on a spooled file for the time of its upload, so no other uploader of the
+/// same spool sends it at the same time; released when dropped.
+struct Claim(PathBuf);
+
+impl Claim {
+    fn take(path: &Path) -> Option<Claim> {
+        let mut all = lock(&IN_FLIGHT);
+        if all.iter().any(|p| p == path) {
+            return None;
+        }
+        all.push(path.to_owned());
+        Some(Claim(path.to_owned()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&IN_FLIGHT).retain(|p| *p != self.0);
     }
 }
 

@@ -517,7 +517,7 @@ fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
         dst_port: f.key.server_port,
         protocol: f.key.protocol,
     };
-    out.emit_line(|line| {
+    out.keyed(&f.session.name).emit_line(|line| {
         let mut o = eve::begin_parts(
             line,
             f.first,

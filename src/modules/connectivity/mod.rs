@@ -830,7 +830,7 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
         &[("session", &a.session.name), ("kind", k.kind.name())],
         a.flows,
     );
-    out.emit_line(|s| {
+    out.keyed(&a.session.name).emit_line(|s| {
         let mut o = JsonObject::begin(s);
         o.timestamp("timestamp", a.first);
         o.u64("flow_id", a.flow_id);
@@ -880,7 +880,7 @@ fn write_silent(out: &mut Emitter<'_>, end: u64, interval_ns: u64, session: &Ses
         &[("session", &session.name)],
         1,
     );
-    out.emit_line(|s| {
+    out.keyed(&session.name).emit_line(|s| {
         let mut o = JsonObject::begin(s);
         o.timestamp(
             "timestamp",

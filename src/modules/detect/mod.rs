@@ -577,7 +577,7 @@ fn emit_window(out: &mut Emitter<'_>, end: u64, window_ns: u64, th: Thresholds, 
 }
 
 fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
-    out.emit_line(|s| {
+    out.keyed(&n.tally.session.name).emit_line(|s| {
         let mut o = JsonObject::begin(s);
         o.timestamp("timestamp", n.tally.first);
         o.str("event_type", "detect");

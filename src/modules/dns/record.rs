@@ -52,7 +52,7 @@ fn write_with(
         return;
     };
     let ts = query.map_or(main.ts, |q| q.ts);
-    out.emit_line(|s| {
+    out.keyed(&flow.session().name).emit_line(|s| {
         let mut o = eve::begin(s, ts, "dns", flow);
         o.object("dns", |d| {
             fill(d, query, response, main, max_answers, alone)
@@ -148,7 +148,7 @@ pub(super) fn write_headerless(
     truncated: bool,
     out: &mut Emitter<'_>,
 ) {
-    out.emit_line(|s| {
+    out.keyed(&flow.session().name).emit_line(|s| {
         let mut o = eve::begin(s, ts, "dns", flow);
         o.object("dns", |d| {
             d.u64("version", 2);

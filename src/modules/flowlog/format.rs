@@ -165,6 +165,8 @@ pub struct Format {
 /// The metadata a record takes from its mirror session: AWS identifiers from the session config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionMeta {
+    /// The session's name: the key of its records in a Kafka output.
+    pub session: String,
     /// Account id.
     pub account_id: Option<String>,
     /// The source ENI id.

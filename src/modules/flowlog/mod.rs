@@ -276,6 +276,7 @@ fn aws_tcp_flags(flags: u8) -> u8 {
 
 fn session_meta(s: &Session) -> SessionMeta {
     SessionMeta {
+        session: s.name.clone(),
         account_id: s.aws.account_id.clone(),
         interface_id: s.eni.clone(),
         vpc_id: s.aws.vpc_id.clone(),
@@ -406,6 +407,7 @@ impl FlowLog {
 
     fn emit(&self, r: &Record<'_>, out: &mut Emitter<'_>) {
         let format = &self.format;
+        let out = &mut out.keyed(&r.meta.session);
         match self.encoding {
             Encoding::Text => out.emit_line(|line| {
                 format.render_text(r, line);

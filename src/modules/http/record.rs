@@ -17,7 +17,7 @@ fn protocol(minor: u8) -> &'static str {
 
 /// Writes `tx` as a record about `flow`.
 pub(super) fn write(flow: &Flow<'_>, tx: &Tx, out: &mut Emitter<'_>) {
-    out.emit_line(|s| {
+    out.keyed(&flow.session().name).emit_line(|s| {
         let mut o = eve::begin(s, tx.ts, "http", flow);
         o.object("http", |h| {
             h.opt_str("hostname", tx.host.as_deref());

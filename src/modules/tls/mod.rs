@@ -98,7 +98,7 @@ impl Tls {
             return;
         };
         let ts = flow.last_seen();
-        out.emit_line(|s| {
+        out.keyed(&flow.session().name).emit_line(|s| {
             record::write(s, ts, flow, hs);
             Ok(())
         });
