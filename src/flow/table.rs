@@ -77,6 +77,13 @@ pub(crate) struct Entry {
     seq: u64,
     /// Indexed by [`Dir::index`].
     pub(super) stats: [Counts; 2],
+    /// The wheel slot the entry is linked into, or NIL. Here rather than beside the links: the
+    /// wheel's walk reads this part anyway (the last packet's time, the TCP state), and the eight
+    /// bytes left in these two lines keep the cold part at 96.
+    wheel_slot: u32,
+    /// ICMP type and code of the first packet.
+    pub(super) icmp: [u8; 2],
+    pub(super) guessed: bool,
 }
 
 /// The rest of a flow: what its start, its end, the timing wheel and the modules' questions need.
@@ -89,13 +96,8 @@ pub(crate) struct Cold {
     pub(super) times: [u64; 6],
     prev: u32,
     next: u32,
-    /// The wheel slot the entry is linked into, or NIL.
-    wheel_slot: u32,
     /// Per direction: retransmitted segments and gaps (reassembled directions only).
     pub(super) repair: [(u32, u32); 2],
-    /// ICMP type and code of the first packet.
-    pub(super) icmp: [u8; 2],
-    pub(super) guessed: bool,
 }
 
 /// Timeouts in nanoseconds, by what a flow is.
@@ -219,9 +221,8 @@ impl FlowTable {
     pub(crate) fn directions(&self) -> usize {
         self.entries
             .iter()
-            .zip(&self.cold)
-            .filter(|(_, c)| c.wheel_slot != NIL)
-            .map(|(e, _)| e.stats.iter().filter(|s| s.packets > 0).count())
+            .filter(|e| e.wheel_slot != NIL)
+            .map(|e| e.stats.iter().filter(|s| s.packets > 0).count())
             .sum()
     }
 
@@ -345,6 +346,9 @@ impl FlowTable {
             marked: 0,
             seq: self.seq,
             stats: [Counts::default(); 2],
+            wheel_slot: NIL,
+            icmp,
+            guessed,
         };
         let cold = Cold {
             id: flow_id(pkt.session, &canon, pkt.ts),
@@ -353,10 +357,7 @@ impl FlowTable {
             times: [0; 6],
             prev: NIL,
             next: NIL,
-            wheel_slot: NIL,
             repair: [(0, 0); 2],
-            icmp,
-            guessed,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -630,10 +631,10 @@ impl FlowTable {
     fn schedule(&mut self, i: u32) {
         let w = (self.due(i) % self.wheel.len() as u64) as u32;
         let head = self.wheel[w as usize];
+        self.entries[i as usize].wheel_slot = w;
         let c = &mut self.cold[i as usize];
         c.prev = NIL;
         c.next = head;
-        c.wheel_slot = w;
         if head != NIL {
             self.cold[head as usize].prev = i;
         }
@@ -641,13 +642,14 @@ impl FlowTable {
     }
 
     fn unlink(&mut self, i: u32) {
-        let (prev, next, w) = {
-            let c = &self.cold[i as usize];
-            (c.prev, c.next, c.wheel_slot)
-        };
+        let w = self.entries[i as usize].wheel_slot;
         if w == NIL {
             return;
         }
+        let (prev, next) = {
+            let c = &self.cold[i as usize];
+            (c.prev, c.next)
+        };
         if prev == NIL {
             self.wheel[w as usize] = next;
         } else {
@@ -656,10 +658,10 @@ impl FlowTable {
         if next != NIL {
             self.cold[next as usize].prev = prev;
         }
+        self.entries[i as usize].wheel_slot = NIL;
         let c = &mut self.cold[i as usize];
         c.prev = NIL;
         c.next = NIL;
-        c.wheel_slot = NIL;
     }
 
     /// The flow that would time out first (the longest idle among flows of one timeout), for

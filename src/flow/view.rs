@@ -72,7 +72,7 @@ impl<'a> Flow<'a> {
     /// SYN-ACK (the side with the lower port is taken as the server), or a UDP flow whose first
     /// packet came from a port below 1024 to one above (taken as the server's reply).
     pub fn guessed(&self) -> bool {
-        self.cold.guessed
+        self.entry.guessed
     }
 
     /// The TCP state; `None` for other protocols.
@@ -97,7 +97,7 @@ impl<'a> Flow<'a> {
     /// The ICMP type and code of the flow's first packet; `None` for other protocols.
     pub fn icmp(&self) -> Option<(u8, u8)> {
         matches!(self.entry.canon.protocol, 1 | 58)
-            .then_some((self.cold.icmp[0], self.cold.icmp[1]))
+            .then_some((self.entry.icmp[0], self.entry.icmp[1]))
     }
 
     /// The first packet's time.
