@@ -2,7 +2,10 @@
 //! allocated up front, on packet time.
 //!
 //! Lookups go through the shared open-addressing [`Index`] (one cache line of cells, then the
-//! entry). Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
+//! entry). An entry is split: what every packet reads or writes is an [`Entry`] of exactly two
+//! aligned cache lines, which `prepare` loads for a whole batch before its packets come; the rest is
+//! its [`Cold`] part in a parallel slab, touched at the flow's start and end, by the wheel's links and
+//! when a module asks. Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
 //! doubly linked slots: a flow's timeout depends on its TCP state, and a connection that closes
 //! (FIN both ways, RST) moves from the hour-long established timeout to the 30-second closed one,
 //! so it is unlinked and scheduled again at once, in O(1). Entries that saw packets since they were
