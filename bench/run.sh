@@ -9,7 +9,8 @@
 #                alive from the start; RESULT lines "offline ... capture=uniform") and "eni"
 #                (examples/gen_eni_capture.rs: flows that open, talk and close in time order, at most
 #                ENI_CONCURRENT live, real DNS/TLS/HTTP payloads; RESULT lines "offline-eni ... capture=eni");
-#   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer;
+#   (c) micro:   per-packet medians (benches/datapath.rs) vs memcpy and etherparse's slicer; the flow
+#                table per packet with > 300 k live flow directions (benches/flowtable.rs) vs an FxHashMap;
 #   (d) memory:  resident memory per tracked flow with 1 M concurrent flows (examples/flow_memory.rs);
 #   (e) flows:   the flow layer reassembling every TCP direction for a null consumer
 #                (examples/replay_streams.rs) vs flowlog alone, one shard, on the ENI-like capture.
@@ -20,10 +21,14 @@
 #                bench/scopes/) added to flowlog vs flowlog alone and vs flowlog plus the flow table
 #                (accessscope with one scope nothing matches), one shard, on the ENI-like capture.
 #   (h) l7:      flowlog + dns + tls + http vs Suricata 7 with its default EVE logging, ENI-like capture.
+#   (i) base:    this build against another build's binary (BASE_BIN, e.g. main's target/release/vxtap),
+#                alternating runs, one shard, ENI-like capture: flowlog alone, and flowlog + accessscope
+#                (10 scopes); records compared byte for byte. Skipped without BASE_BIN.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
-#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7 OUT=target/bench
+#   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7,base OUT=target/bench
+#   BASE_BIN=/path/to/other/vxtap (part (i))
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
@@ -37,7 +42,8 @@ THREADS=${THREADS:-2}
 RCVBUF=${RCVBUF:-134217728}
 MEM_FLOWS=${MEM_FLOWS:-1000000}
 SURICATA_RUNS=${SURICATA_RUNS:-3}
-ONLY=${ONLY:-drain,offline,micro,memory,flows,forward,scope,l7}
+ONLY=${ONLY:-drain,offline,micro,memory,flows,forward,scope,l7,base}
+BASE_BIN=${BASE_BIN:-}
 CAPTURE=${CAPTURE:-both}
 ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
@@ -224,6 +230,16 @@ if wants micro; then
     sliced=$(med etherparse_sliced)
     per_dgram=$(awk -v b="$batch" 'BEGIN {printf "%.1f", b/64}')
     per_dgram_fastest=$(awk -v b="$(fastest ingress_batch64)" 'BEGIN {printf "%.1f", b/64}')
+    cargo bench --quiet --bench flowtable 2>"$OUT/micro-flowtable.err" | tee "$OUT/micro-flowtable.log"
+    table=$(micro="$OUT/micro-flowtable.log"; awk -F'│' '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ /[─ ]flow_table /) { split(f[3], m, " "); v = m[1]; u = m[2];
+                if (u == "µs") v *= 1000; else if (u == "ps") v /= 1000; print v; exit } }' "$micro")
+    fxmap=$(awk -F'│' '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ /[─ ]baseline_fx_hashmap /) { split(f[3], m, " "); v = m[1]; u = m[2];
+                if (u == "µs") v *= 1000; else if (u == "ps") v /= 1000; print v; exit } }' "$OUT/micro-flowtable.log")
+    result "micro-flowtable flow_table_ns=$table fx_hashmap_ns=$fxmap table_vs_fx_hashmap=$(ratio "$table" "$fxmap") $(sed -n 's/.* \([0-9]*\) flow directions in the table.*/live_directions=\1/p' "$OUT/micro-flowtable.err" | head -1)"
     result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
 fi
 
@@ -376,3 +392,44 @@ fi
 
 say "summary ($SUMMARY)"
 cat "$SUMMARY"
+
+if wants base; then
+    if [ -z "$BASE_BIN" ]; then
+        skip "(i) base: BASE_BIN not set"
+    else
+        say "(i) base: this build vs $BASE_BIN, flowlog alone and flowlog + accessscope, ENI-like capture"
+        model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
+        cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
+        packets=$(gen_eni "$cap" "$ENI_FLOWS")
+        printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n[pipeline]\nshards = 1\n' >"$OUT/base-flowlog.toml"
+        cat bench/flowlog.toml >>"$OUT/base-flowlog.toml"
+        cp "$OUT/base-flowlog.toml" "$OUT/base-accessscope.toml"
+        cat bench/accessscope.toml >>"$OUT/base-accessscope.toml"
+        for cfg in flowlog accessscope; do
+            "$BASE_BIN" --log-level warn replay --config "$OUT/base-$cfg.toml" "$cap" 2>/dev/null >"$OUT/base-$cfg-base.out"
+            "$BIN/vxtap" --log-level warn replay --config "$OUT/base-$cfg.toml" "$cap" 2>/dev/null >"$OUT/base-$cfg-this.out"
+            if cmp -s "$OUT/base-$cfg-base.out" "$OUT/base-$cfg-this.out"; then same=yes; else same=no; fi
+            echo "$same" >"$OUT/base-$cfg.same"
+            : >"$OUT/base-$cfg-base.times"
+            : >"$OUT/base-$cfg-this.times"
+        done
+        for _ in $(seq "$RUNS"); do
+            for cfg in flowlog accessscope; do
+                timed "$OUT/base-$cfg-base.times" "$BASE_BIN" --log-level warn replay --config "$OUT/base-$cfg.toml" "$cap" \
+                    >/dev/null 2>>"$OUT/base.log"
+                timed "$OUT/base-$cfg-this.times" "$BIN/vxtap" --log-level warn replay --config "$OUT/base-$cfg.toml" "$cap" \
+                    >/dev/null 2>>"$OUT/base.log"
+            done
+        done
+        pps() { awk -v n="$packets" '{print n/$1}' "$OUT/base-$1.times" | median; }
+        rss() { awk '{print $2}' "$OUT/base-$1.times" | median; }
+        for cfg in flowlog accessscope; do
+            b=$(pps "$cfg-base")
+            t=$(pps "$cfg-this")
+            result "base $cfg base_pps=$b pps=$t ratio_vs_base=$(ratio "$t" "$b") base_peak_rss_kib=$(rss "$cfg-base") peak_rss_kib=$(rss "$cfg-this") output_identical=$(cat "$OUT/base-$cfg.same") capture=eni runs=$RUNS"
+        done
+        fl=$(pps flowlog-this)
+        sc=$(pps accessscope-this)
+        result "base accessscope_vs_flowlog pps_flowlog=$fl pps_accessscope=$sc ratio=$(ratio "$sc" "$fl") base_ratio=$(ratio "$(pps accessscope-base)" "$(pps flowlog-base)") capture=eni"
+    fi
+fi

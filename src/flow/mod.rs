@@ -8,6 +8,8 @@
 //!   expiry and eviction on packet time), shared by every flow-aware module of a shard; what a module
 //!   sees of a flow is a [`Flow`], where it keeps its own state is a [`PerFlow`].
 
+#[doc(hidden)]
+pub mod bench;
 pub mod community_id;
 pub(crate) mod index;
 pub mod reassembly;

@@ -2,7 +2,10 @@
 //! allocated up front, on packet time.
 //!
 //! Lookups go through the shared open-addressing [`Index`] (one cache line of cells, then the
-//! entry). Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
+//! entry). An entry is split: what every packet reads or writes is an [`Entry`] of exactly two
+//! aligned cache lines, which `prepare` loads for a whole batch before its packets come; the rest is
+//! its [`Cold`] part in a parallel slab, touched at the flow's start and end, by the wheel's links and
+//! when a module asks. Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
 //! doubly linked slots: a flow's timeout depends on its TCP state, and a connection that closes
 //! (FIN both ways, RST) moves from the hour-long established timeout to the 30-second closed one,
 //! so it is unlinked and scheduled again at once, in O(1). Entries that saw packets since they were
@@ -12,15 +15,14 @@
 //! bytes of, so a flow nobody reassembles costs its entry and nothing else. Out-of-order bytes
 //! come from one [`SegmentPool`] per shard.
 
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::net::IpAddr;
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use rustc_hash::FxHasher;
 
-use super::index::{advise_huge_pages, prefetch, Index};
+use super::index::{advise_huge_pages, key_hash, prefetch, Index};
 use super::reassembly::{Chunk, Limits, SegmentPool, StreamDir};
-use super::types::{Dir, DirStats, EndReason, FlowCounters, TcpState};
+use super::types::{Dir, EndReason, FlowCounters, TcpState};
 use super::view::Flow;
 use crate::base::counter::bump;
 use crate::base::{FlowKey, Packet, Session, TcpHeader, Timestamp};
@@ -47,35 +49,58 @@ pub(crate) trait FlowEvents {
     fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason);
 }
 
-/// One flow. About 200 bytes (a test holds it under 256); reassembly state is elsewhere.
+/// What one direction carried that every packet adds to: the hot part of [`DirStats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) payload_bytes: u64,
+}
+
+/// What every packet of a flow reads or writes: two cache lines, aligned, which `prepare` loads for
+/// a whole batch before the packets come. Everything else about the flow is in its [`Cold`] part,
+/// read at the flow's start and end and when a module asks.
+#[repr(C, align(64))]
 pub(crate) struct Entry {
-    pub(super) session_id: u32,
     /// The 5-tuple in canonical order (the lower endpoint first): the same key for both directions.
     pub(super) canon: FlowKey,
+    pub(super) session_id: u32,
+    /// Per direction, one bit per flow-aware module that asked for the bytes.
+    pub(super) want: [u16; 2],
     pub(super) last: Timestamp,
+    /// Reassembly state in `FlowTable::streams`, or NIL.
+    stream: u32,
+    pub(super) state: Option<TcpState>,
+    /// Whether the canonical first endpoint is the client.
+    pub(super) client_is_a: bool,
+    /// Which of [`Cold::times`] are set, one bit each: a packet with TCP flags then reads no cold
+    /// line, and writes one only the first time a milestone is seen.
+    marked: u8,
     /// The table's packet count at this flow's latest packet: orders flows by recency.
     seq: u64,
-    prev: u32,
-    next: u32,
-    /// The wheel slot the entry is linked into, or NIL.
+    /// Indexed by [`Dir::index`].
+    pub(super) stats: [Counts; 2],
+    /// The wheel slot the entry is linked into, or NIL. Here rather than beside the links: the
+    /// wheel's walk reads this part anyway (the last packet's time, the TCP state), and the eight
+    /// bytes left in these two lines keep the cold part at 96.
     wheel_slot: u32,
+    /// ICMP type and code of the first packet.
+    pub(super) icmp: [u8; 2],
+    pub(super) guessed: bool,
+}
+
+/// The rest of a flow: what its start, its end, the timing wheel and the modules' questions need.
+pub(crate) struct Cold {
     pub(super) id: u64,
     pub(super) session: Arc<Session>,
     pub(super) first: Timestamp,
-    /// Whether the canonical first endpoint is the client.
-    pub(super) client_is_a: bool,
-    pub(super) guessed: bool,
-    pub(super) state: Option<TcpState>,
-    /// ICMP type and code of the first packet.
-    pub(super) icmp: [u8; 2],
-    /// Indexed by [`Dir::index`].
-    pub(super) stats: [DirStats; 2],
-    /// Nanoseconds of syn, syn-ack, established, fin to server, fin to client, rst; 0 = not seen.
+    /// Nanoseconds of syn, syn-ack, established, fin to server, fin to client, rst (valid where
+    /// [`Entry::marked`] says so).
     pub(super) times: [u64; 6],
-    /// Per direction, one bit per flow-aware module that asked for the bytes.
-    pub(super) want: [u16; 2],
-    /// Reassembly state in `FlowTable::streams`, or NIL.
-    stream: u32,
+    prev: u32,
+    next: u32,
+    /// Per direction: retransmitted segments and gaps (reassembled directions only).
+    pub(super) repair: [(u32, u32); 2],
 }
 
 /// Timeouts in nanoseconds, by what a flow is.
@@ -119,8 +144,8 @@ impl Timeouts {
 /// A shard's flows.
 pub(crate) struct FlowTable {
     index: Index,
-    hasher: BuildHasherDefault<FxHasher>,
     entries: Vec<Entry>,
+    cold: Vec<Cold>,
     free: Vec<u32>,
     /// `modules` slots per entry, for [`super::PerFlow`].
     slots: Vec<u32>,
@@ -157,10 +182,12 @@ impl FlowTable {
         let max = config.max_flows.max(1);
         let entries: Vec<Entry> = Vec::with_capacity(max);
         advise_huge_pages(entries.as_ptr().cast(), max * std::mem::size_of::<Entry>());
+        let cold: Vec<Cold> = Vec::with_capacity(max);
+        advise_huge_pages(cold.as_ptr().cast(), max * std::mem::size_of::<Cold>());
         FlowTable {
             index: Index::new(max),
-            hasher: Default::default(),
             entries,
+            cold,
             free: Vec::with_capacity(max),
             slots: Vec::with_capacity(max * modules),
             modules: modules.min(MAX_FLOW_MODULES),
@@ -193,26 +220,17 @@ impl FlowTable {
         self.entries.len() - self.free.len()
     }
 
+    /// Directions of the flows in the table that carried a packet (a scan: for benchmarks).
+    pub(crate) fn directions(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.wheel_slot != NIL)
+            .map(|e| e.stats.iter().filter(|s| s.packets > 0).count())
+            .sum()
+    }
+
     fn hash(&self, session: u32, k: &FlowKey) -> u64 {
-        fn fold(a: &IpAddr) -> u64 {
-            match a {
-                IpAddr::V4(a) => u64::from(a.to_bits()),
-                IpAddr::V6(a) => {
-                    let b = a.to_bits();
-                    ((b >> 64) as u64 ^ (b as u64).rotate_left(29)) | 1 << 32
-                }
-            }
-        }
-        let mut h = self.hasher.build_hasher();
-        h.write_u64(fold(&k.src));
-        h.write_u64(fold(&k.dst));
-        h.write_u64(
-            u64::from(k.src_port) << 48
-                | u64::from(k.dst_port) << 32
-                | u64::from(k.protocol) << 24
-                | u64::from(session),
-        );
-        h.finish()
+        key_hash(session, k)
     }
 
     /// Starts loading what the lookups of a batch of packets will read (index cells, then entries),
@@ -233,17 +251,20 @@ impl FlowTable {
             }
         }
         if entries {
+            let m = self.modules;
             for &h in hashes.iter().take(packets.len()) {
                 if h == 0 {
                     continue;
                 }
                 if let Some(i) = self.index.find(h, |_| true) {
-                    let e = self.entries.as_ptr_range().start.wrapping_add(i as usize);
-                    prefetch(e.cast::<u8>());
-                    prefetch(
-                        e.cast::<u8>()
-                            .wrapping_add(std::mem::size_of::<Entry>() - 1),
-                    );
+                    // Both lines of the hot part (aligned), and the modules' slots when they have
+                    // any (a flow-aware module with per-flow state reads its slot on every packet).
+                    let e = self.entries.as_ptr().wrapping_add(i as usize).cast::<u8>();
+                    prefetch(e);
+                    prefetch(e.wrapping_add(64));
+                    if m > 0 {
+                        prefetch(self.slots.as_ptr().wrapping_add(i as usize * m));
+                    }
                 }
             }
         }
@@ -318,32 +339,38 @@ impl FlowTable {
             _ => [0, 0],
         };
         let entry = Entry {
-            session_id: pkt.session.id,
             canon,
+            session_id: pkt.session.id,
+            want: [0; 2],
             last: pkt.ts,
+            stream: NIL,
+            state,
+            client_is_a: sender_is_client == sender_is_a,
+            marked: 0,
             seq: self.seq,
-            prev: NIL,
-            next: NIL,
+            stats: [Counts::default(); 2],
             wheel_slot: NIL,
+            icmp,
+            guessed,
+        };
+        let cold = Cold {
             id: flow_id(pkt.session, &canon, pkt.ts),
             session: pkt.session.clone(),
             first: pkt.ts,
-            client_is_a: sender_is_client == sender_is_a,
-            guessed,
-            state,
-            icmp,
-            stats: [DirStats::default(); 2],
             times: [0; 6],
-            want: [0; 2],
-            stream: NIL,
+            prev: NIL,
+            next: NIL,
+            repair: [(0, 0); 2],
         };
         let i = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = entry;
+                self.cold[i as usize] = cold;
                 i
             }
             None => {
                 self.entries.push(entry);
+                self.cold.push(cold);
                 self.slots.extend(std::iter::repeat_n(0, self.modules));
                 (self.entries.len() - 1) as u32
             }
@@ -361,6 +388,7 @@ impl FlowTable {
         let at = i as usize * m;
         Flow {
             entry: &mut self.entries[i as usize],
+            cold: &mut self.cold[i as usize],
             slots: &mut self.slots[at..at + m],
             module: 0,
         }
@@ -389,7 +417,14 @@ impl FlowTable {
         s.payload_bytes += u64::from(wire_payload);
         let closed_before = matches!(e.state, Some(TcpState::Closed | TcpState::Reset));
         if let Some(t) = tcp {
-            tcp_transition(e, dir, t.flags, pkt.ts, wire_payload > 0);
+            tcp_transition(
+                e,
+                &mut self.cold[i as usize],
+                dir,
+                t.flags,
+                pkt.ts,
+                wire_payload > 0,
+            );
         }
         let closed_now = matches!(e.state, Some(TcpState::Closed | TcpState::Reset));
         if closed_now && !closed_before {
@@ -426,6 +461,7 @@ impl FlowTable {
         let at = i as usize * m;
         let Self {
             entries,
+            cold,
             slots,
             streams,
             pool,
@@ -434,17 +470,20 @@ impl FlowTable {
             ..
         } = self;
         let entry = &mut entries[i as usize];
+        let cold = &mut cold[i as usize];
         let flow_slots = &mut slots[at..at + m];
         let d = dir.index();
-        let mut deliver = |entry: &mut Entry, slots: &mut [u32], dir: Dir, c: Chunk<'_>| {
-            count_chunk(counters, entry, dir, &c);
-            let mut flow = Flow {
-                entry,
-                slots,
-                module: 0,
+        let mut deliver =
+            |entry: &mut Entry, cold: &mut Cold, slots: &mut [u32], dir: Dir, c: Chunk<'_>| {
+                count_chunk(counters, cold, dir, &c);
+                let mut flow = Flow {
+                    entry,
+                    cold,
+                    slots,
+                    module: 0,
+                };
+                events.stream(&mut flow, dir, &c);
             };
-            events.stream(&mut flow, dir, &c);
-        };
         if want[d] != 0 {
             let stream = &mut streams[s as usize][d];
             if !stream.is_active() && !stream.is_complete() {
@@ -466,15 +505,15 @@ impl FlowTable {
                 payload,
                 wire_payload.max(payload.len() as u32),
                 t.flags & TcpHeader::FIN != 0,
-                &mut |c| deliver(entry, flow_slots, dir, c),
+                &mut |c| deliver(entry, cold, flow_slots, dir, c),
             );
-            entry.stats[d].retransmissions += stream.retransmitted() - before;
+            cold.repair[d].0 += stream.retransmitted() - before;
         }
         let o = dir.reverse();
         if t.flags & TcpHeader::ACK != 0 && entry.want[o.index()] != 0 {
             let stream = &mut streams[s as usize][o.index()];
             stream.acked(pool, limits, t.ack, &mut |c| {
-                deliver(entry, flow_slots, o, c)
+                deliver(entry, cold, flow_slots, o, c)
             });
         }
         self.release_unwanted(i);
@@ -526,6 +565,7 @@ impl FlowTable {
             let at = i as usize * m;
             let Self {
                 entries,
+                cold,
                 slots,
                 streams,
                 pool,
@@ -533,14 +573,16 @@ impl FlowTable {
                 ..
             } = self;
             let entry = &mut entries[i as usize];
+            let cold = &mut cold[i as usize];
             let flow_slots = &mut slots[at..at + m];
             for dir in Dir::BOTH {
                 let stream = &mut streams[s as usize][dir.index()];
                 if entry.want[dir.index()] != 0 {
                     stream.finish(pool, &mut |c| {
-                        count_chunk(counters, entry, dir, &c);
+                        count_chunk(counters, cold, dir, &c);
                         let mut flow = Flow {
                             entry: &mut *entry,
+                            cold: &mut *cold,
                             slots: &mut *flow_slots,
                             module: 0,
                         };
@@ -565,9 +607,8 @@ impl FlowTable {
             self.hash(session, &canon)
         };
         self.index.remove(hash, i);
-        let e = &mut self.entries[i as usize];
-        e.session = self.no_session.clone();
-        e.want = [0, 0];
+        self.cold[i as usize].session = self.no_session.clone();
+        self.entries[i as usize].want = [0, 0];
         let m = self.modules;
         self.slots[i as usize * m..(i as usize + 1) * m].fill(0);
         self.free.push(i);
@@ -593,36 +634,37 @@ impl FlowTable {
     fn schedule(&mut self, i: u32) {
         let w = (self.due(i) % self.wheel.len() as u64) as u32;
         let head = self.wheel[w as usize];
-        let e = &mut self.entries[i as usize];
-        e.prev = NIL;
-        e.next = head;
-        e.wheel_slot = w;
+        self.entries[i as usize].wheel_slot = w;
+        let c = &mut self.cold[i as usize];
+        c.prev = NIL;
+        c.next = head;
         if head != NIL {
-            self.entries[head as usize].prev = i;
+            self.cold[head as usize].prev = i;
         }
         self.wheel[w as usize] = i;
     }
 
     fn unlink(&mut self, i: u32) {
-        let (prev, next, w) = {
-            let e = &self.entries[i as usize];
-            (e.prev, e.next, e.wheel_slot)
-        };
+        let w = self.entries[i as usize].wheel_slot;
         if w == NIL {
             return;
         }
+        let (prev, next) = {
+            let c = &self.cold[i as usize];
+            (c.prev, c.next)
+        };
         if prev == NIL {
             self.wheel[w as usize] = next;
         } else {
-            self.entries[prev as usize].next = next;
+            self.cold[prev as usize].next = next;
         }
         if next != NIL {
-            self.entries[next as usize].prev = prev;
+            self.cold[next as usize].prev = prev;
         }
-        let e = &mut self.entries[i as usize];
-        e.prev = NIL;
-        e.next = NIL;
-        e.wheel_slot = NIL;
+        self.entries[i as usize].wheel_slot = NIL;
+        let c = &mut self.cold[i as usize];
+        c.prev = NIL;
+        c.next = NIL;
     }
 
     /// The flow that would time out first (the longest idle among flows of one timeout), for
@@ -633,7 +675,7 @@ impl FlowTable {
             let w = (second % len) as usize;
             let mut i = self.wheel[w];
             while i != NIL {
-                let next = self.entries[i as usize].next;
+                let next = self.cold[i as usize].next;
                 if self.due(i) <= second {
                     return Some(i);
                 }
@@ -661,7 +703,7 @@ impl FlowTable {
             let w = (second % self.wheel.len() as u64) as usize;
             let mut i = self.wheel[w];
             while i != NIL {
-                let next = self.entries[i as usize].next;
+                let next = self.cold[i as usize].next;
                 let e = &self.entries[i as usize];
                 if e.last.nanos().saturating_add(self.timeouts.of(e)) <= now.nanos() {
                     due.push((e.seq, i));
@@ -689,7 +731,7 @@ impl FlowTable {
             let mut i = self.wheel[w];
             while i != NIL {
                 all.push((self.entries[i as usize].seq, i));
-                i = self.entries[i as usize].next;
+                i = self.cold[i as usize].next;
             }
         }
         all.sort_unstable_by_key(|&(seq, _)| seq);
@@ -702,11 +744,11 @@ impl FlowTable {
 }
 
 /// Counts a delivered chunk in the flow's and the shard's counters.
-fn count_chunk(counters: &FlowCounters, entry: &mut Entry, dir: Dir, c: &Chunk<'_>) {
+fn count_chunk(counters: &FlowCounters, cold: &mut Cold, dir: Dir, c: &Chunk<'_>) {
     match *c {
         Chunk::Data { bytes, .. } => bump(&counters.stream_bytes, bytes.len() as u64),
         Chunk::Gap { len, .. } => {
-            entry.stats[dir.index()].gaps += 1;
+            cold.repair[dir.index()].1 += 1;
             bump(&counters.gaps, 1);
             bump(&counters.gap_bytes, len);
         }
@@ -748,7 +790,7 @@ fn orient(pkt: &Packet<'_>) -> (bool, bool) {
 }
 
 /// TCP state changes for a packet of `dir` with `flags`.
-fn tcp_transition(e: &mut Entry, dir: Dir, flags: u8, ts: Timestamp, data: bool) {
+fn tcp_transition(e: &mut Entry, cold: &mut Cold, dir: Dir, flags: u8, ts: Timestamp, data: bool) {
     const SYN: usize = 0;
     const SYN_ACK: usize = 1;
     const ESTABLISHED: usize = 2;
@@ -756,23 +798,24 @@ fn tcp_transition(e: &mut Entry, dir: Dir, flags: u8, ts: Timestamp, data: bool)
     const FIN_TO_CLIENT: usize = 4;
     const RST: usize = 5;
     let now = ts.nanos().max(1);
-    let mark = |times: &mut [u64; 6], at: usize| {
-        if times[at] == 0 {
-            times[at] = now;
+    let mut mark = |e: &mut Entry, at: usize| {
+        if e.marked & 1 << at == 0 {
+            e.marked |= 1 << at;
+            cold.times[at] = now;
         }
     };
     let syn = flags & TcpHeader::SYN != 0;
     let ack = flags & TcpHeader::ACK != 0;
     if flags & TcpHeader::RST != 0 {
-        mark(&mut e.times, RST);
+        mark(e, RST);
         e.state = Some(TcpState::Reset);
         return;
     }
     if syn && !ack && dir == Dir::ToServer {
-        mark(&mut e.times, SYN);
+        mark(e, SYN);
     }
     if syn && ack && dir == Dir::ToClient {
-        mark(&mut e.times, SYN_ACK);
+        mark(e, SYN_ACK);
         if e.state == Some(TcpState::SynSent) {
             e.state = Some(TcpState::SynReceived);
         }
@@ -782,19 +825,20 @@ fn tcp_transition(e: &mut Entry, dir: Dir, flags: u8, ts: Timestamp, data: bool)
         && !syn
         && (ack && dir == Dir::ToServer && e.state == Some(TcpState::SynReceived) || data)
     {
-        mark(&mut e.times, ESTABLISHED);
+        mark(e, ESTABLISHED);
         e.state = Some(TcpState::Established);
     }
     if flags & TcpHeader::FIN != 0 {
         mark(
-            &mut e.times,
+            e,
             match dir {
                 Dir::ToServer => FIN_TO_SERVER,
                 Dir::ToClient => FIN_TO_CLIENT,
             },
         );
         if e.state != Some(TcpState::Reset) {
-            let both = e.times[FIN_TO_SERVER] != 0 && e.times[FIN_TO_CLIENT] != 0;
+            let both = e.marked & (1 << FIN_TO_SERVER | 1 << FIN_TO_CLIENT)
+                == (1 << FIN_TO_SERVER | 1 << FIN_TO_CLIENT);
             e.state = Some(if both {
                 TcpState::Closed
             } else {

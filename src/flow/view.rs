@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::community_id::{community_id_v1, community_id_v1_without_ports, CommunityId};
-use super::table::Entry;
+use super::table::{Cold, Entry};
 use super::types::{Dir, DirStats, TcpState, TcpTimes};
 use crate::base::{FlowKey, Session, Timestamp};
 
@@ -12,6 +12,7 @@ use crate::base::{FlowKey, Session, Timestamp};
 /// own stream requests and its per-flow slot.
 pub struct Flow<'a> {
     pub(super) entry: &'a mut Entry,
+    pub(super) cold: &'a mut Cold,
     /// Every flow-aware module's slot for this flow.
     pub(super) slots: &'a mut [u32],
     /// Which flow-aware module is being called (its position among them).
@@ -37,12 +38,12 @@ impl<'a> Flow<'a> {
     /// time, not a counter). 53 bits so that JSON readers that hold numbers as doubles (jq, most
     /// SIEMs) keep it exact.
     pub fn id(&self) -> u64 {
-        self.entry.id
+        self.cold.id
     }
 
     /// The mirror session the flow was seen in.
     pub fn session(&self) -> &Arc<Session> {
-        &self.entry.session
+        &self.cold.session
     }
 
     /// The 5-tuple as the client sends it: `src` is the client, `dst` the server. For ICMP the ports
@@ -82,7 +83,7 @@ impl<'a> Flow<'a> {
     /// When the TCP handshake, FINs and RST were seen.
     pub fn tcp_times(&self) -> TcpTimes {
         let t = |ns: u64| (ns != 0).then(|| Timestamp::from_nanos(ns));
-        let [syn, syn_ack, established, fin_s, fin_c, rst] = self.entry.times;
+        let [syn, syn_ack, established, fin_s, fin_c, rst] = self.cold.times;
         TcpTimes {
             syn: t(syn),
             syn_ack: t(syn_ack),
@@ -101,7 +102,7 @@ impl<'a> Flow<'a> {
 
     /// The first packet's time.
     pub fn first_seen(&self) -> Timestamp {
-        self.entry.first
+        self.cold.first
     }
 
     /// The latest packet's time.
@@ -111,7 +112,15 @@ impl<'a> Flow<'a> {
 
     /// What one direction carried so far.
     pub fn stats(&self, dir: Dir) -> DirStats {
-        self.entry.stats[dir.index()]
+        let c = &self.entry.stats[dir.index()];
+        let (retransmissions, gaps) = self.cold.repair[dir.index()];
+        DirStats {
+            packets: c.packets,
+            bytes: c.bytes,
+            payload_bytes: c.payload_bytes,
+            retransmissions,
+            gaps,
+        }
     }
 
     /// The flow's Community ID (v1, seed 0): the string Zeek, Suricata and Arkime log as

@@ -13,13 +13,9 @@
 //! takes out precisely the entries last seen before the cutoff. What is taken out is handed over
 //! least recently seen first (by a per-packet sequence number), the order records had before.
 
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-
-use rustc_hash::FxHasher;
-
 use super::format::Direction;
 use crate::base::{FlowKey, Timestamp};
-use crate::flow::index::{advise_huge_pages, prefetch, Index};
+use crate::flow::index::{advise_huge_pages, key_hash, prefetch, Index};
 
 const NIL: u32 = u32::MAX;
 const NANOS: u64 = 1_000_000_000;
@@ -55,7 +51,6 @@ pub(crate) struct Full;
 
 pub(crate) struct FlowTable {
     index: Index,
-    hasher: BuildHasherDefault<FxHasher>,
     slots: Vec<Entry>,
     free: Vec<u32>,
     /// Heads of the wheel's per-second lists; an entry is in the slot of `due(entry) % wheel.len()`.
@@ -82,7 +77,6 @@ impl FlowTable {
         advise_huge_pages(entries.as_ptr().cast(), max * std::mem::size_of::<Entry>());
         FlowTable {
             index: Index::new(max),
-            hasher: Default::default(),
             slots: entries,
             free: Vec::with_capacity(max),
             wheel: vec![NIL; slots],
@@ -100,30 +94,9 @@ impl FlowTable {
         self.slots.len() - self.free.len()
     }
 
-    /// The hash `update` and the prefetches use for `key`: the key folded into three words and
-    /// mixed with Fx's multiply-rotate, instead of `#[derive(Hash)]` through `IpAddr` (enum tags,
-    /// array length prefixes, byte writes), which it computes twice per packet when prefetching.
+    /// The hash `update` and the prefetches use for `key` (see [`key_hash`]).
     pub(crate) fn hash(&self, key: &DirKey) -> u64 {
-        fn fold(a: &std::net::IpAddr) -> u64 {
-            match a {
-                std::net::IpAddr::V4(a) => u64::from(a.to_bits()),
-                std::net::IpAddr::V6(a) => {
-                    let b = a.to_bits();
-                    // Never equal to a v4 fold: bit 32 set, and v4 values fit in 32 bits.
-                    ((b >> 64) as u64 ^ (b as u64).rotate_left(29)) | 1 << 32
-                }
-            }
-        }
-        let f = &key.flow;
-        let ports = u64::from(f.src_port) << 48
-            | u64::from(f.dst_port) << 32
-            | u64::from(f.protocol) << 24
-            | u64::from(key.session & 0x00ff_ffff);
-        let mut h = self.hasher.build_hasher();
-        h.write_u64(fold(&f.src));
-        h.write_u64(fold(&f.dst));
-        h.write_u64(ports ^ u64::from(key.session >> 24) << 56);
-        h.finish()
+        key_hash(key.session, &key.flow)
     }
 
     /// What `prepare`'s prefetching can pay for: the index cells when the index (sized for the cap,
