@@ -1033,6 +1033,54 @@ mod tests {
     }
 
     #[test]
+    fn given_back_buffers_serve_the_next_connections_and_the_pool_is_bounded() {
+        let mut r = Run::new();
+        r.data(Dir::ToServer, &CLIENT_HELLO_RECORD);
+        assert_eq!(r.data(Dir::ToClient, SERVER_FLIGHT), Verdict::Complete);
+        r.conn.finish(&mut r.mem);
+        assert!(
+            r.conn.handshake().is_none(),
+            "the written summary is dropped"
+        );
+        let pooled: Vec<*const u8> = r.mem.spare.iter().map(|b| b.as_ptr()).collect();
+        assert_eq!(pooled.len(), 2, "both directions' buffers are pooled");
+        // The next connection's buffers are the pooled ones, charged to the budget again, and the
+        // same handshake reads the same.
+        let mut next = Run::new();
+        next.mem = std::mem::replace(&mut r.mem, Memory::new(0));
+        next.data(Dir::ToServer, &CLIENT_HELLO_RECORD);
+        assert_eq!(next.data(Dir::ToClient, SERVER_FLIGHT), Verdict::Complete);
+        assert!(next.mem.spare.is_empty());
+        assert!(pooled.contains(&next.conn.client.buf.as_ptr()));
+        assert!(pooled.contains(&next.conn.server.buf.as_ptr()));
+        let held = next.conn.client.buf.capacity() + next.conn.server.buf.capacity();
+        assert_eq!(next.mem.held, held);
+        let chain = next.hs().chain.as_ref().expect("the certificate is read");
+        assert!(chain
+            .leaf
+            .as_ref()
+            .unwrap()
+            .subject
+            .ends_with("CN=cloudflare.com"));
+        next.conn.finish(&mut next.mem);
+        assert_eq!(next.mem.held, 0);
+        // Many connections given back at once: the pool keeps SPARE_BUFFERS, and none over
+        // KEEP_CAPACITY.
+        let mut mem = Memory::new(1 << 30);
+        for _ in 0..SPARE_BUFFERS + 10 {
+            mem.give_back(Vec::with_capacity(INITIAL_CAPACITY));
+        }
+        mem.give_back(Vec::with_capacity(BUFFER_BYTES));
+        assert_eq!(mem.spare.len(), SPARE_BUFFERS);
+        assert!(mem.spare.iter().all(|b| b.capacity() <= KEEP_CAPACITY));
+        // A pooled buffer larger than the budget has room for is not taken.
+        let mut tight = Memory::new(INITIAL_CAPACITY - 1);
+        tight.give_back(Vec::with_capacity(INITIAL_CAPACITY));
+        assert!(tight.take_spare(16).is_none());
+        assert_eq!(tight.held, 0);
+    }
+
+    #[test]
     fn not_tls_at_once_and_no_allocation() {
         let mut r = Run::new();
         assert_eq!(
