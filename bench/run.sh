@@ -353,7 +353,10 @@ fi
 if wants l7; then
     # Issue 13: flowlog + dns + tls + http against Suricata 7 with its default EVE logging (alerts,
     # flows, dns, tls, http...) on the ENI-like capture, which carries real DNS/TLS/HTTP payloads;
-    # default threads for both (vxtap: one shard per core), peak RSS at two file sizes.
+    # default threads for both (vxtap replay: one shard, its CLI default; Suricata: its default
+    # runmode, every core), peak RSS at two file sizes. Then what each module costs alone, one
+    # shard, on the half-size capture ("l7-module" lines: CPU seconds, user + system, which the
+    # other builds on the machine disturb less than wall time).
     say "(h) l7: flowlog + dns + tls + http vs Suricata with its default EVE logging, ENI-like capture"
     model=$(cat benches/common/eni.rs benches/common/payloads.rs | sha256sum | cut -c1-10)
     cap="$OUT/eni-$model-$ENI_FLOWS-$ENI_CONCURRENT-$ENI_SESSIONS.pcap"
@@ -388,6 +391,22 @@ if wants l7; then
     else
         result "l7 vxtap pps=$vx peak_rss_kib=$rss peak_rss_half_file_kib=$rss_half records=$records capture=eni (suricata not installed)"
     fi
+    for kind in stats flowlog dns tls http all; do
+        printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n' >"$OUT/l7-$kind.toml"
+        if [ "$kind" = all ]; then
+            tail -n +3 "$OUT/l7.toml" >>"$OUT/l7-$kind.toml"
+        else
+            printf '[[module]]\nkind = "%s"\n' "$kind" >>"$OUT/l7-$kind.toml"
+        fi
+        : >"$OUT/l7-$kind.cpu"
+        for i in $(seq 1 "$RUNS"); do
+            /usr/bin/time -f '%e %M %U %S' -o "$OUT/time.tmp" "$BIN/vxtap" --log-level warn replay \
+                --config "$OUT/l7-$kind.toml" "$half" >/dev/null 2>>"$OUT/l7.log"
+            cat "$OUT/time.tmp" >>"$OUT/l7-$kind.cpu"
+        done
+        cpu=$(awk '{print $3 + $4}' "$OUT/l7-$kind.cpu" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+        result "l7-module kind=$kind cpu_secs=$cpu peak_rss_kib=$(awk '{print $2}' "$OUT/l7-$kind.cpu" | median) capture=eni-half runs=$RUNS"
+    done
 fi
 
 say "summary ($SUMMARY)"

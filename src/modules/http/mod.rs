@@ -488,6 +488,17 @@ impl Http {
         if st.done {
             flow.stop_stream(Dir::ToServer);
             flow.stop_stream(Dir::ToClient);
+            if st.txs.is_empty() {
+                // Nothing left to write at the flow's end (a connection that only looked like
+                // HTTP, or a tunnel with no request waiting): the state goes back to the pool now
+                // instead of staying with the flow, which may live on for an hour.
+                if let Some(mut st) = self.flows.take(flow) {
+                    st.clear();
+                    if self.spare.len() < SPARE_STATES {
+                        self.spare.push(st);
+                    }
+                }
+            }
         }
     }
 

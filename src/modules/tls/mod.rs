@@ -10,7 +10,9 @@
 //!
 //! TLS is found by content on every TCP port, so the module asks for both streams of every TCP flow
 //! at its start (free until bytes come) and stops them as soon as the client's first bytes are not
-//! TLS, or once the handshake is read: reassembly then costs nothing more for that flow.
+//! TLS, or once the handshake is read: reassembly then costs nothing more for that flow, and the
+//! flow's state is given back at once (its place, and the handshake buffers, to pools the next
+//! connections take from).
 
 pub mod cert;
 pub mod ja4;
@@ -143,18 +145,20 @@ impl Module for Tls {
         let verdict = conn.on_chunk(dir, chunk, &mut self.memory, &mut tally);
         count(tally, out);
         match verdict {
-            Verdict::Pending => {}
-            Verdict::NotTls => {
-                flow.stop_stream(Dir::ToServer);
-                flow.stop_stream(Dir::ToClient);
-            }
+            Verdict::Pending => return,
+            Verdict::NotTls => {}
             Verdict::Complete => {
                 Self::emit(flow, conn, out);
                 conn.finish(&mut self.memory);
-                flow.stop_stream(Dir::ToServer);
-                flow.stop_stream(Dir::ToClient);
             }
         }
+        // Decided: both streams stop, so no chunk of this flow comes here again, and the state
+        // goes back now rather than at the flow's end. The module then holds state only for
+        // connections in their handshake, not for every live TCP flow (most of which are idle
+        // long after their handshake, and many never TLS).
+        flow.stop_stream(Dir::ToServer);
+        flow.stop_stream(Dir::ToClient);
+        self.conns.take(flow);
     }
 
     fn on_flow_end(&mut self, flow: &mut Flow<'_>, _reason: EndReason, out: &mut Emitter<'_>) {
