@@ -2,7 +2,9 @@
 # vxtap's benchmarks (issue 6), each against a baseline measured in the same run on this machine:
 #   (a) drain:   how fast vxtap empties full UDP sockets vs a bare recvmmsg counting loop
 #                (examples/bare_recvmmsg.rs), same sockets and threads, alternating runs, and vs
-#                the same loop asking for source addresses and timestamps ("bare+meta");
+#                the same loop asking for source addresses and timestamps ("bare+meta"); once per
+#                DRAIN_SETS entry traffic:modules (traffic uniform or eni, the ENI-like model; modules
+#                stats, or flowlog for stats + flowlog), RESULT lines "drain traffic=...";
 #   (b) offline: `vxtap replay` of generated VXLAN captures vs a bare single-threaded decap-and-count
 #                loop (examples/bare_replay.rs) and Suricata when installed; peak RSS at two file sizes.
 #                Two captures: "uniform" (examples/gen_capture.rs: flows drawn uniformly at random, all
@@ -30,6 +32,7 @@
 #   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7,base OUT=target/bench
 #   BASE_BIN=/path/to/other/vxtap (part (i))
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
+#   DRAIN_SETS="uniform:flowlog eni:stats eni:flowlog"
 # The drain benchmark raises net.core.rmem_max to RCVBUF when it can (root) and restores it after.
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
 set -euo pipefail
@@ -48,6 +51,7 @@ CAPTURE=${CAPTURE:-both}
 ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
 ENI_SESSIONS=${ENI_SESSIONS:-3}
+DRAIN_SETS=${DRAIN_SETS:-uniform:flowlog eni:stats eni:flowlog}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -104,11 +108,20 @@ if wants drain; then
             echo "net.core.rmem_max is $old_rmem (< $RCVBUF) and not writable: buffers will be smaller"
         fi
     fi
-    extra=()
-    [ "$FLOWLOG" = 1 ] && extra=(--extra-config bench/flowlog.toml)
-    "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
-        --runs "$RUNS" --rcvbuf "$RCVBUF" --bare-meta 1 "${extra[@]}" | tee "$OUT/drain.log" | grep -v '^RESULT'
-    grep '^RESULT' "$OUT/drain.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=stats$([ "$FLOWLOG" = 1 ] && echo +flowlog)"; done
+    for set in $DRAIN_SETS; do
+        traffic=${set%%:*}
+        extra=()
+        modules=stats
+        if [ "${set#*:}" = flowlog ] && [ "$FLOWLOG" = 1 ]; then
+            extra=(--extra-config bench/flowlog.toml)
+            modules=stats+flowlog
+        fi
+        echo "--- drain: $traffic traffic, $modules"
+        "$EX/drain_bench" --vxtap "$BIN/vxtap" --bare "$EX/bare_recvmmsg" --threads "$THREADS" \
+            --runs "$RUNS" --rcvbuf "$RCVBUF" --bare-meta 1 --traffic "$traffic" "${extra[@]}" |
+            tee "$OUT/drain-$traffic-$modules.log" | grep -v '^RESULT'
+        grep '^RESULT' "$OUT/drain-$traffic-$modules.log" | sed 's/^RESULT //' | while read -r line; do result "$line modules=$modules"; done
+    done
     restore_rmem
 fi
 
@@ -228,6 +241,7 @@ if wants micro; then
     batch=$(med ingress_batch64)
     memcpy=$(med memcpy_frame)
     sliced=$(med etherparse_sliced)
+    core_general=$(med core_general)
     per_dgram=$(awk -v b="$batch" 'BEGIN {printf "%.1f", b/64}')
     per_dgram_fastest=$(awk -v b="$(fastest ingress_batch64)" 'BEGIN {printf "%.1f", b/64}')
     cargo bench --quiet --bench flowtable 2>"$OUT/micro-flowtable.err" | tee "$OUT/micro-flowtable.log"
@@ -240,7 +254,7 @@ if wants micro; then
             if (f[1] ~ /[─ ]baseline_fx_hashmap /) { split(f[3], m, " "); v = m[1]; u = m[2];
                 if (u == "µs") v *= 1000; else if (u == "ps") v /= 1000; print v; exit } }' "$OUT/micro-flowtable.log")
     result "micro-flowtable flow_table_ns=$table fx_hashmap_ns=$fxmap table_vs_fx_hashmap=$(ratio "$table" "$fxmap") $(sed -n 's/.* \([0-9]*\) flow directions in the table.*/live_directions=\1/p' "$OUT/micro-flowtable.err" | head -1)"
-    result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
+    result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) dissect_general_ns=$(med dissect_general) core_general_ns=$core_general steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_core_general=$(ratio "$core" "$core_general") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
 fi
 
 if wants memory; then

@@ -16,6 +16,13 @@
 //! ```
 //! `--extra-config` appends TOML (more `[[module]]` tables, e.g. flowlog) to vxtap's config.
 //! `--vxtap2 PATH` adds a second vxtap build to every round (before/after a change, same runs).
+//! `--traffic eni` sends the ENI-like model's datagrams (benches/common/eni.rs, as in
+//! `gen_eni_capture`'s default capture: flows that open, talk and close in time order, 50 k live, 20 %
+//! IPv6, VLAN tags, fragments, ICMP, 0.2 % damaged) instead of the uniform mix (`--traffic uniform`,
+//! the default: benches/common/traffic.rs, 20 k flows, all alive throughout). The first
+//! `--eni-skip` datagrams (default 500,000: the capture's opening, when its table is still filling)
+//! are generated and left out, the next `--eni-window` (default 600,000) are held in memory, and every
+//! round sends them from the first, in capture order, so every receiver drains the same datagrams.
 //! `--bare-meta 1` adds the bare loop asking the kernel for each datagram's source address and
 //! receive timestamp, as vxtap must: the floor for any receiver that needs to know who sent what.
 //! Each run also reports CPU time per datagram, summed over the receiver's threads: steadier than
@@ -32,6 +39,12 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/traffic.rs"]
 mod traffic;
 
+#[path = "../benches/common/payloads.rs"]
+mod payloads;
+
+#[path = "../benches/common/eni.rs"]
+mod eni;
+
 struct Args {
     vxtap: PathBuf,
     bare: PathBuf,
@@ -45,6 +58,10 @@ struct Args {
     vxtap2: Option<PathBuf>,
     /// Also run the bare loop asking for source addresses and timestamps (`--bare-meta 1`).
     bare_meta: bool,
+    /// `uniform` (benches/common/traffic.rs) or `eni` (benches/common/eni.rs).
+    traffic: String,
+    eni_skip: u64,
+    eni_window: u64,
 }
 
 fn parse_args() -> io::Result<Args> {
@@ -59,6 +76,9 @@ fn parse_args() -> io::Result<Args> {
         extra_config: String::new(),
         vxtap2: None,
         bare_meta: false,
+        traffic: "uniform".into(),
+        eni_skip: 500_000,
+        eni_window: 600_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,6 +100,9 @@ fn parse_args() -> io::Result<Args> {
             "--extra-config" => a.extra_config = std::fs::read_to_string(value)?,
             "--vxtap2" => a.vxtap2 = Some(value.into()),
             "--bare-meta" => a.bare_meta = num(&value)? != 0,
+            "--traffic" if value == "uniform" || value == "eni" => a.traffic = value,
+            "--eni-skip" => a.eni_skip = num(&value)?,
+            "--eni-window" => a.eni_window = num(&value)?,
             _ => return Err(io::Error::other(format!("unknown flag {flag}"))),
         }
     }
@@ -169,13 +192,43 @@ fn signal(child: &Child, sig: libc::c_int) {
     }
 }
 
-struct Sender {
-    sockets: Vec<UdpSocket>,
-    payloads: Vec<Vec<u8>>,
+/// The VXLAN payloads every round sends, in order, from the first.
+fn payloads(args: &Args) -> Vec<Vec<u8>> {
+    if args.traffic == "eni" {
+        let mut t = eni::EniTraffic::new(eni::EniConfig::default());
+        let mut skipped = 0;
+        while skipped < args.eni_skip && t.next().is_some() {
+            skipped += 1;
+        }
+        let mut out = Vec::with_capacity(args.eni_window as usize);
+        while out.len() < args.eni_window as usize {
+            let Some(d) = t.next() else { break };
+            out.push(d.frame[eni::VXLAN_OFFSET..].to_vec());
+        }
+        let bytes: usize = out.iter().map(Vec::len).sum();
+        println!(
+            "traffic: eni, datagrams {skipped}..{} of the default capture ({:.0} MB; {} flows live at the window's end)",
+            skipped + out.len() as u64,
+            bytes as f64 / 1e6,
+            t.live()
+        );
+        return out;
+    }
+    let mut t = traffic::Traffic::new(42, 20_000, 8);
+    t.size_divisor = args.size_divisor;
+    println!("traffic: uniform, 4096 datagrams of 20,000 flows, 8 sessions");
+    (0..4096).map(|_| t.next().vxlan.to_vec()).collect()
 }
 
-impl Sender {
-    fn new(target: SocketAddr, size_divisor: usize) -> io::Result<Sender> {
+struct Sender<'a> {
+    sockets: Vec<UdpSocket>,
+    payloads: &'a [Vec<u8>],
+    /// Set when a round needed more than the payloads and sent some again.
+    wrapped: std::cell::Cell<bool>,
+}
+
+impl<'a> Sender<'a> {
+    fn new(target: SocketAddr, payloads: &'a [Vec<u8>]) -> io::Result<Sender<'a>> {
         // Many source ports, so that the kernel's SO_REUSEPORT hash fills every receive socket.
         let sockets = (0..32)
             .map(|_| {
@@ -184,10 +237,11 @@ impl Sender {
                 Ok(s)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let mut t = traffic::Traffic::new(42, 20_000, 8);
-        t.size_divisor = size_divisor;
-        let payloads = (0..4096).map(|_| t.next().vxlan.to_vec()).collect();
-        Ok(Sender { sockets, payloads })
+        Ok(Sender {
+            sockets,
+            payloads,
+            wrapped: std::cell::Cell::new(false),
+        })
     }
 
     /// Sends until every receive socket has started to drop (its buffer is full) or `max` datagrams.
@@ -204,6 +258,9 @@ impl Sender {
                 for _ in 0..64 {
                     let p = &self.payloads[next % self.payloads.len()];
                     next += 1;
+                    if next > self.payloads.len() {
+                        self.wrapped.set(true);
+                    }
                     iov.push(libc::iovec {
                         iov_base: p.as_ptr() as *mut libc::c_void,
                         iov_len: p.len(),
@@ -233,7 +290,7 @@ impl Sender {
     }
 }
 
-fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<RunResult> {
+fn run_once(args: &Args, which: Receiver, payloads: &[Vec<u8>]) -> io::Result<RunResult> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let dir = std::env::temp_dir().join(format!("vxtap-drain-{}", std::process::id()));
@@ -282,9 +339,12 @@ fn run_once(args: &Args, which: Receiver, sender_divisor: usize) -> io::Result<R
     // Let the threads reach their receive loops before the receiver is frozen.
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, libc::SIGSTOP);
-    let sender = Sender::new(addr, sender_divisor)?;
+    let sender = Sender::new(addr, payloads)?;
     let before_drops: u64 = socket_stats(port)?.iter().map(|s| s.1).sum();
     let sent = sender.fill(port, args.max_datagrams)?;
+    if sender.wrapped.get() {
+        println!("note: {sent} datagrams sent, more than the traffic holds: some were sent twice");
+    }
     std::thread::sleep(Duration::from_millis(50));
     let queued = socket_stats(port)?;
     let kernel_drops = queued.iter().map(|s| s.1).sum::<u64>() - before_drops;
@@ -368,6 +428,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> io::Result<()> {
     let args = parse_args()?;
+    let payloads = payloads(&args);
     let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut cpu: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -385,7 +446,7 @@ fn main() -> io::Result<()> {
         order.rotate_left(run % receivers.len());
         let mut round: BTreeMap<&str, f64> = BTreeMap::new();
         for which in order {
-            let r = run_once(&args, which, args.size_divisor)?;
+            let r = run_once(&args, which, &payloads)?;
             let rate = r.received as f64 / r.secs;
             // What the kernel queued (sent minus its drops) must all have been received.
             let unaccounted = r.sent as i64 - r.kernel_drops as i64 - r.received as i64;
@@ -425,7 +486,8 @@ fn main() -> io::Result<()> {
     let vxtap = median(rates.entry("vxtap").or_default());
     let ratio = median(ratios.entry("vxtap").or_default());
     let mut line = format!(
-        "RESULT drain threads={} bare_mps={:.3} vxtap_mps={:.3} ratio_median={:.3} unaccounted={}",
+        "RESULT drain traffic={} threads={} bare_mps={:.3} vxtap_mps={:.3} ratio_median={:.3} unaccounted={}",
+        args.traffic,
         args.threads,
         bare / 1e6,
         vxtap / 1e6,
