@@ -230,7 +230,12 @@ fn blast(o: &Opts) -> io::Result<()> {
         queues[i].push(payload);
         next += 1;
         if queues[i].len() == 64 {
-            flush(&mut queues[i], sockets[i].as_raw_fd(), &mut sent, &mut refused)?;
+            flush(
+                &mut queues[i],
+                sockets[i].as_raw_fd(),
+                &mut sent,
+                &mut refused,
+            )?;
         }
     }
     for (q, s) in queues.iter_mut().zip(&sockets) {
