@@ -33,7 +33,7 @@ use std::io;
 use std::mem::zeroed;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vxtap::ingest::pcap::{CaptureReader, Item};
@@ -111,7 +111,7 @@ fn main() -> io::Result<()> {
 }
 
 /// The capture's mirror datagrams: (UDP payload, captured source port).
-fn load(path: &PathBuf) -> io::Result<Vec<(Vec<u8>, u16)>> {
+fn load(path: &Path) -> io::Result<Vec<(Vec<u8>, u16)>> {
     let mut reader = CaptureReader::open(path).map_err(io::Error::other)?;
     let mut out = Vec::new();
     while let Some(item) = reader.next_item().map_err(io::Error::other)? {
@@ -359,7 +359,7 @@ fn spoof(o: &Opts) -> io::Result<()> {
     let mut sa: libc::sockaddr_in = unsafe { zeroed() };
     sa.sin_family = libc::AF_INET as libc::sa_family_t;
     sa.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-    let mut rng = Rng(0x5eed_0f_5b00f);
+    let mut rng = Rng(0x05ee_d0f5_b00f);
     let mut buf = Vec::with_capacity(128);
     let deadline = Duration::from_secs(o.secs);
     let start = Instant::now();
