@@ -25,6 +25,8 @@
 # Results: $OUT/summary.txt (RESULT and PASS/FAIL lines), details in $OUT/<part>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ONLY=${ONLY:-overload,spoof,soak,fuzz}
 OUT=${OUT:-target/reliability}
@@ -55,12 +57,9 @@ SUMMARY="$OUT/summary.txt"
 NS=vxtap-rel-$$
 PIDS=()
 
-say() { printf '\n==> %s\n' "$*"; }
-result() { echo "RESULT $*" | tee -a "$SUMMARY"; }
 verdict() { # verdict NAME CONDITION-EXIT-STATUS DETAIL
     if [ "$2" = 0 ]; then echo "PASS $1: $3" | tee -a "$SUMMARY"; else echo "FAIL $1: $3" | tee -a "$SUMMARY"; fi
 }
-wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 nsx() { ip netns exec "$NS" "$@"; }
 
 old_rmem=$(cat /proc/sys/net/core/rmem_max)
@@ -71,16 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "machine"
-{
-    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-    echo "kernel: $(uname -r)"
-    echo "rustc: $(rustc --version)"
-    echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-} | tee "$OUT/machine.txt" | tee -a "$SUMMARY"
+describe_machine
 
 if wants overload || wants spoof || wants soak; then
     say "build (release)"

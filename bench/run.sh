@@ -37,6 +37,8 @@
 # Results: $OUT/summary.txt (RESULT lines), details in $OUT/*.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 RUNS=${RUNS:-5}
 PACKETS=${PACKETS:-2000000}
@@ -58,25 +60,13 @@ OUT=$(cd "$OUT" && pwd)
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 
-say() { printf '\n==> %s\n' "$*"; }
-result() { echo "RESULT $*" | tee -a "$SUMMARY"; }
 skip() { echo "SKIP $*" | tee -a "$SUMMARY"; }
-wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 wants_capture() { [ "$CAPTURE" = both ] || [ "$CAPTURE" = "$1" ]; }
 case "$CAPTURE" in both | uniform | eni) ;; *) echo "CAPTURE must be both, uniform or eni" >&2 && exit 2 ;; esac
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) printf "%.0f\n", v[(NR+1)/2]; else printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print "nan"}'; }
 
-say "machine"
-{
-    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-    echo "kernel: $(uname -r)"
-    echo "rustc: $(rustc --version)"
-    echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-} | tee "$OUT/machine.txt" | tee -a "$SUMMARY"
+describe_machine
 
 say "build (release)"
 cargo build --release --quiet --bin vxtap \

@@ -9,11 +9,14 @@
 //! kafka-python each test is skipped with a notice, except under CI=true, where it fails.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::daemon::{metric, wait_for, Daemon};
+use common::{udp4, vxlan};
 
 /// Every wait in these tests gives up after this.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -118,7 +121,7 @@ impl Tansu {
             .expect("tansu starts");
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        wait_for("tansu to listen", || {
+        wait_for("tansu to listen", LIMIT, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         });
     }
@@ -223,14 +226,6 @@ struct Message {
     key: Option<String>,
     value: String,
     default_partition: Option<u64>,
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -494,31 +489,8 @@ fn records_a_broker_never_takes_are_counted_at_exit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One HTTP/1.1 GET; the body, or `None` while the server is not answering.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::Write;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
-}
-
-/// The value of the first `/metrics` series named `name` whose labels contain `label`.
-fn metric(body: &str, name: &str, label: &str) -> Option<u64> {
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn vxtap_run_counts_its_deliveries_in_metrics() {
-    use std::io::BufRead;
     let Some(tansu) = Tansu::start() else { return };
     tansu.create_topic("flows", 1);
     let dir = temp_dir("daemon");
@@ -535,59 +507,19 @@ fn vxtap_run_counts_its_deliveries_in_metrics() {
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vxtap starts");
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stderr = child.stderr.take().expect("piped");
-    let _child = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut admin, mut vxlan) = (None, None);
-    while admin.is_none() || vxlan.is_none() {
-        let line = rx.recv_timeout(LIMIT).expect("vxtap logs its addresses");
-        let v: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        let addr = || {
-            v["addr"]
-                .as_str()
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-        };
-        if line.contains("Admin endpoint listening.") {
-            admin = addr();
-        } else if line.contains("\"Listening.\"") && line.contains("Vxlan") {
-            vxlan = addr();
-        }
-    }
-    let (admin, vxlan) = (admin.expect("admin"), vxlan.expect("vxlan"));
+    let vxtap = Daemon::start(&config, &[], true, LIMIT);
     // Three UDP flows mirrored in one session, as VXLAN datagrams from loopback.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a sender");
     for port in [1001u16, 1002, 1003] {
-        socket.send_to(&vxlan_udp(7, port), vxlan).expect("sent");
+        socket
+            .send_to(
+                &vxlan(7, &udp4([10, 9, 0, 1], port, [10, 9, 0, 2], 53, b"hello")),
+                vxtap.vxlan(),
+            )
+            .expect("sent");
     }
-    wait_for("three deliveries counted in /metrics", || {
-        http_get(admin, "/metrics").is_some_and(|body| {
+    wait_for("three deliveries counted in /metrics", LIMIT, || {
+        vxtap.get("/metrics").is_some_and(|body| {
             metric(
                 &body,
                 "vxtap_module_kafka_delivered_records_total",
@@ -598,7 +530,7 @@ fn vxtap_run_counts_its_deliveries_in_metrics() {
     let got = tansu.consume("flows", 3);
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|m| m.key.as_deref() == Some("127.0.0.1/7")));
-    let body = http_get(admin, "/metrics").expect("metrics");
+    let body = vxtap.get("/metrics").expect("metrics");
     assert_eq!(
         metric(
             &body,
@@ -608,35 +540,4 @@ fn vxtap_run_counts_its_deliveries_in_metrics() {
         Some(0)
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A VXLAN datagram (VNI `vni`) carrying an Ethernet/IPv4/UDP frame 10.9.0.1:`sport` → 10.9.0.2:53.
-fn vxlan_udp(vni: u32, sport: u16) -> Vec<u8> {
-    let payload = b"hello";
-    let udp_len = 8 + payload.len() as u16;
-    let ip_len = 20 + udp_len;
-    let mut f = Vec::new();
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    let mut ip = vec![
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2,
-    ];
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    let sum = !ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .fold(0u32, |a, b| {
-            let s = a + b;
-            (s & 0xffff) + (s >> 16)
-        }) as u16;
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&53u16.to_be_bytes());
-    f.extend_from_slice(&udp_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    let mut d = vec![0x08, 0, 0, 0];
-    d.extend_from_slice(&(vni << 8).to_be_bytes());
-    d.extend_from_slice(&f);
-    d
 }

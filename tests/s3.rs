@@ -10,7 +10,10 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::daemon::{wait_for, Daemon};
 
 use vxtap::base::Timestamp;
 use vxtap::sinks::{FileOutputConfig, FileSink, Layout, RotatingFile, S3Config, SeriesName, Sink};
@@ -58,7 +61,7 @@ impl Moto {
             .expect("moto_server starts");
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        wait_for("moto_server to listen", || {
+        wait_for("moto_server to listen", LIMIT, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         });
     }
@@ -130,14 +133,6 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn credentials() {
@@ -307,7 +302,7 @@ fn files_left_in_the_spool_are_uploaded_at_start() {
     out.s3 = Some(s3_config(&moto, "restart"));
     out.prepare_dir(&[".log", ".log.gz"]).expect("spool");
     let uploader = out.uploader().expect("an uploader");
-    wait_for("the spool's files to go up", || {
+    wait_for("the spool's files to go up", LIMIT, || {
         uploader.totals().uploaded == 2
     });
     let objects = moto.objects("restart");
@@ -347,7 +342,7 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
         .expect("write");
     sink.flush(Timestamp::from_secs(1_700_000_200))
         .expect("flush");
-    wait_for("failed attempts", || uploader.totals().failed >= 2);
+    wait_for("failed attempts", LIMIT, || uploader.totals().failed >= 2);
     assert_eq!(uploader.totals().uploaded, 0);
     assert_eq!(files_under(&dir).len(), 2, "both stay spooled");
     let counted = sink.take_uploads();
@@ -362,7 +357,9 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
 
     moto.up();
     moto.create_bucket("outage");
-    wait_for("the spool to drain", || uploader.totals().uploaded == 2);
+    wait_for("the spool to drain", LIMIT, || {
+        uploader.totals().uploaded == 2
+    });
     assert!(files_under(&dir).is_empty(), "deleted once stored");
     let objects = moto.objects("outage");
     let texts: Vec<_> = objects
@@ -409,7 +406,9 @@ fn a_large_file_goes_up_in_parts() {
     out.validate().expect("a valid output");
     out.prepare_dir(&[".log"]).expect("spool");
     let uploader = out.uploader().expect("an uploader");
-    wait_for("both files to go up", || uploader.totals().uploaded == 2);
+    wait_for("both files to go up", LIMIT, || {
+        uploader.totals().uploaded == 2
+    });
     assert!(files_under(&dir).is_empty());
     // A multipart object's ETag ends in -<parts>; a single PUT's does not.
     let etags = moto.boto3(
@@ -452,8 +451,8 @@ fn a_reload_uploads_each_spooled_file_once() {
         old.uploader().expect("an uploader"),
         new.uploader().expect("an uploader"),
     );
-    wait_for("the spool to drain", || files_under(&dir).is_empty());
-    wait_for("the counts to settle", || {
+    wait_for("the spool to drain", LIMIT, || files_under(&dir).is_empty());
+    wait_for("the counts to settle", LIMIT, || {
         a.totals().uploaded + b.totals().uploaded >= 30
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -500,24 +499,8 @@ fn the_spool_cap_drops_the_oldest_file_and_counts_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One HTTP/1.1 GET; the body, or `None` while the server is not answering.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::Write;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
-}
-
 #[test]
 fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
-    use std::io::BufRead;
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("daemon");
     let dir = temp_dir("daemon");
@@ -538,47 +521,18 @@ fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vxtap starts");
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stderr = child.stderr.take().expect("piped");
-    let _child = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let admin: SocketAddr = loop {
-        let line = rx
-            .recv_timeout(LIMIT)
-            .expect("vxtap logs its admin address");
-        if line.contains("Admin endpoint listening.") {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
-            break v["addr"].as_str().expect("addr").parse().expect("address");
-        }
-    };
-    wait_for("the upload counted in /metrics", || {
-        http_get(admin, "/metrics").is_some_and(|body| {
+    let vxtap = Daemon::start(
+        &config,
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+        false,
+        LIMIT,
+    );
+    wait_for("the upload counted in /metrics", LIMIT, || {
+        vxtap.get("/metrics").is_some_and(|body| {
             body.lines().any(|l| {
                 l.starts_with("vxtap_module_s3_uploads_total{")
                     && l.contains("result=\"ok\"")
@@ -594,7 +548,7 @@ fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
         )]
     );
     assert!(files_under(&spool).is_empty());
-    let body = http_get(admin, "/metrics").expect("metrics");
+    let body = vxtap.get("/metrics").expect("metrics");
     let gauge = format!("vxtap_s3_spool_bytes{{dir=\"{}\"}} 0", spool.display());
     assert!(body.lines().any(|l| l == gauge), "{gauge} in\n{body}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,6 +2,8 @@
 //! a minimal classic-pcap reader for the reference captures.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod daemon;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, LazyLock, Mutex};
