@@ -164,19 +164,6 @@ fn a_filter_and_a_vni_map_select_and_relabel() {
     assert!(second.iter().any(|s| s.vni == 77) && !second.iter().any(|s| s.vni == 7));
 }
 
-fn tshark_or_skip() -> bool {
-    match Command::new("tshark").arg("--version").output() {
-        Ok(o) if o.status.success() => true,
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but tshark is not runnable (Debian package tshark)")
-        }
-        _ => {
-            eprintln!("skipped: tshark is not installed");
-            false
-        }
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -274,7 +261,7 @@ fn via_tshark(input: &Path, dir: &Path) -> Vec<(u32, u32, Vec<u8>)> {
 
 #[test]
 fn pcap_over_ip_streams_what_the_pcap_module_writes() {
-    if !tshark_or_skip() {
+    if !tshark::available() {
         return;
     }
     let dir = temp_dir("poi");

@@ -3,6 +3,8 @@
 //! the fields tshark's own dissectors find in the same capture. The tshark part is skipped without
 //! tshark, except under CI=true, where it fails.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -159,45 +161,11 @@ fn l7_capture_transactions() {
     }
 }
 
-/// `tshark -r FILE -T fields` with the given fields, one row per frame that has any of them.
+/// tshark's fields for the frames `filter` shows in `file` (relative to the crate), or `None` when
+/// tshark is missing outside CI.
 fn tshark(file: &str, filter: &str, names: &[&str]) -> Option<Vec<Vec<String>>> {
-    let mut cmd = Command::new("tshark");
-    cmd.current_dir(ROOT).args([
-        "-r",
-        file,
-        "-Y",
-        filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-E",
-        "aggregator=^",
-    ]);
-    for n in names {
-        cmd.args(["-e", n]);
-    }
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but tshark cannot run: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: tshark not available ({e})");
-            return None;
-        }
-    };
-    assert!(
-        out.status.success(),
-        "tshark -r {file}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('|').map(str::to_owned).collect())
-            .collect(),
-    )
+    common::tshark::available()
+        .then(|| common::tshark::fields(&Path::new(ROOT).join(file), filter, names, false))
 }
 
 fn list(field: &str) -> Vec<String> {

@@ -18,49 +18,9 @@ use vxtap::pipeline::Encap;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
 
-/// tshark, or `None` (skip) when it is missing outside CI.
-fn tshark() -> Option<&'static str> {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some("tshark");
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("tshark is required under CI (apt-get install tshark)");
-    }
-    eprintln!("tshark not found: skipping (install it with apt-get install tshark)");
-    None
-}
-
-/// `tshark -r FILE -T fields -e …`: one Vec of field values per packet. Fails the test if tshark
-/// reports any problem with the file.
-fn read_fields(tshark: &str, file: &Path, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new(tshark);
-    cmd.args(["-n", "-r"]).arg(file).args(["-T", "fields"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().unwrap();
-    // tshark warns about running as root; anything else on stderr is a complaint about the file.
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("Running as user") && !l.trim().is_empty())
-        .collect();
-    assert!(
-        out.status.success() && stderr.is_empty(),
-        "tshark on {}: {:?} {stderr}",
-        file.display(),
-        out.status
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
+/// tshark's fields, one row per packet; fails the test if tshark reports any problem with the file.
+fn read_fields(file: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    tshark::fields(file, "", fields, true)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -105,7 +65,9 @@ labels = { env = "lab", team = "net" }
 
 #[test]
 fn pcapng_names_each_session_as_an_interface() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     let dir = temp_dir("sessions");
     let config = format!(
         "{LABELLED_SESSION}[pipeline]\nshards = 1\n{}",
@@ -119,7 +81,6 @@ fn pcapng_names_each_session_as_an_interface() {
     // 1467818432 = 2016-07-06 15:20:32 UTC, the first packet's time.
     assert_eq!(name, "vxtap-shard0_20160706T152032Z_0001.pcapng");
     let rows = read_fields(
-        tshark,
         &files[0],
         &[
             "frame.interface_name",
@@ -156,7 +117,9 @@ fn pcapng_names_each_session_as_an_interface() {
 
 #[test]
 fn truncation_shows_as_captured_versus_original_length() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     // The module's own snap length cuts the jumbo frame; the original length stays 9,050.
     let dir = temp_dir("snap");
     let config = format!(
@@ -165,7 +128,7 @@ fn truncation_shows_as_captured_versus_original_length() {
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
     let files = files_in(&dir);
-    let rows = read_fields(tshark, &files[0], &["frame.len", "frame.cap_len"]);
+    let rows = read_fields(&files[0], &["frame.len", "frame.cap_len"]);
     assert_eq!(rows.len(), 12);
     assert!(rows.iter().any(|r| r == &["9050", "128"]), "{rows:?}");
     assert!(rows.iter().all(|r| r[1].parse::<u32>().unwrap() <= 128));
@@ -178,11 +141,7 @@ fn truncation_shows_as_captured_versus_original_length() {
         &capture("geneve-vxlan-dns-truncated.pcap"),
     );
     let files = files_in(&dir);
-    let rows = read_fields(
-        tshark,
-        &files[0],
-        &["frame.len", "frame.cap_len", "udp.srcport"],
-    );
+    let rows = read_fields(&files[0], &["frame.len", "frame.cap_len", "udp.srcport"]);
     assert_eq!(rows.len(), 2);
     // Outer frames of 182 and 202 bytes cut to 176: 6 and 26 bytes short.
     assert_eq!(rows[0], ["96", "90", "36872"]);
@@ -191,7 +150,9 @@ fn truncation_shows_as_captured_versus_original_length() {
 
 #[test]
 fn classic_pcap_one_file_per_session_and_a_session_filter() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     let dir = temp_dir("classic");
     let config = format!(
         "{LABELLED_SESSION}[pipeline]\nshards = 2\n{}",
@@ -205,7 +166,7 @@ fn classic_pcap_one_file_per_session_and_a_session_filter() {
         .collect();
     let mut total = 0;
     for f in &files {
-        let rows = read_fields(tshark, f, &["frame.len", "eth.type"]);
+        let rows = read_fields(f, &["frame.len", "eth.type"]);
         total += rows.len();
         let magic = std::fs::read(f).unwrap()[..4].to_vec();
         assert_eq!(magic, [0x4d, 0x3c, 0xb2, 0xa1], "classic nanosecond pcap");
@@ -230,7 +191,7 @@ fn classic_pcap_one_file_per_session_and_a_session_filter() {
         pcap_module(&dir, "sessions = [\"eni-0aaa\"]", "")
     );
     run(&config, &capture("vxlan.pcap"));
-    let rows = read_fields(tshark, &files_in(&dir)[0], &["frame.interface_name"]);
+    let rows = read_fields(&files_in(&dir)[0], &["frame.interface_name"]);
     assert_eq!(rows.len(), 5, "4 echo requests and one ARP");
     assert!(rows.iter().all(|r| r[0] == "eni-0aaa"));
 }
@@ -253,7 +214,9 @@ fn tcp_stream(n: usize, payload: usize, start: u64) -> Vec<Datagram> {
 
 #[test]
 fn rotation_by_size_and_time_with_a_total_size_cap() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     let dir = temp_dir("ring");
     // 300 packets of 1,054 bytes (+32 per block) over 3 s; files of at most 20 kB; keep 60 kB.
     let config = format!(
@@ -289,12 +252,12 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let mut seen = 0;
     for f in &files {
-        let rows = read_fields(tshark, f, &["frame.len"]);
+        let rows = read_fields(f, &["frame.len"]);
         assert!(rows.iter().all(|r| r[0] == "1054"));
         seen += rows.len();
     }
     // The last file holds the newest packets, through the very last.
-    let last = read_fields(tshark, files.last().unwrap(), &["frame.time_epoch"]);
+    let last = read_fields(files.last().unwrap(), &["frame.time_epoch"]);
     assert_eq!(last.last().unwrap()[0], "1700000002.990000000");
     assert!(seen < 300);
 
@@ -318,7 +281,7 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
         ]
     );
     for f in files_in(&dir) {
-        assert_eq!(read_fields(tshark, &f, &["frame.number"]).len(), 100);
+        assert_eq!(read_fields(&f, &["frame.number"]).len(), 100);
     }
 }
 
@@ -352,7 +315,9 @@ impl Drop for TinyFs {
 
 #[test]
 fn a_full_disk_stops_the_capture_not_vxtap() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     let fs = TinyFs::mount("64k");
     let flows = temp_dir("flows-beside-full-disk");
     // pcap on the tiny disk; flowlog and stats elsewhere. 1 s rotation: the pcap output retries on
@@ -378,7 +343,7 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
     // What reached the disk reads cleanly: the failed write was undone to the last whole block.
     let files = files_in(&fs.0);
     assert_eq!(files.len(), 1, "{files:?}");
-    let rows = read_fields(tshark, &files[0], &["frame.len"]);
+    let rows = read_fields(&files[0], &["frame.len"]);
     // Every packet is in the file or counted as an error (those lost from the buffer by the failed
     // write included).
     assert_eq!(rows.len() as u64 + pcap.2, 100, "{pcap:?}");
@@ -395,15 +360,17 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
     assert_eq!(pcap.0, 105);
     let files = files_in(&fs.0);
     assert_eq!(files.len(), 2, "{files:?}");
-    let later = read_fields(tshark, &files[1], &["frame.len"]);
+    let later = read_fields(&files[1], &["frame.len"]);
     assert_eq!(later.len(), 5, "written again after the rotation");
-    let first = read_fields(tshark, &files[0], &["frame.len"]);
+    let first = read_fields(&files[0], &["frame.len"]);
     assert_eq!(first.len() as u64 + 5 + pcap.2, 105, "{pcap:?}");
 }
 
 #[test]
 fn kill_9_mid_write_leaves_files_tshark_reads() {
-    let Some(tshark) = tshark() else { return };
+    if !tshark::available() {
+        return;
+    }
     let dir = temp_dir("kill9");
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -463,7 +430,7 @@ fn kill_9_mid_write_leaves_files_tshark_reads() {
     let mut read = 0;
     for f in &files {
         // read_fields fails on any complaint, e.g. "cut short in the middle of a packet".
-        let rows = read_fields(tshark, f, &["frame.len", "frame.cap_len"]);
+        let rows = read_fields(f, &["frame.len", "frame.cap_len"]);
         assert!(rows.iter().all(|r| r[0] == r[1]));
         read += rows.len();
     }

@@ -6,6 +6,8 @@
 //! Where a capture cut segments short (the sample db session's `PacketLength`), vxtap reports the
 //! missing bytes as gaps; the captured bytes on either side must still be tshark's.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -140,19 +142,6 @@ impl Module for Dump {
     }
 }
 
-fn tshark_available() -> bool {
-    match Command::new("tshark").arg("--version").output() {
-        Ok(o) if o.status.success() => true,
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("tshark is required in CI (Debian package `tshark`)")
-        }
-        _ => {
-            eprintln!("SKIPPED: tshark not installed");
-            false
-        }
-    }
-}
-
 /// tshark's streams of a capture: (node 0, node 1, bytes 0→1, bytes 1→0).
 fn tshark_streams(path: &Path) -> Vec<(SocketAddr, SocketAddr, Vec<u8>, Vec<u8>)> {
     let ids = Command::new("tshark")
@@ -251,7 +240,7 @@ fn captures() -> Vec<PathBuf> {
 
 #[test]
 fn every_tcp_connection_reassembles_to_tsharks_bytes() {
-    if !tshark_available() {
+    if !common::tshark::available() {
         return;
     }
     let mut connections = 0;
