@@ -105,21 +105,26 @@ enum Command {
     },
 }
 
-/// How long `run` and `replay` wait at exit for S3 outputs to send the files they closed last.
-const UPLOAD_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `run` and `replay` wait at exit for S3 outputs to send the files they closed last, and
+/// for Kafka outputs to deliver what the last flush handed over.
+const OUTPUTS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn finish_uploads() {
-    if !vxtap::sinks::finish_uploads(UPLOAD_AT_EXIT) {
-        tracing::warn!(
-            message = "Not every closed file reached S3 before exit; the rest stays in the spool for the next start."
-        );
-    }
-}
-
-/// Waits (bounded) for Kafka outputs to deliver what the last flush handed over; one line per
-/// output, `kafka TOPIC: N delivered, M dropped (...)`, for the replay's summary and the exit log.
-fn finish_kafka() -> Vec<String> {
-    vxtap::sinks::finish_kafka(UPLOAD_AT_EXIT)
+/// Waits for S3 and Kafka outputs at once, each bounded by [`OUTPUTS_AT_EXIT`], so that a stop with
+/// both waits one bound and not their sum (a systemd stop timeout or an ASG lifecycle hook has
+/// to cover it). Returns one line per Kafka output, `kafka TOPIC: N delivered, M dropped (...)`,
+/// for the replay's summary and the exit log.
+fn finish_outputs() -> Vec<String> {
+    let kafka = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            if !vxtap::sinks::finish_uploads(OUTPUTS_AT_EXIT) {
+                tracing::warn!(
+                    message = "Not every closed file reached S3 before exit; the rest stays in the spool for the next start."
+                );
+            }
+        });
+        vxtap::sinks::finish_kafka(OUTPUTS_AT_EXIT)
+    });
+    kafka
         .into_iter()
         .map(|k| {
             let c = k.counts;
@@ -159,8 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let result =
                 vxtap::control::daemon::run_with(config, Registry::with_builtins(), options);
             // Files the drain closed; what does not go up in time stays spooled for the next start.
-            finish_uploads();
-            for line in finish_kafka() {
+            for line in finish_outputs() {
                 tracing::info!(message = "Kafka output finished.", summary = %line);
             }
             result?;
@@ -195,8 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = load(config.as_deref())?;
             config.pipeline.shards = usize::from(shards);
             let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
-            finish_uploads();
-            let kafka = finish_kafka();
+            let kafka = finish_outputs();
             eprint!("{report}");
             for line in kafka {
                 eprintln!("{line}");
