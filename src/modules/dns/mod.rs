@@ -356,7 +356,8 @@ impl Dns {
         self.ports.contains(&s) || self.ports.contains(&c)
     }
 
-    /// Gives a flow's slot back at its end, after its queries were written.
+    /// Gives a flow's slot back (at its end, or once a UDP flow has nothing waiting); the caller has
+    /// taken the flow's `slots` entry and written its queries.
     fn release(&mut self, i: usize) {
         self.states[i].clear();
         self.free.push(i as u32);
@@ -445,6 +446,15 @@ impl Module for Dns {
                 out,
                 &mut self.spare_bufs,
             );
+        }
+        // A UDP flow with nothing waiting gives its state back now rather than at its end, which
+        // is the UDP timeout later: held to the end, the states of answered lookups were most of
+        // what the module's memory grew by with the length of a capture.
+        if let Some(&mut i) = self.slots.get(flow) {
+            if self.states[i as usize].pending.is_empty() {
+                self.slots.take(flow);
+                self.release(i as usize);
+            }
         }
     }
 
