@@ -90,6 +90,16 @@ fn dns_query(id: u16, name: &str) -> Vec<u8> {
 
 /// Writes `frames` (1 ms apart) as a pcap and replays it with `modules`; returns the records.
 fn replay(name: &str, frames: &[Vec<u8>], modules: &str) -> Vec<Value> {
+    let timed: Vec<(u32, Vec<u8>)> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i as u32 * 1000, f.clone()))
+        .collect();
+    replay_timed(name, &timed, modules)
+}
+
+/// [`replay`] with each frame's time given, in microseconds from the capture's first second.
+fn replay_timed(name: &str, frames: &[(u32, Vec<u8>)], modules: &str) -> Vec<Value> {
     let dir = std::env::temp_dir().join(format!("vxtap-l7-edges-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap: PathBuf = dir.join(format!("{name}.pcap"));
@@ -98,9 +108,9 @@ fn replay(name: &str, frames: &[Vec<u8>], modules: &str) -> Vec<Value> {
     out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     out.extend_from_slice(&65535u32.to_le_bytes());
     out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        out.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
+    for (us, f) in frames {
+        out.extend_from_slice(&(1_700_000_000u32 + us / 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(us % 1_000_000).to_le_bytes());
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
         out.extend_from_slice(f);
@@ -277,6 +287,56 @@ fn dns_queries_over_the_bound_are_dropped_and_late_answers_logged_alone() {
         !d.iter().any(|x| x["id"] == 3),
         "query 3 was over the bound"
     );
+}
+
+/// An unanswered query is written at the first tick after its deadline, not when its flow next
+/// sends or ends: here its flow never sends again, and the record comes before those of a later
+/// transaction, with the same envelope as the flow's answered transaction.
+#[test]
+fn unanswered_queries_are_written_at_their_deadline() {
+    let modules = "[[module]]\nkind = \"dns\"\ntimeout_ms = 100\n";
+    let mut answer = dns_query(6, "a.example");
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    let mut later = dns_query(8, "c.example");
+    let frames = vec![
+        (0, udp(true, 6000, &dns_query(6, "a.example"))),
+        (500, udp(false, 6000, &answer)),
+        (1_000, udp(true, 6000, &dns_query(7, "b.example"))),
+        // Another flow, seconds later: flow 6000 has been silent since its query 7.
+        (2_500_000, udp(true, 6001, &later)),
+        (2_500_500, {
+            later[2] = 0x81;
+            later[3] = 0x80;
+            udp(false, 6001, &later)
+        }),
+    ];
+    let records = replay_timed("dns-deadline", &frames, modules);
+    let names: Vec<&str> = records
+        .iter()
+        .map(|r| r["dns"]["rrname"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["a.example", "b.example", "c.example"],
+        "{records:#?}"
+    );
+    let (a, b) = (&records[0], &records[1]);
+    assert_eq!(b["dns"]["unanswered"], true);
+    assert_eq!(b["timestamp"], "2023-11-14T22:13:20.001000+0000");
+    for field in [
+        "flow_id",
+        "community_id",
+        "src_ip",
+        "src_port",
+        "dest_ip",
+        "dest_port",
+        "proto",
+        "vxtap",
+    ] {
+        assert_eq!(a[field], b[field], "{field}");
+    }
+    assert_eq!(b["src_port"], 6000);
 }
 
 #[test]

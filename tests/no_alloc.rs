@@ -186,6 +186,16 @@ icmp_flood_threshold = 1000000000
 [[module]]
 kind = "tls"
 
+# Flow-aware too, and these packets are neither DNS nor HTTP: their probes refuse them, allocating
+# nothing, and http stops the streams it asked for.
+[[module]]
+kind = "dns"
+output = { type = "file", dir = "target/no_alloc-dns" }
+
+[[module]]
+kind = "http"
+output = { type = "file", dir = "target/no_alloc-http" }
+
 # Every TCP flow to 443 here is a finding: judged at its start, counted into its aggregate per packet.
 [[module]]
 kind = "accessscope"

@@ -14,25 +14,68 @@
 //! writer that allocates nothing.
 
 use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::base::{FlowKey, Session, Timestamp};
+use crate::flow::community_id::CommunityId;
 use crate::flow::Flow;
 use crate::sinks::UtcTime;
 
 /// Writes EVE's `timestamp` form: `2024-03-01T12:00:00.250000+0000` (UTC, microseconds).
 pub fn write_timestamp(out: &mut String, ts: Timestamp) {
     let t = UtcTime::of(ts);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
-        t.year,
-        t.month,
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        ts.subsec_nanos() / 1000
-    );
+    // Digit by digit rather than through `write!`: every record has one, and the formatting
+    // machinery (padding, width) cost more than the rest of the envelope together.
+    if !(0..=9999).contains(&t.year) {
+        let _ = write!(out, "{:04}", t.year);
+    } else {
+        push_digits(out, t.year as u32, 4);
+    }
+    out.push('-');
+    push_digits(out, t.month, 2);
+    out.push('-');
+    push_digits(out, t.day, 2);
+    out.push('T');
+    push_digits(out, t.hour, 2);
+    out.push(':');
+    push_digits(out, t.minute, 2);
+    out.push(':');
+    push_digits(out, t.second, 2);
+    out.push('.');
+    push_digits(out, ts.subsec_nanos() / 1000, 6);
+    out.push_str("+0000");
+}
+
+/// Appends the last `width` decimal digits of `v`, zero-padded.
+fn push_digits(out: &mut String, mut v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    for b in buf[..width].iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[..width]).unwrap_or(""));
+}
+
+/// Appends an address as `Display` writes it. IPv4, most of what records carry, is written by
+/// hand; IPv6's compression rules are left to the standard library. Addresses never need JSON
+/// escaping.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut b = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(b.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// EVE's name for an IP protocol number.
@@ -86,14 +129,70 @@ pub fn begin_parts<'a>(
     o.timestamp("timestamp", ts);
     o.u64("flow_id", flow_id);
     o.str("event_type", event_type);
-    o.display("src_ip", k.src);
+    o.ip("src_ip", k.src);
     o.u64("src_port", u64::from(k.src_port));
-    o.display("dest_ip", k.dst);
+    o.ip("dest_ip", k.dst);
     o.u64("dest_port", u64::from(k.dst_port));
     o.str("proto", proto_name(k.protocol));
     o.str("community_id", community_id);
     session_object(&mut o, session);
     o
+}
+
+/// A flow's envelope fields, kept with state that outlives the flow's current event: a record
+/// written on a tick (a DNS query unanswered at its deadline) has no [`Flow`] at hand, and must
+/// still say exactly what a record written during the flow's events says. Keeping it also spares
+/// the Community ID's SHA-1 on every later record of the flow.
+#[derive(Clone)]
+pub struct Envelope {
+    /// [`Flow::id`].
+    pub flow_id: u64,
+    /// [`Flow::key`]: client → server.
+    pub key: FlowKey,
+    /// [`Flow::community_id`].
+    pub community_id: CommunityId,
+    /// [`Flow::session`].
+    pub session: Arc<Session>,
+}
+
+impl Envelope {
+    /// The envelope of `flow` as it is now (its orientation is fixed at its start).
+    pub fn of(flow: &Flow<'_>) -> Envelope {
+        Envelope {
+            flow_id: flow.id(),
+            key: flow.key(),
+            community_id: flow.community_id(),
+            session: Arc::clone(flow.session()),
+        }
+    }
+
+    /// [`begin`] from the kept fields: the same fields in the same order.
+    pub fn begin<'a>(
+        &self,
+        out: &'a mut String,
+        ts: Timestamp,
+        event_type: &str,
+    ) -> JsonObject<'a> {
+        begin_parts(
+            out,
+            ts,
+            event_type,
+            self.flow_id,
+            self.key,
+            self.community_id.as_str(),
+            &self.session,
+        )
+    }
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("flow_id", &self.flow_id)
+            .field("key", &self.key)
+            .field("session", &self.session.name)
+            .finish()
+    }
 }
 
 /// The `vxtap` object: the mirror session a record's traffic came from.
@@ -119,14 +218,37 @@ pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
     // Names, addresses and ids rarely need escaping: copy them whole rather than char by char.
-    if !s
-        .bytes()
-        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
-    {
+    if needs_escape(s) {
+        escape_into(out, s);
+    } else {
         out.push_str(s);
-        out.push('"');
-        return;
     }
+    out.push('"');
+}
+
+/// Escapes what a `Display` writes, as it writes it: for values (names, addresses) that would
+/// otherwise need a `String` of their own.
+struct Escaping<'a>(&'a mut String);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Names are written label by label: most pieces need no escaping and are copied whole.
+        if !needs_escape(s) {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+fn needs_escape(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+}
+
+/// `s` escaped, without quotes.
+fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -138,22 +260,6 @@ pub fn json_str(out: &mut String, s: &str) {
             }
             c => out.push(c),
         }
-    }
-    out.push('"');
-}
-
-/// Escapes what a `Display` writes, as it writes it: for values (names, addresses) that would
-/// otherwise need a `String` of their own.
-struct Escaping<'a>(&'a mut String);
-
-impl fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let start = self.0.len();
-        json_str(self.0, s);
-        // Drop the quotes json_str added around this piece: the caller writes one pair for all.
-        self.0.pop();
-        self.0.remove(start);
-        Ok(())
     }
 }
 
@@ -206,6 +312,15 @@ impl<'a> JsonObject<'a> {
         self.key(key);
         self.out.push('"');
         let _ = write!(Escaping(self.out), "{value}");
+        self.out.push('"');
+        self
+    }
+
+    /// An address field, as [`push_ip`] writes it.
+    pub fn ip(&mut self, key: &str, ip: IpAddr) -> &mut Self {
+        self.key(key);
+        self.out.push('"');
+        push_ip(self.out, ip);
         self.out.push('"');
         self
     }

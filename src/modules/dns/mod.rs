@@ -14,17 +14,22 @@
 //!
 //! Transactions are matched by (flow, id): the flow layer keeps both directions of a UDP
 //! exchange in one flow, and a TCP connection's two streams are one flow too. A query waits in its
-//! flow's state until its response, its deadline (checked on each packet of the flow and at the
-//! flow's end, since a tick has no flow to write the envelope from), or the flow's end.
+//! flow's state until its response, its deadline, or the flow's end. The deadline is checked on
+//! each packet of the flow and on every tick (a heap of one deadline per waiting flow, with the
+//! flow's envelope kept in its state so that the record is the one the flow would have written).
 
 pub mod parser;
 mod record;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use serde::Deserialize;
 
 use self::parser::{DnsError, Message, TcpMessages};
 use crate::base::{Packet, Timestamp};
 use crate::flow::{Chunk, Dir, EndReason, Flow, PerFlow};
+use crate::modules::eve::Envelope;
 use crate::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
 use crate::sinks::{OutputConfig, SeriesName, Sink};
 
@@ -103,8 +108,10 @@ impl ModuleConfig for DnsConfig {
             max_answers: self.max_answers,
             ports: self.ports.clone(),
             probe: self.probe_other_ports,
-            flows: PerFlow::new(),
-            spare: Vec::new(),
+            slots: PerFlow::new(),
+            states: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
             spare_bufs: Vec::new(),
         }))
     }
@@ -139,14 +146,26 @@ struct TcpBuf {
     dead: bool,
 }
 
+/// One flow's state, in the module's own slab so that a tick can reach it without the flow.
 #[derive(Debug, Default)]
 struct FlowState {
+    /// Bumped each time the slot is given back, so that a deadline left in the heap for an
+    /// earlier flow in this slot is recognised and skipped.
+    generation: u32,
+    /// The flow's envelope, kept while the flow has state: an unanswered query is written on the
+    /// tick after its deadline, when no flow is at hand. `None` only while the slot is free.
+    env: Option<Envelope>,
+    /// A deadline for this slot and generation is in the heap.
+    armed: bool,
     pending: Vec<Pending>,
     tcp: [TcpBuf; 2],
 }
 
 impl FlowState {
     fn clear(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.env = None;
+        self.armed = false;
         self.pending.clear();
         for t in &mut self.tcp {
             t.bytes.clear();
@@ -156,6 +175,15 @@ impl FlowState {
             t.dead = false;
         }
     }
+}
+
+/// When a flow's oldest waiting query (at the time it was armed) is due: ordered by time, then
+/// slot, so the heap pops the earliest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    due_ns: u64,
+    slot: u32,
+    generation: u32,
 }
 
 /// One side of a transaction, ready to write.
@@ -172,8 +200,15 @@ struct Dns {
     max_answers: usize,
     ports: Vec<u16>,
     probe: bool,
-    flows: PerFlow<FlowState>,
-    spare: Vec<FlowState>,
+    /// Each flow's slot in `states`.
+    slots: PerFlow<u32>,
+    /// Per-flow states; a freed one keeps its buffers for the next flow, so that short UDP flows
+    /// (one query, one answer) allocate nothing once the shard has warmed up.
+    states: Vec<FlowState>,
+    free: Vec<u32>,
+    /// At most one deadline per flow with waiting queries, plus those of flows that ended within
+    /// the last timeout (skipped when popped): bounded by the flows, not by the queries.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
     spare_bufs: Vec<Vec<u8>>,
 }
 
@@ -192,12 +227,38 @@ fn udp_payload<'a>(pkt: &Packet<'a>) -> &'a [u8] {
 }
 
 impl Dns {
-    fn state<'s>(
-        flows: &'s mut PerFlow<FlowState>,
-        spare: &mut Vec<FlowState>,
-        flow: &mut Flow<'_>,
-    ) -> &'s mut FlowState {
-        flows.get_or_insert_with(flow, || spare.pop().unwrap_or_default())
+    /// The flow's slot in `states`, made (with the flow's envelope) the first time.
+    fn slot(&mut self, flow: &mut Flow<'_>) -> usize {
+        if let Some(&mut i) = self.slots.get(flow) {
+            return i as usize;
+        }
+        let env = Envelope::of(flow);
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.states.push(FlowState::default());
+                (self.states.len() - 1) as u32
+            }
+        };
+        self.states[i as usize].env = Some(env);
+        *self.slots.get_or_insert_with(flow, || i) = i;
+        i as usize
+    }
+
+    /// Arms the slot's deadline for its oldest waiting query, unless one is in the heap already.
+    fn arm(&mut self, i: usize) {
+        let state = &mut self.states[i];
+        if state.armed {
+            return;
+        }
+        if let Some(first) = state.pending.first() {
+            state.armed = true;
+            self.deadlines.push(Reverse(Deadline {
+                due_ns: first.ts.nanos().saturating_add(self.timeout_ns),
+                slot: i as u32,
+                generation: state.generation,
+            }));
+        }
     }
 
     /// One DNS message from `dir`, at `ts`.
@@ -213,7 +274,7 @@ impl Dns {
             Ok(m) => m,
             Err(e) => {
                 out.malformed(1);
-                record::write_headerless(flow, ts, bytes.len(), e, truncated, out);
+                record::write_headerless(&Envelope::of(flow), ts, bytes.len(), e, truncated, out);
                 return;
             }
         };
@@ -231,16 +292,16 @@ impl Dns {
         if k.dst.is_multicast() || k.src.is_multicast() {
             // Multicast DNS (RFC 6762 §6): answers go to the group from whoever answers, a flow
             // of their own, so nothing pairs; each message is a record, written at once.
-            record::write_alone(flow, &side, self.max_answers, out);
+            record::write_alone(&Envelope::of(flow), &side, self.max_answers, out);
             return;
         }
-        let state = Self::state(&mut self.flows, &mut self.spare, flow);
-        Self::expire(
+        let i = self.slot(flow);
+        let state = &mut self.states[i];
+        expire(
             state,
             ts,
             self.timeout_ns,
             self.max_answers,
-            flow,
             out,
             &mut self.spare_bufs,
         );
@@ -264,65 +325,85 @@ impl Dns {
                 truncated,
                 bytes: kept,
             });
+            self.arm(i);
             return;
         }
+        let Some(env) = state.env.as_ref() else {
+            // A slot in use always has its envelope; were it missing, the record is counted.
+            out.dropped(1);
+            return;
+        };
         match state.pending.iter().position(|p| p.id == id) {
-            Some(i) => {
-                let q = state.pending.remove(i);
+            Some(at) => {
+                let q = state.pending.remove(at);
                 let query = Message::parse(&q.bytes).ok().map(|msg| Side {
                     msg,
                     ts: q.ts,
                     malformed: q.malformed,
                     truncated: q.truncated,
                 });
-                record::write(flow, query.as_ref(), Some(&side), self.max_answers, out);
+                record::write(env, query.as_ref(), Some(&side), self.max_answers, out);
                 if self.spare_bufs.len() < SPARE_STATES {
                     self.spare_bufs.push(q.bytes);
                 }
             }
-            None => record::write(flow, None, Some(&side), self.max_answers, out),
-        }
-    }
-
-    /// Logs the flow's queries whose deadline passed before `now`.
-    fn expire(
-        state: &mut FlowState,
-        now: Timestamp,
-        timeout_ns: u64,
-        max_answers: usize,
-        flow: &Flow<'_>,
-        out: &mut Emitter<'_>,
-        spare_bufs: &mut Vec<Vec<u8>>,
-    ) {
-        // Queries wait in arrival order, so the expired ones are at the front.
-        let expired = state
-            .pending
-            .iter()
-            .take_while(|p| now.nanos().saturating_sub(p.ts.nanos()) > timeout_ns)
-            .count();
-        for q in state.pending.drain(..expired) {
-            Self::unanswered(&q, max_answers, flow, out);
-            if spare_bufs.len() < SPARE_STATES {
-                spare_bufs.push(q.bytes);
-            }
-        }
-    }
-
-    fn unanswered(q: &Pending, max_answers: usize, flow: &Flow<'_>, out: &mut Emitter<'_>) {
-        if let Ok(msg) = Message::parse(&q.bytes) {
-            let side = Side {
-                msg,
-                ts: q.ts,
-                malformed: q.malformed,
-                truncated: q.truncated,
-            };
-            record::write(flow, Some(&side), None, max_answers, out);
+            None => record::write(env, None, Some(&side), self.max_answers, out),
         }
     }
 
     fn on_port(&self, flow: &Flow<'_>) -> bool {
         let (c, s) = (flow.client().1, flow.server().1);
         self.ports.contains(&s) || self.ports.contains(&c)
+    }
+
+    /// Gives a flow's slot back (at its end, or once a UDP flow has nothing waiting); the caller has
+    /// taken the flow's `slots` entry and written its queries.
+    fn release(&mut self, i: usize) {
+        self.states[i].clear();
+        self.free.push(i as u32);
+    }
+}
+
+/// Logs the state's queries whose deadline passed before `now`.
+fn expire(
+    state: &mut FlowState,
+    now: Timestamp,
+    timeout_ns: u64,
+    max_answers: usize,
+    out: &mut Emitter<'_>,
+    spare_bufs: &mut Vec<Vec<u8>>,
+) {
+    // Queries wait in arrival order, so the expired ones are at the front.
+    let expired = state
+        .pending
+        .iter()
+        .take_while(|p| now.nanos().saturating_sub(p.ts.nanos()) > timeout_ns)
+        .count();
+    if expired == 0 {
+        return;
+    }
+    let Some(env) = state.env.as_ref() else {
+        out.dropped(expired as u64);
+        state.pending.drain(..expired);
+        return;
+    };
+    for q in state.pending.drain(..expired) {
+        unanswered(&q, max_answers, env, out);
+        if spare_bufs.len() < SPARE_STATES {
+            spare_bufs.push(q.bytes);
+        }
+    }
+}
+
+fn unanswered(q: &Pending, max_answers: usize, env: &Envelope, out: &mut Emitter<'_>) {
+    if let Ok(msg) = Message::parse(&q.bytes) {
+        let side = Side {
+            msg,
+            ts: q.ts,
+            malformed: q.malformed,
+            truncated: q.truncated,
+        };
+        record::write(env, Some(&side), None, max_answers, out);
     }
 }
 
@@ -355,17 +436,55 @@ impl Module for Dns {
         }
         if self.on_port(flow) || (self.probe && parser::probe(payload)) {
             self.message(flow, payload, pkt.ts, pkt.truncated(), out);
-        } else if let Some(state) = self.flows.get(flow) {
+        } else if let Some(&mut i) = self.slots.get(flow) {
             // Not DNS itself, but time passes for the flow's waiting queries.
-            Self::expire(
-                state,
+            expire(
+                &mut self.states[i as usize],
                 pkt.ts,
                 self.timeout_ns,
                 self.max_answers,
-                flow,
                 out,
                 &mut self.spare_bufs,
             );
+        }
+        // A UDP flow with nothing waiting gives its state back now rather than at its end, which
+        // is the UDP timeout later: held to the end, the states of answered lookups were most of
+        // what the module's memory grew by with the length of a capture.
+        if let Some(&mut i) = self.slots.get(flow) {
+            if self.states[i as usize].pending.is_empty() {
+                self.slots.take(flow);
+                self.release(i as usize);
+            }
+        }
+    }
+
+    /// Writes the queries whose deadline has passed, at the tick after it (packet time; wall time
+    /// on an idle live feed) rather than at their flow's next packet or end, which for a flow that
+    /// never sends again is its idle timeout later.
+    fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        while let Some(&Reverse(d)) = self.deadlines.peek() {
+            // The same test as `expire`: a query is late once more than the timeout has passed.
+            if d.due_ns >= now.nanos() {
+                break;
+            }
+            self.deadlines.pop();
+            let i = d.slot as usize;
+            let Some(state) = self.states.get_mut(i) else {
+                continue;
+            };
+            if state.generation != d.generation || !state.armed {
+                continue;
+            }
+            state.armed = false;
+            expire(
+                state,
+                now,
+                self.timeout_ns,
+                self.max_answers,
+                out,
+                &mut self.spare_bufs,
+            );
+            self.arm(i);
         }
     }
 
@@ -382,8 +501,8 @@ impl Module for Dns {
                 // Framing is a running count of lengths: after a hole, no byte can be trusted to
                 // be a length prefix again.
                 out.gaps(1);
-                let state = Self::state(&mut self.flows, &mut self.spare, flow);
-                let t = &mut state.tcp[dir.index()];
+                let i = self.slot(flow);
+                let t = &mut self.states[i].tcp[dir.index()];
                 t.dead = true;
                 t.bytes.clear();
                 flow.stop_stream(dir);
@@ -391,11 +510,11 @@ impl Module for Dns {
             }
             Chunk::Data { bytes, .. } => bytes,
         };
-        let state = Self::state(&mut self.flows, &mut self.spare, flow);
-        if state.tcp[dir.index()].dead {
+        let i = self.slot(flow);
+        if self.states[i].tcp[dir.index()].dead {
             return;
         }
-        let mut held = std::mem::take(&mut state.tcp[dir.index()].bytes);
+        let mut held = std::mem::take(&mut self.states[i].tcp[dir.index()].bytes);
         let rest_len = if held.is_empty() {
             // The common case: whole messages in the chunk, read in place.
             let mut msgs = TcpMessages::new(bytes);
@@ -417,41 +536,47 @@ impl Module for Dns {
             rest
         };
         debug_assert!(rest_len <= MAX_TCP_MESSAGE);
-        let state = Self::state(&mut self.flows, &mut self.spare, flow);
-        state.tcp[dir.index()].bytes = held;
+        self.states[i].tcp[dir.index()].bytes = held;
     }
 
     fn on_flow_end(&mut self, flow: &mut Flow<'_>, _reason: EndReason, out: &mut Emitter<'_>) {
-        let Some(mut state) = self.flows.take(flow) else {
+        let Some(i) = self.slots.take(flow) else {
             return;
         };
-        for q in state.pending.drain(..) {
-            Self::unanswered(&q, self.max_answers, flow, out);
-            if self.spare_bufs.len() < SPARE_STATES {
-                self.spare_bufs.push(q.bytes);
-            }
-        }
-        for t in &state.tcp {
-            if !t.bytes.is_empty() {
-                // A message cut by the connection's end: what arrived of it is still a record.
-                let msg = t.bytes.get(2..).unwrap_or(&[]);
-                if !msg.is_empty() && !t.dead {
-                    self.cut_tcp_message(flow, msg, out);
+        let i = i as usize;
+        let state = &mut self.states[i];
+        if let Some(env) = state.env.as_ref() {
+            for q in state.pending.drain(..) {
+                unanswered(&q, self.max_answers, env, out);
+                if self.spare_bufs.len() < SPARE_STATES {
+                    self.spare_bufs.push(q.bytes);
                 }
             }
         }
-        state.clear();
-        if self.spare.len() < SPARE_STATES {
-            self.spare.push(state);
+        for d in 0..2 {
+            let t = &self.states[i].tcp[d];
+            if !t.bytes.is_empty() && !t.dead {
+                // A message cut by the connection's end: what arrived of it is still a record.
+                let held = std::mem::take(&mut self.states[i].tcp[d].bytes);
+                if let Some(msg) = held.get(2..).filter(|m| !m.is_empty()) {
+                    self.cut_tcp_message(flow, i, msg, out);
+                }
+                self.states[i].tcp[d].bytes = held;
+            }
         }
+        self.release(i);
     }
 }
 
 impl Dns {
     /// A DNS over TCP message whose end never came: logged malformed with what it holds.
-    fn cut_tcp_message(&mut self, flow: &mut Flow<'_>, bytes: &[u8], out: &mut Emitter<'_>) {
+    fn cut_tcp_message(&mut self, flow: &Flow<'_>, i: usize, bytes: &[u8], out: &mut Emitter<'_>) {
         let ts = flow.last_seen();
         out.malformed(1);
+        let Some(env) = self.states[i].env.as_ref() else {
+            out.dropped(1);
+            return;
+        };
         match Message::parse(bytes) {
             Ok(msg) => {
                 let side = Side {
@@ -461,12 +586,12 @@ impl Dns {
                     truncated: true,
                 };
                 if msg.header().qr() {
-                    record::write(flow, None, Some(&side), self.max_answers, out);
+                    record::write(env, None, Some(&side), self.max_answers, out);
                 } else {
-                    record::write(flow, Some(&side), None, self.max_answers, out);
+                    record::write(env, Some(&side), None, self.max_answers, out);
                 }
             }
-            Err(e) => record::write_headerless(flow, ts, bytes.len(), e, true, out),
+            Err(e) => record::write_headerless(env, ts, bytes.len(), e, true, out),
         }
     }
 }

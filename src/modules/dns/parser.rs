@@ -388,6 +388,8 @@ impl<'a> Name<'a> {
 
 fn write_escaped<W: fmt::Write + ?Sized>(label: &[u8], out: &mut W) -> fmt::Result {
     match std::str::from_utf8(label) {
+        // The common label: written whole, not a character at a time.
+        Ok(s) if !s.bytes().any(|b| b.is_ascii_control()) => out.write_str(s)?,
         Ok(s) => {
             for c in s.chars() {
                 if c.is_ascii_control() {

@@ -9,25 +9,24 @@ use std::fmt::{self, Write as _};
 use super::parser::{rcode_name, rtype_name, svc_key, DnsError, RData, Record, TxtStrings};
 use super::Side;
 use crate::base::Timestamp;
-use crate::flow::Flow;
-use crate::modules::eve::{self, JsonArray, JsonObject};
+use crate::modules::eve::{Envelope, JsonArray, JsonObject};
 use crate::modules::Emitter;
 
 /// Writes a transaction: `query`, `response`, or both.
 pub(super) fn write(
-    flow: &Flow<'_>,
+    env: &Envelope,
     query: Option<&Side<'_>>,
     response: Option<&Side<'_>>,
     max_answers: usize,
     out: &mut Emitter<'_>,
 ) {
-    write_with(flow, query, response, max_answers, false, out);
+    write_with(env, query, response, max_answers, false, out);
 }
 
 /// Writes one message that has nothing to pair with (multicast DNS): a query or a response,
 /// without the `unanswered` or `query_missing` flags, which would say something went missing.
 pub(super) fn write_alone(
-    flow: &Flow<'_>,
+    env: &Envelope,
     side: &Side<'_>,
     max_answers: usize,
     out: &mut Emitter<'_>,
@@ -37,11 +36,11 @@ pub(super) fn write_alone(
     } else {
         (Some(side), None)
     };
-    write_with(flow, query, response, max_answers, true, out);
+    write_with(env, query, response, max_answers, true, out);
 }
 
 fn write_with(
-    flow: &Flow<'_>,
+    env: &Envelope,
     query: Option<&Side<'_>>,
     response: Option<&Side<'_>>,
     max_answers: usize,
@@ -52,8 +51,8 @@ fn write_with(
         return;
     };
     let ts = query.map_or(main.ts, |q| q.ts);
-    out.keyed(&flow.session().name).emit_line(|s| {
-        let mut o = eve::begin(s, ts, "dns", flow);
+    out.keyed(&env.session.name).emit_line(|s| {
+        let mut o = env.begin(s, ts, "dns");
         o.object("dns", |d| {
             fill(d, query, response, main, max_answers, alone)
         });
@@ -141,15 +140,15 @@ fn fill(
 
 /// A DNS payload too short for a header: all a record can say is that it came and how long it was.
 pub(super) fn write_headerless(
-    flow: &Flow<'_>,
+    env: &Envelope,
     ts: Timestamp,
     len: usize,
     error: DnsError,
     truncated: bool,
     out: &mut Emitter<'_>,
 ) {
-    out.keyed(&flow.session().name).emit_line(|s| {
-        let mut o = eve::begin(s, ts, "dns", flow);
+    out.keyed(&env.session.name).emit_line(|s| {
+        let mut o = env.begin(s, ts, "dns");
         o.object("dns", |d| {
             d.u64("version", 2);
             d.u64("length", len as u64);
@@ -216,10 +215,10 @@ fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
         o.u64("ttl", u64::from(r.ttl));
         match r.data() {
             Ok(RData::A(ip)) => {
-                o.display("rdata", ip);
+                o.ip("rdata", ip.into());
             }
             Ok(RData::Aaaa(ip)) => {
-                o.display("rdata", ip);
+                o.ip("rdata", ip.into());
             }
             Ok(RData::Cname(n) | RData::Ns(n) | RData::Ptr(n)) => {
                 o.display("rdata", n);

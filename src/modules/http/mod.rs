@@ -73,6 +73,8 @@ impl ModuleConfig for HttpConfig {
             },
             flows: PerFlow::new(),
             spare: Vec::new(),
+            spare_txs: Vec::new(),
+            spare_bufs: Vec::new(),
         }))
     }
 
@@ -192,6 +194,12 @@ struct Http {
     limits: Limits,
     flows: PerFlow<HttpFlow>,
     spare: Vec<HttpFlow>,
+    /// Transaction queues and head buffers of connections with nothing in flight. A keep-alive
+    /// connection between requests holds none of its own, so what the module keeps grows with the
+    /// transactions in flight rather than with the connections open (which live on in the flow
+    /// table for as long as its timeouts say, up to an hour).
+    spare_txs: Vec<VecDeque<Tx>>,
+    spare_bufs: Vec<Vec<u8>>,
 }
 
 /// A header value as record text: lossy UTF-8, cut at `max` bytes on a character boundary.
@@ -461,6 +469,11 @@ impl Http {
                 .get_or_insert_with(flow, || spare.pop().unwrap_or_default());
             return self.feed(flow, dir, bytes, out);
         };
+        if st.txs.capacity() == 0 {
+            if let Some(q) = self.spare_txs.pop() {
+                st.txs = q;
+            }
+        }
         let mut cx = Ctx {
             flow,
             out,
@@ -470,7 +483,14 @@ impl Http {
         let side = &mut st.sides[dir.index()];
         if side.buf.is_empty() {
             let used = consume(st, dir, bytes, &mut cx);
-            st.sides[dir.index()].buf.extend_from_slice(&bytes[used..]);
+            let rest = &bytes[used..];
+            let buf = &mut st.sides[dir.index()].buf;
+            if !rest.is_empty() && buf.capacity() == 0 {
+                if let Some(spare) = self.spare_bufs.pop() {
+                    *buf = spare;
+                }
+            }
+            buf.extend_from_slice(rest);
         } else {
             let mut held = std::mem::take(&mut side.buf);
             held.extend_from_slice(bytes);
@@ -496,6 +516,23 @@ impl Http {
                     st.clear();
                     if self.spare.len() < SPARE_STATES {
                         self.spare.push(st);
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(st) = self.flows.get(flow) {
+            if st.txs.is_empty() && st.txs.capacity() > 0 {
+                let q = std::mem::take(&mut st.txs);
+                if self.spare_txs.len() < SPARE_STATES {
+                    self.spare_txs.push(q);
+                }
+            }
+            for side in &mut st.sides {
+                if side.buf.is_empty() && side.buf.capacity() > 0 {
+                    let buf = std::mem::take(&mut side.buf);
+                    if buf.capacity() <= KEEP_BUF && self.spare_bufs.len() < SPARE_STATES {
+                        self.spare_bufs.push(buf);
                     }
                 }
             }

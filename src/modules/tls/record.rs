@@ -13,19 +13,24 @@ use crate::modules::eve::{self, JsonObject};
 /// A protocol version as EVE spells it ("TLS 1.2", but "TLSv1" for 1.0), so that filters written for
 /// Suricata's records match; versions EVE has no name for are written as hex (`"0x7f1c"`).
 pub fn version_name(v: u16, out: &mut String) {
-    let name = match v {
+    match known_version(v) {
+        Some(name) => out.push_str(name),
+        None => {
+            let _ = write!(out, "0x{v:04x}");
+        }
+    }
+}
+
+fn known_version(v: u16) -> Option<&'static str> {
+    Some(match v {
         0x0002 => "SSLv2",
         version::SSL_3_0 => "SSLv3",
         version::TLS_1_0 => "TLSv1",
         version::TLS_1_1 => "TLS 1.1",
         version::TLS_1_2 => "TLS 1.2",
         version::TLS_1_3 => "TLS 1.3",
-        _ => {
-            let _ = write!(out, "0x{v:04x}");
-            return;
-        }
-    };
-    out.push_str(name);
+        _ => return None,
+    })
 }
 
 /// The IANA name of the cipher suites servers choose today (TLS 1.3's five, and the TLS 1.2 AEAD and
@@ -84,9 +89,11 @@ struct VersionName(u16);
 
 impl std::fmt::Display for VersionName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = String::with_capacity(8);
-        version_name(self.0, &mut s);
-        f.write_str(&s)
+        // Straight to the formatter: a String per name would be an allocation per record.
+        match known_version(self.0) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "0x{:04x}", self.0),
+        }
     }
 }
 
