@@ -26,6 +26,8 @@
 #   (i) base:    this build against another build's binary (BASE_BIN, e.g. main's target/release/vxtap),
 #                alternating runs, one shard, ENI-like capture: flowlog alone, and flowlog + accessscope
 #                (10 scopes); records compared byte for byte. Skipped without BASE_BIN.
+# Every timed run records wall seconds, peak RSS and user + system CPU seconds; parts (b) and (i) also
+# report median CPU milliseconds (cpu_ms=), steadier than rates on a loaded machine.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
@@ -65,6 +67,8 @@ wants_capture() { [ "$CAPTURE" = both ] || [ "$CAPTURE" = "$1" ]; }
 case "$CAPTURE" in both | uniform | eni) ;; *) echo "CAPTURE must be both, uniform or eni" >&2 && exit 2 ;; esac
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) printf "%.0f\n", v[(NR+1)/2]; else printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print "nan"}'; }
+# Median CPU milliseconds (user + system, all threads) of a file of `timed` lines.
+cpu_ms() { awk '{print ($3 + $4) * 1000}' "$1" | median; }
 
 describe_machine
 
@@ -119,7 +123,7 @@ fi
 timed() {
     local into=$1
     shift
-    /usr/bin/time -f '%e %M' -o "$OUT/time.tmp" "$@"
+    /usr/bin/time -f '%e %M %U %S' -o "$OUT/time.tmp" "$@"
     cat "$OUT/time.tmp" >>"$into"
 }
 
@@ -147,7 +151,7 @@ offline_on() {
         vx_pps=$(awk -v n="$packets" '{print n/$1}' "$OUT/replay-$name.times" | median)
         vx_rss=$(awk '{print $2}' "$OUT/replay-$name.times" | median)
         vx_rss_half=$(awk '{print $2}' "$OUT/replay-half-$name.times" | median)
-        result "$part vxtap_replay pps=$vx_pps peak_rss_kib=$vx_rss peak_rss_half_file_kib=$vx_rss_half ratio_vs_bare=$(ratio "$vx_pps" "$bare_pps")$tag"
+        result "$part vxtap_replay pps=$vx_pps peak_rss_kib=$vx_rss peak_rss_half_file_kib=$vx_rss_half ratio_vs_bare=$(ratio "$vx_pps" "$bare_pps") cpu_ms=$(cpu_ms "$OUT/replay-$name.times") bare_cpu_ms=$(cpu_ms "$OUT/bare-$name.times")$tag"
     fi
     if command -v suricata >/dev/null; then
         : >"$OUT/suricata-$name.times"
@@ -157,7 +161,7 @@ offline_on() {
         done
         s_pps=$(awk -v n="$packets" '{print n/$1}' "$OUT/suricata-$name.times" | median)
         s_rss=$(awk '{print $2}' "$OUT/suricata-$name.times" | median)
-        line="$part suricata pps=$s_pps peak_rss_kib=$s_rss runs=$SURICATA_RUNS ($(suricata -V | grep -o 'version [^ ]*'), default suricata.yaml, eve log) bare_vs_suricata=$(ratio "$bare_pps" "$s_pps")"
+        line="$part suricata pps=$s_pps peak_rss_kib=$s_rss cpu_ms=$(cpu_ms "$OUT/suricata-$name.times") runs=$SURICATA_RUNS ($(suricata -V | grep -o 'version [^ ]*'), default suricata.yaml, eve log) bare_vs_suricata=$(ratio "$bare_pps" "$s_pps")"
         [ "$have_replay" = 1 ] && line="$line vxtap_vs_suricata=$(ratio "$vx_pps" "$s_pps")"
         result "$line$tag"
     else
@@ -449,7 +453,7 @@ if wants base; then
         for cfg in flowlog accessscope; do
             b=$(pps "$cfg-base")
             t=$(pps "$cfg-this")
-            result "base $cfg base_pps=$b pps=$t ratio_vs_base=$(ratio "$t" "$b") base_peak_rss_kib=$(rss "$cfg-base") peak_rss_kib=$(rss "$cfg-this") output_identical=$(cat "$OUT/base-$cfg.same") capture=eni runs=$RUNS"
+            result "base $cfg base_pps=$b pps=$t ratio_vs_base=$(ratio "$t" "$b") base_cpu_ms=$(cpu_ms "$OUT/base-$cfg-base.times") cpu_ms=$(cpu_ms "$OUT/base-$cfg-this.times") base_peak_rss_kib=$(rss "$cfg-base") peak_rss_kib=$(rss "$cfg-this") output_identical=$(cat "$OUT/base-$cfg.same") capture=eni runs=$RUNS"
         done
         fl=$(pps flowlog-this)
         sc=$(pps accessscope-this)
