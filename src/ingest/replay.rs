@@ -127,6 +127,7 @@ pub fn replay(
     let pipeline = Pipeline::builder(config)
         .registry(registry)
         .feed(Feed::Offline)
+        .merge_outputs(true)
         .build()?
         .start_handoff()?;
     let mut ingress = pipeline.ingress();

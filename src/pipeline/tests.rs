@@ -75,7 +75,7 @@ fn shard(feed: Feed, panic_on_packet: bool) -> (Shard, Arc<Mutex<Vec<Call>>>) {
     };
     let (_control_tx, control) = crossbeam_channel::unbounded();
     let shard =
-        Shard::new(ctx, &[spec], 1000, &Default::default(), control).expect("the probe builds");
+        Shard::new(ctx, &[spec], 1000, &Default::default(), control, None).expect("the probe builds");
     (shard, calls)
 }
 
@@ -87,6 +87,7 @@ fn batch_at(secs: &[u64]) -> Box<Batch> {
     for s in secs {
         batch.push(
             Timestamp::from_secs(*s),
+            0,
             &session,
             &FRAME,
             60,
@@ -148,6 +149,7 @@ fn an_inline_lane_processes_each_batch_in_place() {
         let batch = lane.batch().expect("an inline lane always has a batch");
         batch.push(
             Timestamp::from_secs(s),
+            0,
             &session,
             &FRAME,
             60,

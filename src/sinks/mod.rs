@@ -10,11 +10,16 @@
 //!   session) holds [`RotatingFile`]s itself and asks [`RotatingFile::prepare`] whether a record starts
 //!   a new file, so it can repeat what each file needs.
 //!
+//! Replay merges: every shard writes a module's records into a [`Collector`], and the module's one
+//! [`Merge`] writes them to the real sink in the order of the input, so the output does not depend
+//! on the number of shards.
+//!
 //! Time is packet time: files rotate when the packets (or ticks) say the interval is over, so a replay
 //! writes the same files as the live run it came from.
 
 mod clock;
 mod file;
+mod merge;
 mod output;
 mod ring;
 mod s3;
@@ -23,6 +28,7 @@ use std::io::{self, Write};
 
 pub use self::clock::UtcTime;
 pub use self::file::{FileOutputConfig, FileSink, Layout, Prepared, RotatingFile, SeriesName};
+pub use self::merge::{Collector, Merge, Published};
 pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
 pub use self::s3::{finish_uploads, S3Config, UploadCounts, Uploader};
@@ -44,6 +50,11 @@ pub trait Sink: Send {
     /// the uploader is not a module, so a module's sink reports it as the module's counters.
     fn take_uploads(&mut self) -> UploadCounts {
         UploadCounts::default()
+    }
+    /// Whether this is the process's standard output, which several modules share: a replay then
+    /// merges their records into one order rather than letting them interleave as threads run.
+    fn is_stdout(&self) -> bool {
+        false
     }
 }
 
@@ -109,6 +120,9 @@ impl Sink for StdoutSink {
     }
     fn take_lost(&mut self) -> u64 {
         std::mem::take(&mut self.lost)
+    }
+    fn is_stdout(&self) -> bool {
+        true
     }
 }
 
