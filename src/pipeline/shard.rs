@@ -260,12 +260,8 @@ impl Shard {
                 }
                 for slot in self.modules.iter_mut().filter(|s| !s.failed) {
                     slot.counters.packet();
-                    let mut out = Emitter::new(
-                        slot.sink.get(),
-                        &slot.counters,
-                        &mut self.scratch,
-                        pkt.ts,
-                    );
+                    let mut out =
+                        Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, pkt.ts);
                     let module = &mut slot.module;
                     if catch_unwind(AssertUnwindSafe(|| module.on_packet(pkt, &mut out))).is_err() {
                         disable(slot, self.index, "on_packet");
@@ -426,7 +422,10 @@ impl Shard {
         if self.ordered {
             // Every shard of an ordered replay must end its segments at the same places in the
             // input; a reload, which each shard applies between its own batches, cannot.
-            tracing::error!(message = "Module settings cannot change during an ordered replay; keeping them.", shard = self.index);
+            tracing::error!(
+                message = "Module settings cannot change during an ordered replay; keeping them.",
+                shard = self.index
+            );
             return;
         }
         let mut fresh = Vec::with_capacity(specs.len());

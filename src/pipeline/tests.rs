@@ -74,8 +74,8 @@ fn shard(feed: Feed, panic_on_packet: bool) -> (Shard, Arc<Mutex<Vec<Call>>>) {
         feed,
     };
     let (_control_tx, control) = crossbeam_channel::unbounded();
-    let shard =
-        Shard::new(ctx, &[spec], 1000, &Default::default(), control, None).expect("the probe builds");
+    let shard = Shard::new(ctx, &[spec], 1000, &Default::default(), control, None)
+        .expect("the probe builds");
     (shard, calls)
 }
 
