@@ -179,6 +179,7 @@ fn a_live_handoff_lane_drops_when_its_allowance_is_in_flight() {
         Some(b) => {
             b.push(
                 Timestamp::from_secs(1),
+                0,
                 &session,
                 &FRAME,
                 60,
@@ -218,6 +219,7 @@ fn an_offline_lane_waits_but_not_for_a_shard_that_is_gone() {
     let session = Arc::new(Session::plain("test", 1));
     lane.batch().unwrap().push(
         Timestamp::from_secs(1),
+        0,
         &session,
         &FRAME,
         60,
