@@ -201,7 +201,7 @@ fn file_outputs_have_the_same_names_and_bytes_with_any_number_of_shards() {
             out("tls"),
             out("stats"),
         );
-        let stdout = replay(&dir, &config, &[ENI.clone()], Some(shards));
+        let stdout = replay(&dir, &config, std::slice::from_ref(&*ENI), Some(shards));
         assert!(stdout.is_empty(), "every record went to a file");
         files_under(&dir)
     };
