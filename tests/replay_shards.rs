@@ -227,3 +227,123 @@ fn file_outputs_have_the_same_names_and_bytes_with_any_number_of_shards() {
         }
     }
 }
+
+/// A module of a user's that gives its tick records order keys out of order (descending), and
+/// writes what it holds at the end with no key at all, in a hash map's order: the merge must still
+/// give the same bytes whatever the shard count (the collector holds such a tick's records and sorts
+/// them), only slower.
+mod disorderly {
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+    use vxtap::base::FlowKey;
+    use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+    use vxtap::sinks::Sink;
+    use vxtap::{Packet, Timestamp};
+
+    #[derive(Debug, Deserialize)]
+    pub struct Config {
+        pub path: PathBuf,
+    }
+
+    impl ModuleConfig for Config {
+        fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+            Ok(Box::new(Disorderly::default()))
+        }
+
+        fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+            let file = std::fs::File::create(&self.path)
+                .map_err(|e| BuildError::new(format!("{}: {e}", self.path.display())))?;
+            Ok(Box::new(FileOut(std::io::BufWriter::new(file))))
+        }
+    }
+
+    struct FileOut(std::io::BufWriter<std::fs::File>);
+
+    impl Sink for FileOut {
+        fn write(&mut self, _now: Timestamp, record: &[u8]) -> std::io::Result<()> {
+            self.0.write_all(record)
+        }
+        fn flush(&mut self, _now: Timestamp) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    #[derive(Default)]
+    struct Disorderly {
+        /// Last-seen time (ns) of each flow direction since the last tick.
+        last: HashMap<FlowKey, u64>,
+        /// And since the start.
+        all: HashMap<FlowKey, u64>,
+    }
+
+    impl Module for Disorderly {
+        fn on_packet(&mut self, pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
+            if let Some(flow) = pkt.flow() {
+                self.last.insert(flow, pkt.ts.nanos());
+                self.all.insert(flow, pkt.ts.nanos());
+            }
+        }
+
+        fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+            let mut flows: Vec<(u64, FlowKey)> = self.last.drain().map(|(k, t)| (t, k)).collect();
+            // Least recently seen first, keyed most recently seen first: every key is below the
+            // one before it.
+            flows.sort_unstable();
+            for (t, k) in flows {
+                out.order(u128::MAX - u128::from(t));
+                out.line(format_args!("tick {} last {t} {k:?}", now.nanos()));
+            }
+        }
+
+        fn finish(&mut self, out: &mut Emitter<'_>) {
+            for (k, t) in &self.all {
+                out.line(format_args!("end last {t} {k:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_module_giving_keys_out_of_order_or_none_still_gives_the_same_bytes() {
+    let dir = temp("disorderly");
+    let run = |shards: u16| {
+        let path = dir.join(format!("out{shards}.txt"));
+        let text = format!(
+            "[pipeline]\nshards = {shards}\n[[module]]\nkind = \"disorderly\"\npath = \"{}\"\n",
+            path.display()
+        );
+        let config = vxtap::Config::parse(&text, "test").unwrap();
+        let mut registry = vxtap::Registry::with_builtins();
+        registry.register::<disorderly::Config>("disorderly");
+        vxtap::ingest::replay::replay(config, registry, std::slice::from_ref(&*ENI)).unwrap();
+        std::fs::read(&path).unwrap()
+    };
+    let one = run(1);
+    let text = String::from_utf8(one.clone()).unwrap();
+    assert!(count(&text, "tick ") > 4_000, "{}", count(&text, "tick "));
+    // More than a chunk (4,096) of records without keys at the end.
+    assert!(
+        count(&text, "end last ") > 5_000,
+        "{}",
+        count(&text, "end last ")
+    );
+    // Within a tick, the keys' order: most recently seen first.
+    let lasts: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            (w.next() == Some("tick")).then(|| {
+                let now = w.next().unwrap().parse().unwrap();
+                let last: u64 = w.nth(1).unwrap().parse().unwrap();
+                (now, u64::MAX - last)
+            })
+        })
+        .collect();
+    assert!(lasts.is_sorted(), "tick records in key order");
+    for shards in [2, 3] {
+        same(&one, &run(shards), &format!("{shards} shards"));
+    }
+}

@@ -54,7 +54,7 @@ enum SlotSink {
     /// Its own sink (live: each shard writes its own file series, or its own chunks of stdout).
     Own(Box<dyn Sink>),
     /// The kind's one merged output (replay): see [`Merge`].
-    Merged(Collector),
+    Merged(Box<Collector>),
 }
 
 impl SlotSink {
@@ -62,7 +62,7 @@ impl SlotSink {
     fn get(&mut self) -> &mut dyn Sink {
         match self {
             SlotSink::Own(sink) => sink.as_mut(),
-            SlotSink::Merged(c) => c,
+            SlotSink::Merged(c) => c.as_mut(),
         }
     }
 }
@@ -125,7 +125,7 @@ impl Shard {
             let (module, sink) = match merges.and_then(|m| m.get(i)) {
                 Some(merge) => (
                     spec.factory.build(&ctx).map_err(refused)?,
-                    SlotSink::Merged(merge.collector(i)),
+                    SlotSink::Merged(Box::new(merge.collector(i))),
                 ),
                 None => {
                     let (module, sink) = build(spec, &ctx).map_err(refused)?;
@@ -274,8 +274,7 @@ impl Shard {
         match batch.mark {
             Some(Mark::Tick { now, seq }) if self.ordered => {
                 self.last_ts = self.last_ts.max(now);
-                self.publish(now);
-                self.at_tick(seq);
+                self.publish(now, Some(seq));
                 self.tick(now);
             }
             Some(Mark::End { last }) => self.last_ts = self.last_ts.max(last),
@@ -283,19 +282,11 @@ impl Shard {
         }
     }
 
-    /// Ordered: records from now on were emitted at a tick placed before input position `seq`.
-    fn at_tick(&mut self, seq: u64) {
-        for slot in &mut self.modules {
-            if let SlotSink::Merged(c) = &mut slot.sink {
-                c.at_tick(seq);
-            }
-        }
-    }
-
-    /// Ordered: hands every collector's records since the last tick over to its merge (a disabled
-    /// module's too, empty, so the other shards' records are not held back), and counts what the
-    /// merge's writes did as this shard's instance's.
-    fn publish(&mut self, now: Timestamp) {
+    /// Ordered: hands every collector's records over to its merge (a disabled module's too, so the
+    /// other shards' records are not held back), where a tick at input position `next` follows
+    /// (`u64::MAX`: the end), or, with `None`, for the last time; counts what the merge's writes
+    /// did as this shard's instance's.
+    fn publish(&mut self, now: Timestamp, next: Option<u64>) {
         for slot in &mut self.modules {
             if let SlotSink::Merged(c) = &mut slot.sink {
                 let Published {
@@ -303,11 +294,14 @@ impl Shard {
                     failed,
                     uploads,
                     kafka,
-                } = c.publish(now);
+                } = match next {
+                    Some(seq) => c.publish(now, seq),
+                    None => c.close(now),
+                };
                 if failed > 0 {
                     bump(&slot.counters.errors, failed);
                 }
-                let mut out = Emitter::new(c, &slot.counters, &mut self.scratch, now);
+                let mut out = Emitter::new(c.as_mut(), &slot.counters, &mut self.scratch, now);
                 out.uploads(uploads);
                 out.kafka(kafka);
             }
@@ -373,9 +367,8 @@ impl Shard {
     /// modules.
     fn finish_with(&mut self, flows_end: EndReason) {
         if self.ordered {
-            // What came before the end is one segment; what the end emits, another.
-            self.publish(self.last_ts);
-            self.at_tick(u64::MAX);
+            // What the end emits comes after everything before it.
+            self.publish(self.last_ts, Some(u64::MAX));
         }
         self.end_flows(self.last_ts, Some(flows_end));
         self.tallies.publish(&self.counters.sessions);
@@ -393,7 +386,7 @@ impl Shard {
             }
         }
         if self.ordered {
-            self.publish(self.last_ts);
+            self.publish(self.last_ts, None);
         }
     }
 

@@ -52,6 +52,10 @@ pub trait Sink: Send {
     fn write_keyed(&mut self, now: Timestamp, _key: &[u8], record: &[u8]) -> io::Result<()> {
         self.write(now, record)
     }
+    /// The order key of the records written next at a tick or at the end (`Emitter::order`). Only
+    /// a replay's merge ([`Collector`]) has a use for it: every other sink writes in the order it
+    /// is given.
+    fn order(&mut self, _key: u128) {}
     /// Pushes buffered records out and applies time-based rotation (called after every tick, at drain
     /// and at shutdown).
     fn flush(&mut self, now: Timestamp) -> io::Result<()>;
