@@ -324,7 +324,7 @@ fn a_module_giving_keys_out_of_order_or_none_still_gives_the_same_bytes() {
     let one = run(1);
     let text = String::from_utf8(one.clone()).unwrap();
     assert!(count(&text, "tick ") > 4_000, "{}", count(&text, "tick "));
-    // More than a chunk (4,096) of records without keys at the end.
+    // More than a chunk (1,024) of records without keys at the end.
     assert!(
         count(&text, "end last ") > 5_000,
         "{}",

@@ -9,7 +9,7 @@
 //!   tick's position, the module's position in the config, the key the module gave with
 //!   `Emitter::order` (0 if none), and last the record's bytes, which only break ties.
 //!
-//! A collector hands its records over in chunks of a few thousand, each with a frontier: a key below
+//! A collector hands its records over in chunks of about a thousand, each with a frontier: a key below
 //! which it will hand over nothing more. The merge writes, smallest key first across the collectors
 //! (a k-way merge, each collector's records already in order), every record below the lowest
 //! frontier of the collectors with nothing waiting; with one collector that is everything it handed
@@ -39,9 +39,11 @@ use super::{KafkaCounts, Sink, UploadCounts};
 use crate::base::Timestamp;
 
 /// A collector hands its records over once it holds this many (or [`CHUNK_BYTES`]): small enough
-/// that a one-shard replay holds next to nothing, large enough that the lock is rare.
-const CHUNK_RECORDS: usize = 4096;
-const CHUNK_BYTES: usize = 256 << 10;
+/// that a one-shard replay holds next to nothing (a chunk's buffers, and the few reused ones, per
+/// collector), large enough that the lock is rare (about 400 times for a flowlog interval's close
+/// of 300 k records).
+const CHUNK_RECORDS: usize = 1024;
+const CHUNK_BYTES: usize = 64 << 10;
 /// Emptied chunks the merge keeps for reuse per collector, so handing over allocates nothing once
 /// the buffers have grown.
 const SPARE_PER_COLLECTOR: usize = 2;
