@@ -271,6 +271,9 @@ impl Shard {
         }
         self.tallies.end(&batch.sessions);
         bump(&self.counters.packets, batch.entries.len() as u64);
+        if self.ordered && !matches!(batch.mark, Some(Mark::Tick { .. })) {
+            self.advance();
+        }
         match batch.mark {
             Some(Mark::Tick { now, seq }) if self.ordered => {
                 self.last_ts = self.last_ts.max(now);
@@ -284,9 +287,23 @@ impl Shard {
 
     /// Ordered: hands every collector's records over to its merge (a disabled module's too, so the
     /// other shards' records are not held back), where a tick at input position `next` follows
-    /// (`u64::MAX`: the end), or, with `None`, for the last time; counts what the merge's writes
-    /// did as this shard's instance's.
+    /// (`u64::MAX`: the end), or, with `None`, for the last time.
     fn publish(&mut self, now: Timestamp, next: Option<u64>) {
+        self.each_collector(now, |c| match next {
+            Some(seq) => c.publish(now, seq),
+            None => c.close(now),
+        });
+    }
+
+    /// Ordered, between batches: tells every merge how far this shard has come (see
+    /// `Collector::advance`).
+    fn advance(&mut self) {
+        self.each_collector(self.last_ts, Collector::advance);
+    }
+
+    /// Calls `f` on every collector and counts what the merge's writes did as this shard's
+    /// instance's.
+    fn each_collector(&mut self, now: Timestamp, mut f: impl FnMut(&mut Collector) -> Published) {
         for slot in &mut self.modules {
             if let SlotSink::Merged(c) = &mut slot.sink {
                 let Published {
@@ -294,10 +311,7 @@ impl Shard {
                     failed,
                     uploads,
                     kafka,
-                } = match next {
-                    Some(seq) => c.publish(now, seq),
-                    None => c.close(now),
-                };
+                } = f(c);
                 if failed > 0 {
                     bump(&slot.counters.errors, failed);
                 }

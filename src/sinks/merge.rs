@@ -298,6 +298,7 @@ impl Merge {
             group_sorted: true,
             group_streamed: false,
             pending: Published::default(),
+            advanced: 0,
             closed: false,
             warned: false,
         }
@@ -464,6 +465,8 @@ pub struct Collector {
     group_streamed: bool,
     /// What chunks handed over from inside `write` caused, reported at the next tick.
     pending: Published,
+    /// The input position the last `advance` reported.
+    advanced: u64,
     closed: bool,
     /// Misordered tick records were logged once.
     warned: bool,
@@ -494,6 +497,23 @@ impl Collector {
         self.key = frontier;
         self.group = 0;
         self.run = 0;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Between batches: tells the merge how far the shard has come, handing over what was
+    /// gathered. Without it a module that writes nothing between ticks would hold back, until the
+    /// next tick, the records of every collector its output shares (the modules on stdout) and of
+    /// the other shards. Does nothing inside a tick's records, whose frontier only the records
+    /// themselves move.
+    pub fn advance(&mut self) -> Published {
+        if self.key.idx != 0 && self.advanced < self.key.seq {
+            self.advanced = self.key.seq;
+            let frontier = Key {
+                order: [0; 2],
+                ..self.key
+            };
+            self.hand_over(self.part.recs.len(), frontier, None);
+        }
         std::mem::take(&mut self.pending)
     }
 
@@ -792,6 +812,31 @@ mod tests {
         }
         want.push_str("|\n|\n");
         assert_eq!(text(&out), want);
+    }
+
+    /// A collector that writes nothing between ticks (a module sharing stdout, or an idle shard)
+    /// holds the others back only until the shard's next batch ends, not until the next tick.
+    #[test]
+    fn advancing_between_batches_lets_the_others_records_out() {
+        let out = Shared::default();
+        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (mut a, mut quiet) = (merge.collector(0), merge.collector(1));
+        let t = Timestamp::default();
+        for seq in 1..=3 {
+            a.at_packet(seq);
+            quiet.at_packet(seq);
+            a.write(t, format!("p{seq}\n").as_bytes()).unwrap();
+        }
+        a.advance();
+        assert_eq!(
+            text(&out),
+            "",
+            "the quiet collector may still write for packet 1"
+        );
+        quiet.advance();
+        assert_eq!(text(&out), "p1\np2\np3\n");
+        // At the same place again: nothing to hand over, no lock taken.
+        assert_eq!(quiet.advance(), Published::default());
     }
 
     /// The fallback: a tick's records without keys, with keys out of order, or with equal keys out
