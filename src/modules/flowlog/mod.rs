@@ -426,8 +426,8 @@ impl FlowLog {
         }
     }
 
-    /// Emits every entry (least recently seen first, by last-seen time), then one SKIPDATA record per session that lost
-    /// packets to a full table, and starts the next interval empty.
+    /// Emits every entry (least recently seen first, by last-seen time), then one SKIPDATA record
+    /// per session that lost packets to a full table, and starts the next interval empty.
     fn emit_all(&mut self, out: &mut Emitter<'_>) {
         self.table.take_all();
         while let Some(e) = self.table.next_out() {
