@@ -60,10 +60,11 @@ enum Command {
         /// The TOML configuration file (sessions, modules); listener settings are ignored.
         #[arg(short, long, env = "VXTAP_CONFIG")]
         config: Option<PathBuf>,
-        /// Module shards. One (the default) makes the order of records across flows the same on
-        /// every run; with more, each shard's records stay in order but shards interleave.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        shards: u16,
+        /// Module shards; by default the config's `[pipeline] shards` (0 there, the default, is one
+        /// per core). Records are merged in the order of the input, so the output is the same
+        /// whatever the number of shards.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        shards: Option<u16>,
     },
     /// Send capture files to a receiver as AWS Traffic Mirroring would: plain frames wrapped in VXLAN,
     /// VXLAN datagrams as captured, GENEVE from a GWLB unwrapped to the mirror's VXLAN.
@@ -197,7 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shards,
         } => {
             let mut config = load(config.as_deref())?;
-            config.pipeline.shards = usize::from(shards);
+            if let Some(shards) = shards {
+                config.pipeline.shards = usize::from(shards);
+            }
             let report = vxtap::ingest::replay::replay(config, Registry::with_builtins(), &files)?;
             let kafka = finish_outputs();
             eprint!("{report}");

@@ -4,8 +4,9 @@
 //! (GENEVE) goes to [`Ingress::datagram`] with the captured outer source, exactly as a socket would have
 //! delivered it, and anything else is a plain frame in a session named after the file. Packet time is
 //! the capture's. Replay is single-threaded on the reading side and lossless (a shard that is behind
-//! makes the reader wait), so the same file gives the same module output every time; with one shard
-//! (the CLI's default) even the interleaving of records is fixed.
+//! makes the reader wait), so the same file gives the same module output every time. Outputs are
+//! merged in input order ([`PipelineBuilder::merge_outputs`](crate::pipeline::PipelineBuilder::merge_outputs)),
+//! so that output is also the same bytes whatever the number of shards.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -127,6 +128,7 @@ pub fn replay(
     let pipeline = Pipeline::builder(config)
         .registry(registry)
         .feed(Feed::Offline)
+        .merge_outputs(true)
         .build()?
         .start_handoff()?;
     let mut ingress = pipeline.ingress();

@@ -223,6 +223,20 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Sets the order of the records this module writes next at a tick or at the end
+    /// (`on_tick`, `finish`, and flow events the tick or the end causes). A replay on several
+    /// shards merges every shard's tick records into one output; with keys it orders them by key
+    /// (then by their bytes, for equal keys) and streams them as they come, without keys by their
+    /// bytes only, holding them until the tick is over and sorting them. So a module with many
+    /// records per tick should give each a key that depends on the record's content only (never
+    /// on the shard, its table layout or its arrival order), such as the flow's last-seen time, and
+    /// write them in non-decreasing key order. A key below one already written is counted as an
+    /// error and may make the output depend on the shard count. Other outputs, and records
+    /// written while processing a packet (ordered by the packet's position), ignore it.
+    pub fn order(&mut self, key: u128) {
+        self.sink.order(key);
+    }
+
     /// Emits one complete record.
     pub fn emit(&mut self, record: &[u8]) {
         let written = match self.key {

@@ -2,13 +2,16 @@
 //!
 //! Each shard counts on its own; at every interval (packet time) it publishes a snapshot to a board
 //! shared by the kind's instances, and shard 0 logs the merged view. The board is touched once per
-//! interval per shard, never per packet.
+//! interval per shard, never per packet. The JSON records are merged too, through an interval board
+//! (`interval_board.rs`): one record per session and interval, summed over shards and written by the
+//! shard that completes the interval, so they do not depend on the number of shards.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
+use super::interval_board::{IntervalBoard, Merge};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::base::{Packet, Timestamp};
 use crate::sinks::{NullSink, OutputConfig, SeriesName, Sink};
@@ -26,6 +29,30 @@ pub struct StatsConfig {
     pub output: Option<OutputConfig>,
     #[serde(skip)]
     board: Arc<Board>,
+    #[serde(skip)]
+    records: Arc<IntervalBoard<Snapshot>>,
+}
+
+/// Every shard's cumulative counts at one interval's end, summed by session, and the latest tick
+/// time among them (the records' `time`).
+#[derive(Debug, Default)]
+struct Snapshot {
+    now: u64,
+    counts: BTreeMap<u32, SessionCounts>,
+}
+
+impl Merge for Snapshot {
+    fn merge(&mut self, other: Snapshot) {
+        self.now = self.now.max(other.now);
+        for (id, c) in other.counts {
+            let into = self.counts.entry(id).or_insert_with(|| SessionCounts {
+                name: c.name.clone(),
+                ..SessionCounts::default()
+            });
+            into.packets += c.packets;
+            into.bytes += c.bytes;
+        }
+    }
 }
 
 fn default_interval() -> u64 {
@@ -73,6 +100,8 @@ impl ModuleConfig for StatsConfig {
             next: None,
             counts: PerSession::new(),
             board: self.board.clone(),
+            records: self.records.clone(),
+            released: Vec::new(),
         }))
     }
 
@@ -97,21 +126,40 @@ struct Stats {
     next: Option<Timestamp>,
     counts: PerSession<SessionCounts>,
     board: Arc<Board>,
+    records: Arc<IntervalBoard<Snapshot>>,
+    released: Vec<(u64, Snapshot)>,
 }
 
 impl Stats {
-    fn publish(&mut self, now: Timestamp, out: &mut Emitter<'_>, last: bool) {
+    /// Publishes the counts at `now`, the end of the interval ending at `end` (ns); `last` at the
+    /// end of input.
+    fn publish(&mut self, now: Timestamp, end: u64, out: &mut Emitter<'_>, last: bool) {
         let snapshot: BTreeMap<u32, SessionCounts> =
             self.counts.iter().map(|(k, v)| (k, v.clone())).collect();
         if self.write_records {
-            for c in snapshot.values() {
-                out.keyed(&c.name).line(format_args!(
-                    "{{\"time\":{},\"session\":{},\"packets\":{},\"bytes\":{}}}",
-                    now.secs(),
-                    serde_json::Value::from(c.name.as_str()),
-                    c.packets,
-                    c.bytes
-                ));
+            let data = Snapshot {
+                now: now.secs(),
+                counts: snapshot.clone(),
+            };
+            let through = if last { u64::MAX } else { end };
+            self.records.publish(
+                self.shard,
+                self.shards,
+                end,
+                Some(data),
+                through,
+                &mut self.released,
+            );
+            for (_, merged) in self.released.drain(..) {
+                for c in merged.counts.values() {
+                    out.keyed(&c.name).line(format_args!(
+                        "{{\"time\":{},\"session\":{},\"packets\":{},\"bytes\":{}}}",
+                        merged.now,
+                        serde_json::Value::from(c.name.as_str()),
+                        c.packets,
+                        c.bytes
+                    ));
+                }
             }
         }
         let mut board = self.board.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,7 +238,7 @@ impl Module for Stats {
             .get_or_insert_with(|| now.next_boundary(self.interval_ns));
         if now >= next {
             self.next = Some(now.next_boundary(self.interval_ns));
-            self.publish(now, out, false);
+            self.publish(now, next.nanos(), out, false);
         }
     }
 
@@ -202,6 +250,7 @@ impl Module for Stats {
             .unwrap_or_else(|e| e.into_inner())
             .last_time
             .unwrap_or_default();
-        self.publish(now, out, true);
+        let end = self.next.map_or(u64::MAX, Timestamp::nanos);
+        self.publish(now, end, out, true);
     }
 }

@@ -20,7 +20,19 @@ pub(crate) struct Entry {
     pub(crate) orig_len: u32,
     pub(crate) session: u16,
     pub(crate) ts: Timestamp,
+    /// Position in its ingest thread's input (see [`Mark`]).
+    pub(crate) seq: u64,
     pub(crate) layers: Layers,
+}
+
+/// What an ordered (replay) ingest tells every shard after a batch's packets, so that all shards see
+/// time pass at the same place in the input whichever packets they were given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// Tick at `now`, before the packet at input position `seq`.
+    Tick { now: Timestamp, seq: u64 },
+    /// The input has ended; `last` is the latest packet time of the whole input.
+    End { last: Timestamp },
 }
 
 /// A batch of packets. Batches are allocated once and reused: a hand-off batch cycles between its
@@ -35,6 +47,8 @@ pub(crate) struct Batch {
     pub(crate) sessions: Vec<Arc<Session>>,
     /// Where a shard thread returns the batch once processed; `None` for a batch that never travels.
     pub(crate) home: Option<Sender<Box<Batch>>>,
+    /// Ordered ingest only: what comes after the packets.
+    pub(crate) mark: Option<Mark>,
 }
 
 impl Batch {
@@ -44,6 +58,7 @@ impl Batch {
             entries: Vec::with_capacity(BATCH_PACKETS),
             sessions: Vec::with_capacity(4),
             home,
+            mark: None,
         })
     }
 
@@ -51,10 +66,12 @@ impl Batch {
         self.data.clear();
         self.entries.clear();
         self.sessions.clear();
+        self.mark = None;
     }
 
+    /// No packets and no mark: nothing to send.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.mark.is_none()
     }
 
     /// Index of `session` in this batch, adding it if new. A batch holds the few sessions whose traffic
@@ -73,6 +90,7 @@ impl Batch {
     pub(crate) fn push(
         &mut self,
         ts: Timestamp,
+        seq: u64,
         session: &Arc<Session>,
         frame: &[u8],
         orig_len: u32,
@@ -87,6 +105,7 @@ impl Batch {
             orig_len,
             session,
             ts,
+            seq,
             layers,
         });
     }

@@ -12,6 +12,7 @@ use crate::base::Feed;
 use crate::config::{Config, Dispatch};
 use crate::modules::{ModuleContext, Registry};
 use crate::session::{SessionResolver, SessionTable};
+use crate::sinks::Merge;
 
 /// Builds the shards of a pipeline: see [`Pipeline::builder`].
 #[derive(Debug)]
@@ -19,6 +20,7 @@ pub struct PipelineBuilder {
     config: Config,
     registry: Registry,
     feed: Feed,
+    merge: bool,
 }
 
 impl PipelineBuilder {
@@ -27,7 +29,18 @@ impl PipelineBuilder {
             config,
             registry: Registry::with_builtins(),
             feed: Feed::Live,
+            merge: false,
         }
+    }
+
+    /// Offline only: each module kind writes through one output (built as shard 0's) in which the
+    /// records of every shard are merged in the order of the input, so the output is the same bytes
+    /// whatever the number of shards (see [`Merge`](crate::sinks::Merge)). The pipeline then takes one
+    /// ingest thread ([`Pipeline::ingress`] once), which decides when every shard ticks; it must be
+    /// started with [`Shards::start_handoff`]. Ignored on a live feed.
+    pub fn merge_outputs(mut self, merge: bool) -> Self {
+        self.merge = merge;
+        self
     }
 
     /// Uses `registry` for module kinds instead of the built-in one.
@@ -55,6 +68,42 @@ impl PipelineBuilder {
             Feed::Live => SessionTable::new(&self.config.sessions),
             Feed::Offline => SessionTable::new(&self.config.sessions.for_replay()),
         };
+        let merge = self.merge && !self.feed.is_live();
+        let merges = if merge {
+            let ctx = ModuleContext {
+                shard: 0,
+                shards: count,
+                sessions: sessions.clone(),
+                feed: self.feed,
+            };
+            let mut sinks = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                let sink = spec
+                    .factory
+                    .sink(&ctx)
+                    .map_err(|source| PipelineError::Module {
+                        kind: spec.kind.clone(),
+                        shard: 0,
+                        source,
+                    })?;
+                sinks.push(sink);
+            }
+            // The modules writing to stdout share one merge (and the first one's sink), so that
+            // how their records interleave is fixed too.
+            let on_stdout = sinks.iter().filter(|s| s.is_stdout()).count();
+            let mut stdout: Option<Arc<Merge>> = None;
+            let merges = sinks.into_iter().map(|sink| {
+                if !sink.is_stdout() {
+                    return Merge::new(sink, count);
+                }
+                stdout
+                    .get_or_insert_with(|| Merge::new(sink, count * on_stdout))
+                    .clone()
+            });
+            Some(merges.collect::<Vec<_>>())
+        } else {
+            None
+        };
         let mut shards = Vec::with_capacity(count);
         let mut controls = Vec::with_capacity(count);
         for index in 0..count {
@@ -71,6 +120,7 @@ impl PipelineBuilder {
                 self.config.pipeline.tick_ms,
                 &self.config.flow,
                 control,
+                merges.as_deref(),
             )
             .map_err(|e| PipelineError::Module {
                 kind: e.kind,
@@ -90,6 +140,7 @@ impl PipelineBuilder {
             controls,
             next_plain_id: AtomicU32::new(u32::MAX),
             feed: self.feed,
+            ordered: merge,
         };
         Ok(Shards { shared, shards })
     }

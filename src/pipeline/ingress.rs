@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::accounting::WorkerCounters;
+use super::batch::Mark;
 use super::decap::{self, Encap};
 use super::lane::Lane;
 use super::shard::Shard;
@@ -42,8 +43,21 @@ impl Ingress {
                 lanes,
                 counters,
                 snaplen,
+                seq: 0,
+                clock: None,
             },
         }
+    }
+
+    /// Makes this the one ingest of an ordered (replay) pipeline: it decides when every shard ticks,
+    /// on the packet time of its input, and tells them all at the same place in the input.
+    pub(crate) fn ordered(mut self, tick_ns: u64) -> Ingress {
+        self.router.clock = Some(TickClock {
+            tick_ns,
+            next: None,
+            last: Timestamp::default(),
+        });
+        self
     }
 
     /// Handles one UDP payload that arrived from `source` on a listener of kind `encap`.
@@ -139,6 +153,10 @@ impl Ingress {
 
 impl Drop for Ingress {
     fn drop(&mut self) {
+        if let Some(clock) = &self.router.clock {
+            let last = clock.last;
+            self.router.broadcast(Mark::End { last });
+        }
         self.send_pending();
         // A shard run here ends with this handle: its modules finish as a stopped shard thread's do.
         for shard in self.router.inline_shards() {
@@ -152,6 +170,20 @@ struct Router {
     lanes: Vec<Lane>,
     counters: Arc<WorkerCounters>,
     snaplen: Arc<AtomicU32>,
+    /// Frames handed to a lane so far: each one's position in this thread's input.
+    seq: u64,
+    /// Ordered ingest only: when the shards tick next.
+    clock: Option<TickClock>,
+}
+
+/// An ordered ingest's view of packet time: the rule a shard applies to its own packets (tick at
+/// the first packet, then at the first packet at or past each boundary), applied to the whole input
+/// instead, so that every shard ticks at the same place and time whatever the number of shards.
+struct TickClock {
+    tick_ns: u64,
+    next: Option<Timestamp>,
+    /// The latest packet time so far.
+    last: Timestamp,
 }
 
 impl Router {
@@ -177,7 +209,28 @@ impl Router {
             1 => 0,
             n => steer::shard_of(steer::symmetric_hash(session.id, &layers), n),
         };
+        self.seq += 1;
+        if let Some(clock) = &mut self.clock {
+            clock.last = clock.last.max(ts);
+            if clock.next.is_none_or(|t| ts >= t) {
+                clock.next = Some(ts.next_boundary(clock.tick_ns));
+                let seq = self.seq;
+                self.broadcast(Mark::Tick { now: ts, seq });
+            }
+        }
         self.push(shard, ts, session, frame, orig_len, layers);
+    }
+
+    /// Ends every lane's batch with `mark` and sends it: once per tick, so each shard's queue
+    /// holds at most its allowance of ticks, which bounds how far shards drift apart.
+    #[cold]
+    fn broadcast(&mut self, mark: Mark) {
+        for shard in 0..self.lanes.len() {
+            if let Some(batch) = self.lanes[shard].batch() {
+                batch.mark = Some(mark);
+                self.send(shard);
+            }
+        }
     }
 
     #[inline]
@@ -198,7 +251,7 @@ impl Router {
             self.send(shard);
         }
         match self.lanes[shard].batch() {
-            Some(batch) => batch.push(ts, session, frame, orig_len, layers),
+            Some(batch) => batch.push(ts, self.seq, session, frame, orig_len, layers),
             None => self.queue_full(session),
         }
     }

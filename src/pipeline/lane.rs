@@ -87,7 +87,7 @@ impl Lane {
         match self {
             Lane::Inline { shard, batch } => {
                 let n = batch.entries.len() as u64;
-                if n > 0 {
+                if !batch.is_empty() {
                     // Settings from a reload apply between batches, as on a shard thread.
                     shard.apply_control();
                     shard.process(batch);

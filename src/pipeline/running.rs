@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) snaplen: Arc<AtomicU32>,
     pub(crate) next_plain_id: AtomicU32,
     pub(crate) feed: Feed,
+    /// Outputs merged in input order (replay): one ingest, which ticks for every shard.
+    pub(crate) ordered: bool,
 }
 
 /// Running shards and what ingest and the control plane need to reach them. `D` says how packets
@@ -95,7 +97,9 @@ impl Pipeline {
 
 impl Pipeline<Handoff> {
     /// A new ingest handle for one thread, steering each packet to its shard's thread. On a live feed
-    /// a shard that is behind costs counted drops; offline the handle waits for it.
+    /// a shard that is behind costs counted drops; offline the handle waits for it. A pipeline built
+    /// with [`merge_outputs`](super::PipelineBuilder::merge_outputs) takes exactly one: its order is
+    /// the order of the output.
     pub fn ingress(&self) -> Ingress {
         let queue_batches = self.shared.config.pipeline.queue_batches;
         let lanes = self
@@ -113,12 +117,17 @@ impl Pipeline<Handoff> {
                 Lane::handoff(tx.clone(), queue_batches + 1, when_full)
             })
             .collect();
-        Ingress::new(
+        let ingress = Ingress::new(
             SessionResolver::new(self.shared.sessions.clone()),
             lanes,
             self.shared.accounting.register(),
             self.shared.snaplen.clone(),
-        )
+        );
+        if self.shared.ordered {
+            ingress.ordered(self.shared.config.pipeline.tick_ms.max(1) * 1_000_000)
+        } else {
+            ingress
+        }
     }
 }
 

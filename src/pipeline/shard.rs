@@ -12,7 +12,7 @@ use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rustc_hash::FxHashMap;
 
-use super::batch::{Batch, BATCH_PACKETS};
+use super::batch::{Batch, Mark, BATCH_PACKETS};
 use super::tallies::{SessionTallies, SessionTally};
 use crate::base::counter::bump;
 use crate::base::{Packet, SessionKey, Timestamp};
@@ -20,7 +20,7 @@ use crate::config::FlowConfig;
 use crate::flow::table::{FlowEvents, FlowTable, MAX_FLOW_MODULES};
 use crate::flow::{Chunk, Dir, EndReason, Flow, FlowCounters};
 use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
-use crate::sinks::Sink;
+use crate::sinks::{Collector, Merge, Published, Sink};
 
 /// Counters of one shard, read by the control plane.
 #[derive(Debug, Default)]
@@ -43,10 +43,28 @@ pub struct ShardCounters {
 struct ModuleSlot {
     kind: String,
     module: Box<dyn Module>,
-    sink: Box<dyn Sink>,
+    sink: SlotSink,
     counters: Arc<ModuleCounters>,
     /// Set when the instance panicked: it gets no more calls on this shard.
     failed: bool,
+}
+
+/// Where a module instance's records go.
+enum SlotSink {
+    /// Its own sink (live: each shard writes its own file series, or its own chunks of stdout).
+    Own(Box<dyn Sink>),
+    /// The kind's one merged output (replay): see [`Merge`].
+    Merged(Box<Collector>),
+}
+
+impl SlotSink {
+    #[inline]
+    fn get(&mut self) -> &mut dyn Sink {
+        match self {
+            SlotSink::Own(sink) => sink.as_mut(),
+            SlotSink::Merged(c) => c.as_mut(),
+        }
+    }
 }
 
 /// New module settings for a shard; see
@@ -75,6 +93,8 @@ pub(crate) struct Shard {
     last_ts: Timestamp,
     scratch: String,
     tallies: SessionTallies,
+    /// Replay with merged outputs: ticks come from the ingest ([`Mark`]), records go to collectors.
+    ordered: bool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -85,20 +105,33 @@ impl std::fmt::Debug for Shard {
 
 impl Shard {
     /// Builds one instance of every module in `specs` for the shard `ctx` describes. Modules tick
-    /// every `tick_ms` of packet time (and, on a live feed, of wall time while idle).
+    /// every `tick_ms` of packet time (and, on a live feed, of wall time while idle). With `merges`
+    /// (one per spec), records go to those merged outputs and the shard ticks where the ingest's
+    /// marks say, not on its own packets.
     pub(crate) fn new(
         ctx: ModuleContext,
         specs: &[ModuleSpec],
         tick_ms: u64,
         flow: &FlowConfig,
         control: Receiver<Reconfigure>,
+        merges: Option<&[Arc<Merge>]>,
     ) -> Result<Shard, ModuleRefused> {
         let mut modules = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let (module, sink) = build(spec, &ctx).map_err(|source| ModuleRefused {
+        for (i, spec) in specs.iter().enumerate() {
+            let refused = |source| ModuleRefused {
                 kind: spec.kind.clone(),
                 source,
-            })?;
+            };
+            let (module, sink) = match merges.and_then(|m| m.get(i)) {
+                Some(merge) => (
+                    spec.factory.build(&ctx).map_err(refused)?,
+                    SlotSink::Merged(Box::new(merge.collector(i))),
+                ),
+                None => {
+                    let (module, sink) = build(spec, &ctx).map_err(refused)?;
+                    (module, SlotSink::Own(sink))
+                }
+            };
             modules.push(ModuleSlot {
                 kind: spec.kind.clone(),
                 module,
@@ -138,6 +171,7 @@ impl Shard {
             last_ts: Timestamp::default(),
             scratch: String::new(),
             tallies: SessionTallies::default(),
+            ordered: merges.is_some(),
         })
     }
 
@@ -204,7 +238,13 @@ impl Shard {
             }
             for (e, pkt) in entries.iter().zip(&packets) {
                 self.tallies.count(e.session, e.orig_len);
-                if self.next_tick.is_none_or(|t| pkt.ts >= t) {
+                if self.ordered {
+                    for slot in &mut self.modules {
+                        if let SlotSink::Merged(c) = &mut slot.sink {
+                            c.at_packet(e.seq);
+                        }
+                    }
+                } else if self.next_tick.is_none_or(|t| pkt.ts >= t) {
                     self.tick(pkt.ts);
                 }
                 self.last_ts = self.last_ts.max(pkt.ts);
@@ -220,12 +260,8 @@ impl Shard {
                 }
                 for slot in self.modules.iter_mut().filter(|s| !s.failed) {
                     slot.counters.packet();
-                    let mut out = Emitter::new(
-                        slot.sink.as_mut(),
-                        &slot.counters,
-                        &mut self.scratch,
-                        pkt.ts,
-                    );
+                    let mut out =
+                        Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, pkt.ts);
                     let module = &mut slot.module;
                     if catch_unwind(AssertUnwindSafe(|| module.on_packet(pkt, &mut out))).is_err() {
                         disable(slot, self.index, "on_packet");
@@ -235,6 +271,55 @@ impl Shard {
         }
         self.tallies.end(&batch.sessions);
         bump(&self.counters.packets, batch.entries.len() as u64);
+        if self.ordered && !matches!(batch.mark, Some(Mark::Tick { .. })) {
+            self.advance();
+        }
+        match batch.mark {
+            Some(Mark::Tick { now, seq }) if self.ordered => {
+                self.last_ts = self.last_ts.max(now);
+                self.publish(now, Some(seq));
+                self.tick(now);
+            }
+            Some(Mark::End { last }) => self.last_ts = self.last_ts.max(last),
+            _ => {}
+        }
+    }
+
+    /// Ordered: hands every collector's records over to its merge (a disabled module's too, so the
+    /// other shards' records are not held back), where a tick at input position `next` follows
+    /// (`u64::MAX`: the end), or, with `None`, for the last time.
+    fn publish(&mut self, now: Timestamp, next: Option<u64>) {
+        self.each_collector(now, |c| match next {
+            Some(seq) => c.publish(now, seq),
+            None => c.close(now),
+        });
+    }
+
+    /// Ordered, between batches: tells every merge how far this shard has come (see
+    /// `Collector::advance`).
+    fn advance(&mut self) {
+        self.each_collector(self.last_ts, Collector::advance);
+    }
+
+    /// Calls `f` on every collector and counts what the merge's writes did as this shard's
+    /// instance's.
+    fn each_collector(&mut self, now: Timestamp, mut f: impl FnMut(&mut Collector) -> Published) {
+        for slot in &mut self.modules {
+            if let SlotSink::Merged(c) = &mut slot.sink {
+                let Published {
+                    written: _,
+                    failed,
+                    uploads,
+                    kafka,
+                } = f(c);
+                if failed > 0 {
+                    bump(&slot.counters.errors, failed);
+                }
+                let mut out = Emitter::new(c.as_mut(), &slot.counters, &mut self.scratch, now);
+                out.uploads(uploads);
+                out.kafka(kafka);
+            }
+        }
     }
 
     /// A sign of life at `now` (wall clock), for the health check and the watchdog.
@@ -267,7 +352,7 @@ impl Shard {
         self.next_tick = Some(now.next_boundary(self.tick_ns));
         self.end_flows(now, None);
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
             if catch_unwind(AssertUnwindSafe(|| {
                 module.on_tick(now, &mut out);
@@ -295,11 +380,15 @@ impl Shard {
     /// Ends every flow (so flow-aware modules emit what they hold for each), then finishes the
     /// modules.
     fn finish_with(&mut self, flows_end: EndReason) {
+        if self.ordered {
+            // What the end emits comes after everything before it.
+            self.publish(self.last_ts, Some(u64::MAX));
+        }
         self.end_flows(self.last_ts, Some(flows_end));
         self.tallies.publish(&self.counters.sessions);
         let now = self.last_ts;
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, &mut self.scratch, now);
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
             let module = &mut slot.module;
             if catch_unwind(AssertUnwindSafe(|| {
                 module.finish(&mut out);
@@ -309,6 +398,9 @@ impl Shard {
             {
                 disable(slot, self.index, "finish");
             }
+        }
+        if self.ordered {
+            self.publish(self.last_ts, None);
         }
     }
 
@@ -336,6 +428,15 @@ impl Shard {
     }
 
     fn reconfigure(&mut self, specs: &[ModuleSpec]) {
+        if self.ordered {
+            // Every shard of an ordered replay must end its segments at the same places in the
+            // input; a reload, which each shard applies between its own batches, cannot.
+            tracing::error!(
+                message = "Module settings cannot change during an ordered replay; keeping them.",
+                shard = self.index
+            );
+            return;
+        }
         let mut fresh = Vec::with_capacity(specs.len());
         for (spec, slot) in specs.iter().zip(&self.modules) {
             match build(spec, &self.ctx) {
@@ -352,7 +453,7 @@ impl Shard {
         self.finish_with(EndReason::Reload);
         for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
             slot.module = module;
-            slot.sink = sink;
+            slot.sink = SlotSink::Own(sink);
             slot.failed = false;
         }
         if let Some(flows) = &mut self.flows {
@@ -421,7 +522,7 @@ impl ModuleEvents<'_> {
             if only_wanting.is_some_and(|d| !flow.wants_stream(d)) {
                 continue;
             }
-            let mut out = Emitter::new(slot.sink.as_mut(), &slot.counters, self.scratch, self.now);
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, self.now);
             let module = slot.module.as_mut();
             if catch_unwind(AssertUnwindSafe(|| call(module, flow, &mut out))).is_err() {
                 disable(slot, self.shard, during);

@@ -74,8 +74,8 @@ fn shard(feed: Feed, panic_on_packet: bool) -> (Shard, Arc<Mutex<Vec<Call>>>) {
         feed,
     };
     let (_control_tx, control) = crossbeam_channel::unbounded();
-    let shard =
-        Shard::new(ctx, &[spec], 1000, &Default::default(), control).expect("the probe builds");
+    let shard = Shard::new(ctx, &[spec], 1000, &Default::default(), control, None)
+        .expect("the probe builds");
     (shard, calls)
 }
 
@@ -87,6 +87,7 @@ fn batch_at(secs: &[u64]) -> Box<Batch> {
     for s in secs {
         batch.push(
             Timestamp::from_secs(*s),
+            0,
             &session,
             &FRAME,
             60,
@@ -148,6 +149,7 @@ fn an_inline_lane_processes_each_batch_in_place() {
         let batch = lane.batch().expect("an inline lane always has a batch");
         batch.push(
             Timestamp::from_secs(s),
+            0,
             &session,
             &FRAME,
             60,
@@ -177,6 +179,7 @@ fn a_live_handoff_lane_drops_when_its_allowance_is_in_flight() {
         Some(b) => {
             b.push(
                 Timestamp::from_secs(1),
+                0,
                 &session,
                 &FRAME,
                 60,
@@ -216,6 +219,7 @@ fn an_offline_lane_waits_but_not_for_a_shard_that_is_gone() {
     let session = Arc::new(Session::plain("test", 1));
     lane.batch().unwrap().push(
         Timestamp::from_secs(1),
+        0,
         &session,
         &FRAME,
         60,

@@ -300,6 +300,16 @@ impl KafkaCounts {
         *self == KafkaCounts::default()
     }
 
+    /// Adds `o` to these counts (a replay's merge sums what its sink reported per segment).
+    pub fn add(&mut self, o: KafkaCounts) {
+        self.delivered += o.delivered;
+        self.delivered_bytes += o.delivered_bytes;
+        self.dropped_full += o.dropped_full;
+        self.rejected += o.rejected;
+        self.undelivered += o.undelivered;
+        self.errors += o.errors;
+    }
+
     /// Every record dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
         self.dropped_full + self.rejected + self.undelivered

@@ -12,12 +12,17 @@
 //!   session) holds [`RotatingFile`]s itself and asks [`RotatingFile::prepare`] whether a record starts
 //!   a new file, so it can repeat what each file needs.
 //!
+//! Replay merges: every shard writes a module's records into a [`Collector`], and the module's one
+//! [`Merge`] writes them to the real sink in the order of the input, so the output does not depend
+//! on the number of shards.
+//!
 //! Time is packet time: files rotate when the packets (or ticks) say the interval is over, so a replay
 //! writes the same files as the live run it came from.
 
 mod clock;
 mod file;
 mod kafka;
+mod merge;
 mod output;
 mod ring;
 mod s3;
@@ -30,6 +35,7 @@ pub use self::kafka::{
     finish_kafka, murmur2, partition_of, KafkaCompression, KafkaConfig, KafkaCounts, KafkaSink,
     KafkaSummary, Producer,
 };
+pub use self::merge::{Collector, Merge, Published};
 pub use self::output::OutputConfig;
 pub use self::ring::SizeCap;
 pub use self::s3::{finish_uploads, spools, S3Config, Spool, UploadCounts, Uploader};
@@ -46,6 +52,10 @@ pub trait Sink: Send {
     fn write_keyed(&mut self, now: Timestamp, _key: &[u8], record: &[u8]) -> io::Result<()> {
         self.write(now, record)
     }
+    /// The order key of the records written next at a tick or at the end (`Emitter::order`). Only
+    /// a replay's merge ([`Collector`]) has a use for it: every other sink writes in the order it
+    /// is given.
+    fn order(&mut self, _key: u128) {}
     /// Pushes buffered records out and applies time-based rotation (called after every tick, at drain
     /// and at shutdown).
     fn flush(&mut self, now: Timestamp) -> io::Result<()>;
@@ -62,6 +72,11 @@ pub trait Sink: Send {
     /// nothing), reported as the module's counters for the same reason as uploads.
     fn take_kafka(&mut self) -> KafkaCounts {
         KafkaCounts::default()
+    }
+    /// Whether this is the process's standard output, which several modules share: a replay then
+    /// merges their records into one order rather than letting them interleave as threads run.
+    fn is_stdout(&self) -> bool {
+        false
     }
 }
 
@@ -127,6 +142,9 @@ impl Sink for StdoutSink {
     }
     fn take_lost(&mut self) -> u64 {
         std::mem::take(&mut self.lost)
+    }
+    fn is_stdout(&self) -> bool {
+        true
     }
 }
 

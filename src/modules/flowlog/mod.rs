@@ -362,6 +362,7 @@ impl FlowLog {
             for s in &statics {
                 if seen.sessions.binary_search(&s.id).is_err() {
                     let meta = session_meta(s);
+                    out.order(2 << 64 | u128::from(end));
                     self.emit(
                         &Record {
                             meta: &meta,
@@ -381,11 +382,16 @@ impl FlowLog {
         now.next_boundary(self.interval_ns)
     }
 
+    /// Writes one entry's record. At a tick the table hands entries over by last-seen time, and
+    /// that is the record's order key: it depends on the traffic only, so a replay's merge streams
+    /// every shard's records in one order without sorting them (equal times, rare, by their bytes).
+    /// SKIPDATA and NODATA records follow, keyed above every entry.
     fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
         let Some(meta) = self.sessions.get(e.key.session) else {
             out.error();
             return;
         };
+        out.order(u128::from(e.last.nanos()));
         let counts = FlowCounts {
             key: e.key.flow,
             packets: e.packets,
@@ -420,8 +426,8 @@ impl FlowLog {
         }
     }
 
-    /// Emits every entry (least recently seen first), then one SKIPDATA record per session that lost
-    /// packets to a full table, and starts the next interval empty.
+    /// Emits every entry (least recently seen first, by last-seen time), then one SKIPDATA record
+    /// per session that lost packets to a full table, and starts the next interval empty.
     fn emit_all(&mut self, out: &mut Emitter<'_>) {
         self.table.take_all();
         while let Some(e) = self.table.next_out() {
@@ -431,6 +437,7 @@ impl FlowLog {
         skipped.sort_by_key(|(id, s)| (s.first, *id));
         for (id, s) in skipped {
             if let Some(meta) = self.sessions.get(id) {
+                out.order(1 << 64 | u128::from(s.first.nanos()));
                 self.emit(
                     &Record {
                         meta,

@@ -11,7 +11,9 @@
 //! second is checked, an entry that did see packets is moved to its new second. So an entry costs the
 //! wheel once per idle timeout, not once per packet, and expiry is still exact: [`FlowTable::expire`]
 //! takes out precisely the entries last seen before the cutoff. What is taken out is handed over
-//! least recently seen first (by a per-packet sequence number), the order records had before.
+//! least recently seen first, by last-seen packet time: an order that depends on the traffic only,
+//! not on the table, so that a replay's merge can stream the records of every shard (see
+//! `FlowLog::emit_entry`).
 
 use super::format::Direction;
 use crate::base::{FlowKey, Timestamp};
@@ -39,8 +41,6 @@ pub(crate) struct Entry {
     pub(crate) last: Timestamp,
     pub(crate) tcp_flags: u8,
     pub(crate) direction: Direction,
-    /// The table's packet count when this entry last saw a packet: orders entries by recency.
-    seq: u64,
     /// The next entry in the same wheel slot.
     next: u32,
 }
@@ -58,9 +58,8 @@ pub(crate) struct FlowTable {
     /// Every second up to this one has been checked by `expire`.
     checked_through: u64,
     idle_ns: u64,
-    seq: u64,
-    /// Entries taken out by `expire` or `take_all`, least recently seen first, and how many of them
-    /// `next_out` has handed over.
+    /// Entries taken out by `expire` or `take_all` with their last-seen time (ns), least recently
+    /// seen first, and how many of them `next_out` has handed over.
     out: Vec<(u64, u32)>,
     out_pos: usize,
     max: usize,
@@ -82,7 +81,6 @@ impl FlowTable {
             wheel: vec![NIL; slots],
             checked_through: 0,
             idle_ns,
-            seq: 0,
             out: Vec::with_capacity(max),
             out_pos: 0,
             max,
@@ -144,7 +142,6 @@ impl FlowTable {
             self.out_pos >= self.out.len(),
             "entries taken out but not handed over"
         );
-        self.seq += 1;
         let hash = self.hash(&key);
         let slots = &self.slots;
         if let Some(i) = self.index.find(hash, |i| slots[i as usize].key == key) {
@@ -154,7 +151,6 @@ impl FlowTable {
             e.tcp_flags |= tcp_flags;
             e.first = e.first.min(ts);
             e.last = e.last.max(ts);
-            e.seq = self.seq;
             return Ok(());
         }
         if self.len() >= self.max {
@@ -168,7 +164,6 @@ impl FlowTable {
             last: ts,
             tcp_flags,
             direction: direction(),
-            seq: self.seq,
             next: NIL,
         };
         let i = match self.free.pop() {
@@ -253,7 +248,7 @@ impl FlowTable {
                 let e = &self.slots[i as usize];
                 let next = e.next;
                 if e.last.nanos() < cutoff {
-                    self.out.push((e.seq, i));
+                    self.out.push((e.last.nanos(), i));
                 } else {
                     // Saw packets since it was scheduled: due later (or again in this second).
                     self.schedule(i);
@@ -272,7 +267,7 @@ impl FlowTable {
             let mut i = std::mem::replace(&mut self.wheel[w], NIL);
             while i != NIL {
                 let e = &self.slots[i as usize];
-                self.out.push((e.seq, i));
+                self.out.push((e.last.nanos(), i));
                 i = e.next;
             }
         }
@@ -280,8 +275,9 @@ impl FlowTable {
     }
 
     fn sort_out(&mut self) {
-        // Least recently seen first; sequence numbers are unique, so the order is total.
-        self.out.sort_unstable_by_key(|&(seq, _)| seq);
+        // Least recently seen first. Entries seen last at the same nanosecond come in slab order,
+        // which depends on the shard: the replay's merge orders those few by their bytes.
+        self.out.sort_unstable_by_key(|&(last, _)| last);
     }
 
     /// The next entry taken out by `expire` or `take_all`, removed from the table.
@@ -372,7 +368,7 @@ mod tests {
     fn expiry_matches_a_scan_of_every_entry() {
         let idle = 3 * NANOS;
         let mut t = FlowTable::new(64, idle);
-        let mut model: Vec<(DirKey, u64, u64)> = Vec::new(); // key, last, order of last packet
+        let mut model: Vec<(DirKey, u64)> = Vec::new(); // key, last
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
             rng ^= rng << 13;
@@ -381,7 +377,6 @@ mod tests {
             rng
         };
         let mut now = 1_000 * NANOS;
-        let mut order = 0;
         for step in 0..20_000 {
             now += match next() % 100 {
                 0 => 40 * NANOS,
@@ -393,27 +388,32 @@ mod tests {
             if t.update(k, Timestamp::from_nanos(ts), 1, 0, || Direction::Unknown)
                 .is_ok()
             {
-                order += 1;
                 match model.iter_mut().find(|m| m.0 == k) {
-                    Some(m) => {
-                        m.1 = m.1.max(ts);
-                        m.2 = order;
-                    }
-                    None => model.push((k, ts, order)),
+                    Some(m) => m.1 = m.1.max(ts),
+                    None => model.push((k, ts)),
                 }
             }
             if step % 7 == 0 {
                 t.expire(Timestamp::from_nanos(now));
-                let got: Vec<DirKey> = drain(&mut t).iter().map(|e| e.key).collect();
-                let cutoff = now - idle;
-                let mut want: Vec<_> = model.iter().filter(|m| m.1 < cutoff).copied().collect();
-                want.sort_by_key(|m| m.2);
-                model.retain(|m| m.1 >= cutoff);
-                assert_eq!(
-                    got,
-                    want.iter().map(|m| m.0).collect::<Vec<_>>(),
-                    "step {step}"
+                let mut got: Vec<(u64, u16)> = drain(&mut t)
+                    .iter()
+                    .map(|e| (e.last.nanos(), e.key.flow.src_port))
+                    .collect();
+                assert!(
+                    got.is_sorted_by_key(|g| g.0),
+                    "step {step}: last seen first"
                 );
+                let cutoff = now - idle;
+                let mut want: Vec<(u64, u16)> = model
+                    .iter()
+                    .filter(|m| m.1 < cutoff)
+                    .map(|m| (m.1, m.0.flow.src_port))
+                    .collect();
+                model.retain(|m| m.1 >= cutoff);
+                // Entries seen last at the same time may come in any order.
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "step {step}");
             }
         }
         t.take_all();
