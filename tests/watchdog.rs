@@ -2,8 +2,9 @@
 //! back. Runs the daemon in-process with a module that blocks on purpose, so this file holds exactly
 //! one test (it sets NOTIFY_SOCKET for the whole process and signals itself).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -44,16 +45,7 @@ fn free_port() -> u16 {
 }
 
 fn healthz(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    Some(r.split_once("\r\n\r\n")?.1.trim().to_string())
+    common::daemon::http_get(addr, "/healthz").map(|body| body.trim().to_owned())
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
