@@ -305,20 +305,7 @@ impl Shard {
     /// instance's.
     fn each_collector(&mut self, now: Timestamp, mut f: impl FnMut(&mut Collector) -> Published) {
         for slot in &mut self.modules {
-            if let SlotSink::Merged(c) = &mut slot.sink {
-                let Published {
-                    written: _,
-                    failed,
-                    uploads,
-                    kafka,
-                } = f(c);
-                if failed > 0 {
-                    bump(&slot.counters.errors, failed);
-                }
-                let mut out = Emitter::new(c.as_mut(), &slot.counters, &mut self.scratch, now);
-                out.uploads(uploads);
-                out.kafka(kafka);
-            }
+            collector_call(slot, &mut self.scratch, now, &mut f);
         }
     }
 
@@ -362,6 +349,8 @@ impl Shard {
             {
                 disable(slot, self.index, "on_tick");
             }
+            // Ordered: the modules after this one on the same output need not wait for it.
+            collector_call(slot, &mut self.scratch, now, Collector::settle);
         }
         self.tallies.publish(&self.counters.sessions);
     }
@@ -398,6 +387,7 @@ impl Shard {
             {
                 disable(slot, self.index, "finish");
             }
+            collector_call(slot, &mut self.scratch, now, Collector::settle);
         }
         if self.ordered {
             self.publish(self.last_ts, None);
@@ -468,6 +458,30 @@ type Instance = (Box<dyn Module>, Box<dyn Sink>);
 
 fn build(spec: &ModuleSpec, ctx: &ModuleContext) -> Result<Instance, BuildError> {
     Ok((spec.factory.build(ctx)?, spec.factory.sink(ctx)?))
+}
+
+/// Calls `f` on the slot's collector, if it writes to a merge, and counts what the merge's writes
+/// did as this instance's.
+fn collector_call(
+    slot: &mut ModuleSlot,
+    scratch: &mut String,
+    now: Timestamp,
+    f: impl FnOnce(&mut Collector) -> Published,
+) {
+    if let SlotSink::Merged(c) = &mut slot.sink {
+        let Published {
+            written: _,
+            failed,
+            uploads,
+            kafka,
+        } = f(c);
+        if failed > 0 {
+            bump(&slot.counters.errors, failed);
+        }
+        let mut out = Emitter::new(c.as_mut(), &slot.counters, scratch, now);
+        out.uploads(uploads);
+        out.kafka(kafka);
+    }
 }
 
 /// A module that panicked is switched off on its shard rather than taking the shard (and with it every

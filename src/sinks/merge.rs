@@ -7,7 +7,9 @@
 //!   index within that packet (one shard processes a given packet, so the pair is unique);
 //! - a record emitted at a tick or at the end (every shard at once, each for its own flows): the
 //!   tick's position, the module's position in the config, the key the module gave with
-//!   `Emitter::order` (0 if none), and last the record's bytes, which only break ties.
+//!   `Emitter::order` (0 if none), and last the record's bytes, which only break ties. A tick comes
+//!   before the packet at its position, for every module: all modules' tick records, then all
+//!   modules' records for that packet.
 //!
 //! A collector hands its records over in chunks of about a thousand, each with a frontier: a key below
 //! which it will hand over nothing more. The merge writes, smallest key first across the collectors
@@ -48,9 +50,14 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// the buffers have grown.
 const SPARE_PER_COLLECTOR: usize = 2;
 
-/// Where one record sits in the merged output. Records of a tick with equal keys are ordered by
-/// their bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Where one record sits in the merged output: by input position, then every module's tick records
+/// (idx 0) before any module's records for the packet at that position, then by module, emission
+/// index and the module's own order. Records of a tick with equal keys are ordered by their bytes.
+///
+/// Ticks first at a position, for all modules, is what lets a tick's records stream across modules
+/// sharing an output: once a module has had its tick (`Collector::settle`), the next module's tick
+/// records are below anything the first can still write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     /// Position in the input of the packet (or tick) that emitted it; `u64::MAX` at the end.
     seq: u64,
@@ -61,6 +68,24 @@ struct Key {
     /// The module's own order for a tick's records (`Emitter::order`), high word first; kept as
     /// two words so a record's entry stays 8-byte aligned.
     order: [u64; 2],
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.seq, self.idx != 0, self.module, self.idx, self.order).cmp(&(
+            other.seq,
+            other.idx != 0,
+            other.module,
+            other.idx,
+            other.order,
+        ))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Key {
@@ -517,6 +542,24 @@ impl Collector {
         std::mem::take(&mut self.pending)
     }
 
+    /// The module has emitted everything it will at the current tick (or at the end): hands the
+    /// tick's records over with the promise that nothing follows below the next packet's. Without
+    /// it, the modules after this one in the config that share its output (stdout) would have their
+    /// tick records held until this collector's next hand-over, a batch later: a flowlog before an
+    /// accessscope held the whole of accessscope's interval close, ~70 k records, that way.
+    pub fn settle(&mut self) -> Published {
+        if self.key.idx == 0 && !self.closed {
+            self.end_group();
+            let frontier = Key {
+                idx: 1,
+                order: [0; 2],
+                ..self.key
+            };
+            self.hand_over(self.part.recs.len(), frontier, None);
+        }
+        std::mem::take(&mut self.pending)
+    }
+
     /// The collector's last hand-over: it writes nothing more (the end's records were given, and
     /// published at `now`'s tick).
     pub fn close(&mut self, now: Timestamp) -> Published {
@@ -769,6 +812,44 @@ mod tests {
         let got = text(&out);
         let want: String = (0..n).map(|k| format!("{:08}\n", n - k)).collect();
         assert_eq!(got, format!("|\n{want}|\n|\n"));
+    }
+
+    /// Two modules of one shard sharing an output: once the first has had its tick (`settle`), the
+    /// second's tick records stream, and they come before the first's records for the next packet.
+    #[test]
+    fn a_settled_module_does_not_hold_the_next_modules_tick_records() {
+        let out = Shared::default();
+        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (mut first, mut second) = (merge.collector(0), merge.collector(1));
+        let t = Timestamp::default();
+        for c in [&mut first, &mut second] {
+            c.at_packet(1);
+            c.publish(t, 2);
+        }
+        first.write(t, b"first tick\n").unwrap();
+        first.settle();
+        let n = 3 * CHUNK_RECORDS as u128;
+        for k in 0..n {
+            second.order(k);
+            second.write(t, format!("{k:08}\n").as_bytes()).unwrap();
+        }
+        assert!(
+            lines(&out) >= 2 * CHUNK_RECORDS,
+            "{} records written while the second module's tick went on",
+            lines(&out)
+        );
+        second.settle();
+        for c in [&mut first, &mut second] {
+            c.at_packet(2);
+            c.write(t, b"packet 2\n").unwrap();
+            c.publish(t, u64::MAX);
+            c.close(t);
+        }
+        let ticks: String = (0..n).map(|k| format!("{k:08}\n")).collect();
+        assert_eq!(
+            text(&out),
+            format!("|\nfirst tick\n{ticks}packet 2\npacket 2\n|\n|\n")
+        );
     }
 
     /// Two collectors: a k-way merge by key, each streaming, the lower frontier deciding what is
