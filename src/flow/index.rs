@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use crate::base::FlowKey;
 
-/// The hash both tables index a flow key by (the flow layer's with the canonical key, flowlog's with
-/// the key as sent): the key folded into four words, each multiplied by its own odd constant, and
+/// The hash the flow layer's table indexes a canonical flow key by (flowlog's table hashes its own
+/// compact key the same way): the key folded into four words, each multiplied by its own odd constant, and
 /// the sum put through a full-avalanche finalizer (MurmurHash3's `fmix64`).
 ///
 /// It used to be `FxHasher` over three words. rustc-hash 2's `finish` rotates the product left by
@@ -101,6 +101,11 @@ impl Index {
             cells,
             bits: n.trailing_zeros(),
         }
+    }
+
+    /// Forgets every cell at once (for a table that takes all its entries out together).
+    pub(crate) fn clear(&mut self) {
+        self.cells.fill(EMPTY);
     }
 
     pub(crate) fn cell(hash: u64, slot: u32) -> u64 {

@@ -27,11 +27,12 @@ mod table;
 
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 pub use self::format::{Direction, Field, FlowCounts, Format, Record, SessionMeta, DEFAULT_FORMAT};
-use self::table::{DirKey, Entry, FlowTable};
+use self::table::{Entry, FlowTable, Key};
 use super::interval_board::{IntervalBoard, Merge};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::base::{Packet, Session, Timestamp};
@@ -191,6 +192,9 @@ impl ModuleConfig for FlowLogConfig {
             interval_ns: self.interval_secs * NANOS,
             table: FlowTable::new(self.max_flows, self.idle_timeout() * NANOS),
             sessions: PerSession::new(),
+            meta_for: None,
+            prepared: ArrayVec::new(),
+            prepared_pos: 0,
             skipped: FxHashMap::default(),
             interval_end: None,
         }))
@@ -257,6 +261,13 @@ struct FlowLog {
     /// Metadata of the sessions with entries (or skipped packets) in the current interval: copied once
     /// per session per interval, not per packet.
     sessions: PerSession<SessionMeta>,
+    /// The session whose metadata was last made sure of in `sessions` (consecutive packets mostly
+    /// share one).
+    meta_for: Option<u32>,
+    /// The keys and hashes `prepare` made for the current batch, in packet order (`None`: not IP),
+    /// and how many of them `on_packet` has passed.
+    prepared: ArrayVec<Option<(Key, u64)>, 64>,
+    prepared_pos: usize,
     skipped: FxHashMap<u32, Skipped>,
     interval_end: Option<Timestamp>,
 }
@@ -451,77 +462,83 @@ impl FlowLog {
             }
         }
         self.sessions.clear();
+        self.meta_for = None;
     }
 }
 
-impl FlowLog {
-    fn dir_key(pkt: &Packet<'_>) -> Option<DirKey> {
-        Some(DirKey {
-            session: pkt.session.id,
-            flow: pkt.flow()?,
-        })
-    }
+/// The table key of a packet flowlog records, and its IP length; `None` for non-IP frames, which
+/// VPC Flow Logs do not record.
+#[inline]
+fn packet_key(pkt: &Packet<'_>) -> Option<(Key, u32)> {
+    let ip = pkt.layers.ip.as_ref()?;
+    let ports = pkt.layers.transport.ports().unwrap_or((0, 0));
+    Some((Key::new(pkt.session.id, ip, ports), ip.total_len))
 }
 
 impl Module for FlowLog {
     /// Each packet's lookup reads an index cell and then an entry, both most likely cache misses on
     /// a large table; loading all the batch's cells, then all their entries, lets the misses overlap.
+    /// The keys and hashes made here are kept for `on_packet`, which gets the same packets next.
     fn prepare(&mut self, packets: &[Packet<'_>]) {
+        self.prepared.clear();
+        self.prepared_pos = 0;
         let (cells, entries) = self.table.worth_prefetching();
         if !cells && !entries {
             return;
         }
-        let mut hashes = [0u64; 64];
-        for (h, pkt) in hashes.iter_mut().zip(packets) {
-            if let Some(key) = Self::dir_key(pkt) {
-                *h = self.table.hash(&key);
-                if cells {
-                    self.table.prefetch_index(*h);
-                }
+        for pkt in packets.iter().take(self.prepared.capacity()) {
+            let Some((key, _)) = packet_key(pkt) else {
+                self.prepared.push(None);
+                continue;
+            };
+            let hash = key.hash();
+            if cells {
+                self.table.prefetch_index(hash);
             }
+            self.prepared.push(Some((key, hash)));
         }
         if entries {
-            for &h in hashes.iter().take(packets.len()) {
-                if h != 0 {
-                    self.table.prefetch_entry(h);
-                }
+            for &(_, hash) in self.prepared.iter().flatten() {
+                self.table.prefetch_entry(hash);
             }
         }
     }
 
     fn on_packet(&mut self, pkt: &Packet<'_>, out: &mut Emitter<'_>) {
+        let prepared = self.prepared.get(self.prepared_pos).copied().flatten();
+        self.prepared_pos += 1;
         // VPC Flow Logs record IP traffic only; ARP and other non-IP frames have no record.
-        let (Some(flow), Some(ip_len)) = (pkt.flow(), pkt.ip_len()) else {
+        let Some((key, ip_len)) = packet_key(pkt) else {
             return;
+        };
+        // `prepare` saw this batch's packets in this order; the key comparison makes sure.
+        let hash = match prepared {
+            Some((k, hash)) if k == key => hash,
+            _ => key.hash(),
         };
         self.advance(pkt.ts, out);
         let session = pkt.session;
-        self.sessions
-            .get_or_insert_with(session.id, || session_meta(session));
-        let addresses = &session.addresses;
+        if self.meta_for != Some(session.id) {
+            self.sessions
+                .get_or_insert_with(session.id, || session_meta(session));
+            self.meta_for = Some(session.id);
+        }
         let flags = match *pkt.transport() {
             Transport::Tcp { flags, .. } => aws_tcp_flags(flags),
             _ => 0,
         };
-        let key = DirKey {
-            session: session.id,
-            flow,
-        };
-        let direction = || {
-            if addresses.contains(&flow.dst) {
-                Direction::Ingress
-            } else if addresses.contains(&flow.src) {
-                Direction::Egress
-            } else {
-                Direction::Unknown
-            }
+        let (addresses, ip) = (&session.addresses, pkt.layers.ip.as_ref());
+        let direction = || match ip {
+            Some(ip) if addresses.contains(&ip.dst) => Direction::Ingress,
+            Some(ip) if addresses.contains(&ip.src) => Direction::Egress,
+            _ => Direction::Unknown,
         };
         // Bytes are the IP length the sender put on the wire (from the IP header), which AWS's and
         // vxtap's truncation leave intact.
         let bytes = u64::from(ip_len);
         if self
             .table
-            .update(key, pkt.ts, bytes, flags, direction)
+            .update(&key, hash, pkt.ts, bytes, flags, direction)
             .is_ok()
         {
             return;
@@ -531,7 +548,7 @@ impl Module for FlowLog {
             self.emit_entry(&e, out);
             if self
                 .table
-                .update(key, pkt.ts, bytes, flags, direction)
+                .update(&key, hash, pkt.ts, bytes, flags, direction)
                 .is_ok()
             {
                 return;
