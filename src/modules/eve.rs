@@ -327,21 +327,18 @@ fn needs_escape(s: &str) -> bool {
     fn has(w: u64, b: u8) -> bool {
         below(w ^ (ONES * u64::from(b)), 1)
     }
+    let word = |b: &[u8]| {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or([0; 8]));
+        below(w, 0x20) || has(w, b'"') || has(w, b'\\') || has(w, 0x7f)
+    };
     let bytes = s.as_bytes();
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or([0; 8]));
-        if below(w, 0x20) || has(w, b'"') || has(w, b'\\') || has(w, 0x7f) {
-            return true;
-        }
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
     }
-    // The tail (most keys are shorter than a word) as one more word, padded with a byte that
-    // needs no escaping, rather than byte by byte.
-    let tail = words.remainder();
-    let mut last = [b'a'; 8];
-    last[..tail.len()].copy_from_slice(tail);
-    let w = u64::from_le_bytes(last);
-    below(w, 0x20) || has(w, b'"') || has(w, b'\\') || has(w, 0x7f)
+    // The tail as one more word, overlapping the last whole one, rather than byte by byte.
+    bytes.chunks_exact(8).any(word) || word(&bytes[bytes.len() - 8..])
 }
 
 /// `s` escaped, without quotes.
