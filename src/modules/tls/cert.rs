@@ -3,9 +3,9 @@
 //!
 //! Certificates come from [`super::parser::Certificate::chain`] (TLS ≤ 1.2 sends them in clear).
 //! Decoding is x509-parser's (the parser Suricata itself uses): zero-copy over the DER, with the
-//! distinguished-name printing EVE's `subject` and `issuerdn` come from. Allocation is fine here: it
-//! happens once per certificate, a few times per TLS ≤ 1.2 handshake, and only for handshakes that make
-//! a record.
+//! distinguished-name printing EVE's `subject` and `issuerdn` come from. Allocation is fine here: only the
+//! leaf is decoded, and the TLS state keeps its shard's recent leaves decoded, so this runs once per
+//! distinct leaf a shard sees lately rather than once per handshake.
 //!
 //! Fingerprint: EVE's `fingerprint` is the SHA-1 of the DER; vxtap computes SHA-256 instead (issue 13:
 //! SHA-1 is no longer a safe identifier), in the same colon-separated lowercase hex, and the field is
