@@ -4,12 +4,12 @@
 //! between them; a query never answered and a response whose query was not seen each make a
 //! record of their own, flagged.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use super::parser::{rcode_name, rtype_name, svc_key, DnsError, RData, Record, TxtStrings};
 use super::Side;
 use crate::base::Timestamp;
-use crate::modules::eve::{Envelope, JsonArray, JsonObject};
+use crate::modules::eve::{self, Envelope, JsonArray, JsonObject};
 use crate::modules::Emitter;
 
 /// Writes a transaction: `query`, `response`, or both.
@@ -82,7 +82,9 @@ fn fill(
     d.u64("id", u64::from(h.id));
     // EVE writes the flags word as four hex digits, then the set bits as booleans.
     d.field("flags", |s| {
-        let _ = write!(s, "\"{:04x}\"", h.flags);
+        s.push('"');
+        eve::push_hex4(s, h.flags);
+        s.push('"');
     });
     for (set, name) in [
         (h.qr(), "qr"),
@@ -102,7 +104,7 @@ fn fill(
     // The question as asked; a response repeats it, and stands in when the query was not seen.
     let asked = query.and_then(|q| q.msg.questions().next());
     if let Some(q) = asked.or_else(|| response.and_then(|r| r.msg.questions().next())) {
-        d.display("rrname", q.name);
+        d.text("rrname", |w| q.name.write_to(w));
         rrtype(d, "rrtype", q.qtype);
         if q.qclass != 1 {
             rrclass(d, q.qclass);
@@ -210,7 +212,7 @@ fn section<'a>(
 
 fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
     a.object(|o| {
-        o.display("rrname", r.name);
+        o.text("rrname", |w| r.name.write_to(w));
         rrtype(o, "rrtype", r.rtype);
         o.u64("ttl", u64::from(r.ttl));
         match r.data() {
@@ -221,22 +223,22 @@ fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
                 o.ip("rdata", ip.into());
             }
             Ok(RData::Cname(n) | RData::Ns(n) | RData::Ptr(n)) => {
-                o.display("rdata", n);
+                o.text("rdata", |w| n.write_to(w));
             }
             Ok(RData::Mx {
                 preference,
                 exchange,
             }) => {
-                o.display("rdata", exchange);
+                o.text("rdata", |w| exchange.write_to(w));
                 o.u64("preference", u64::from(preference));
             }
             Ok(RData::Txt(strings)) => {
-                o.display("rdata", Txt::Strings(strings));
+                o.text("rdata", |w| Txt::Strings(strings).write_to(w));
             }
             Ok(RData::Soa(soa)) => {
                 o.object("soa", |s| {
-                    s.display("mname", soa.mname)
-                        .display("rname", soa.rname)
+                    s.text("mname", |w| soa.mname.write_to(w))
+                        .text("rname", |w| soa.rname.write_to(w))
                         .u64("serial", u64::from(soa.serial))
                         .u64("refresh", u64::from(soa.refresh))
                         .u64("retry", u64::from(soa.retry))
@@ -254,17 +256,17 @@ fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
                     s.u64("priority", u64::from(priority))
                         .u64("weight", u64::from(weight))
                         .u64("port", u64::from(port))
-                        .display("name", target);
+                        .text("name", |w| target.write_to(w));
                 });
             }
             Ok(RData::Svcb(svcb)) => {
                 o.object("svcb", |s| {
                     s.u64("priority", u64::from(svcb.priority));
-                    s.display("target", svcb.target);
+                    s.text("target", |w| svcb.target.write_to(w));
                     if svcb.alpn().next().is_some() {
                         s.array("alpn", |a| {
                             for id in svcb.alpn() {
-                                a.display(Txt::One(id));
+                                a.text(|w| Txt::One(id).write_to(w));
                             }
                         });
                     }
@@ -279,7 +281,7 @@ fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
                             svc_key::IPV4HINT => {
                                 s.array("ipv4hint", |a| {
                                     for c in p.value.chunks_exact(4) {
-                                        a.display(std::net::Ipv4Addr::new(c[0], c[1], c[2], c[3]));
+                                        a.ip(std::net::Ipv4Addr::new(c[0], c[1], c[2], c[3]).into());
                                     }
                                 });
                             }
@@ -288,7 +290,7 @@ fn answer(a: &mut JsonArray<'_>, r: &Record<'_>) {
                                     for c in p.value.chunks_exact(16) {
                                         let mut o = [0u8; 16];
                                         o.copy_from_slice(c);
-                                        a.display(std::net::Ipv6Addr::from(o));
+                                        a.ip(std::net::Ipv6Addr::from(o).into());
                                     }
                                 });
                             }
@@ -320,21 +322,23 @@ enum Txt<'a> {
     One(&'a [u8]),
 }
 
-impl fmt::Display for Txt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Txt<'_> {
+    /// Writes the text through `out` (generic, so that the record's escaping writer takes it
+    /// without a trip through `core::fmt`).
+    fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
         match self {
             Txt::Strings(strings) => {
                 for s in *strings {
-                    escaped(s, f)?;
+                    escaped(s, out)?;
                 }
                 Ok(())
             }
-            Txt::One(s) => escaped(s, f),
+            Txt::One(s) => escaped(s, out),
         }
     }
 }
 
-fn escaped(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn escaped<W: fmt::Write + ?Sized>(bytes: &[u8], f: &mut W) -> fmt::Result {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             for c in s.chars() {

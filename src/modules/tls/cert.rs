@@ -3,15 +3,14 @@
 //!
 //! Certificates come from [`super::parser::Certificate::chain`] (TLS ≤ 1.2 sends them in clear).
 //! Decoding is x509-parser's (the parser Suricata itself uses): zero-copy over the DER, with the
-//! distinguished-name printing EVE's `subject` and `issuerdn` come from. Allocation is fine here: it
-//! happens once per certificate, a few times per TLS ≤ 1.2 handshake, and only for handshakes that make
-//! a record.
+//! distinguished-name printing EVE's `subject` and `issuerdn` come from. Allocation is fine here: only the
+//! leaf is decoded, and the TLS state keeps its shard's recent leaves decoded, so this runs once per
+//! distinct leaf a shard sees lately rather than once per handshake.
 //!
 //! Fingerprint: EVE's `fingerprint` is the SHA-1 of the DER; vxtap computes SHA-256 instead (issue 13:
 //! SHA-1 is no longer a safe identifier), in the same colon-separated lowercase hex, and the field is
 //! named [`CertInfo::fingerprint_sha256`] so that no reader mistakes one for the other.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
@@ -71,18 +70,8 @@ pub fn fingerprint_sha256(der: &[u8]) -> String {
 }
 
 fn colon_hex(bytes: &[u8], upper: bool) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        // Writing to a String cannot fail.
-        let _ = if upper {
-            write!(out, "{b:02X}")
-        } else {
-            write!(out, "{b:02x}")
-        };
-    }
+    let mut out = String::new();
+    crate::modules::eve::push_colon_hex(&mut out, bytes, upper);
     out
 }
 

@@ -45,6 +45,12 @@ pub struct Ja4 {
 }
 
 impl Ja4 {
+    /// A placeholder no ClientHello produces (no `_` separators), for a summary about to be
+    /// filled.
+    pub(crate) const EMPTY: Ja4 = Ja4 {
+        text: [b'0'; JA4_LEN],
+    };
+
     /// The fingerprint as text.
     pub fn as_str(&self) -> &str {
         // Every byte written is ASCII (digits, letters, '_'), see `ja4`.

@@ -166,6 +166,8 @@ impl Module for Tls {
             if conn.end(&mut self.memory) {
                 Self::emit(flow, &conn, out);
             }
+            // The summary, written or not, back to the pool.
+            conn.finish(&mut self.memory);
         }
     }
 }

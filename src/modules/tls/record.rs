@@ -70,7 +70,7 @@ pub fn cipher_name(code: u16) -> Option<&'static str> {
 fn client_fields(t: &mut JsonObject<'_>, c: &ClientSummary) {
     t.array("client_versions", |a| {
         for &v in &c.versions {
-            a.display(VersionName(v));
+            a.text(|w| VersionName(v).write_to(w));
         }
     });
     t.u64("client_cipher_count", c.ciphers as u64);
@@ -84,15 +84,15 @@ fn client_fields(t: &mut JsonObject<'_>, c: &ClientSummary) {
     }
 }
 
-/// `Display` for [`version_name`], for the JSON writer's escaping `display`.
+/// [`version_name`] for the JSON writer's escaping `text`.
 struct VersionName(u16);
 
-impl std::fmt::Display for VersionName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Straight to the formatter: a String per name would be an allocation per record.
+impl VersionName {
+    // Straight to the record's buffer: a String per name would be an allocation per record.
+    fn write_to<W: std::fmt::Write + ?Sized>(&self, out: &mut W) -> std::fmt::Result {
         match known_version(self.0) {
-            Some(name) => f.write_str(name),
-            None => write!(f, "0x{:04x}", self.0),
+            Some(name) => out.write_str(name),
+            None => write!(out, "0x{:04x}", self.0),
         }
     }
 }
@@ -105,7 +105,7 @@ pub fn write(out: &mut String, ts: Timestamp, flow: &Flow<'_>, hs: &Handshake) {
             t.str("sni", sni);
         }
         if let Some(s) = &hs.server {
-            t.display("version", VersionName(s.version));
+            t.text("version", |w| VersionName(s.version).write_to(w));
         }
         if let Some(leaf) = hs.chain.as_ref().and_then(|c| c.leaf.as_ref()) {
             t.str("subject", &leaf.subject);
@@ -120,7 +120,7 @@ pub fn write(out: &mut String, ts: Timestamp, flow: &Flow<'_>, hs: &Handshake) {
                         a.str(n);
                     }
                     for ip in &leaf.san_ip {
-                        a.display(ip);
+                        a.ip(*ip);
                     }
                 });
             }
@@ -129,10 +129,10 @@ pub fn write(out: &mut String, ts: Timestamp, flow: &Flow<'_>, hs: &Handshake) {
             t.u64("chain_length", chain.len as u64);
         }
         if let Some(c) = &hs.client {
-            t.display("ja4", c.ja4);
+            t.str("ja4", c.ja4.as_str());
         }
         if let Some(r) = &hs.retry {
-            t.display("ja4_retry", r.ja4);
+            t.str("ja4_retry", r.ja4.as_str());
         }
         if let Some(s) = &hs.server {
             if let Some(alpn) = &s.alpn {
@@ -141,7 +141,9 @@ pub fn write(out: &mut String, ts: Timestamp, flow: &Flow<'_>, hs: &Handshake) {
                 });
             }
             t.field("cipher_suite", |out| {
-                let _ = write!(out, "\"0x{:04x}\"", s.cipher);
+                out.push_str("\"0x");
+                eve::push_hex4(out, s.cipher);
+                out.push('"');
             });
             t.opt_str("cipher", cipher_name(s.cipher));
         }

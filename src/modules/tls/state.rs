@@ -14,7 +14,9 @@
 //! Pure, like the parser: no clock, no I/O, no emitter. What the caller must count comes back in a
 //! [`Tally`], so that the fuzz target can drive this with arbitrary chunks and gaps.
 
-use super::cert::{parse_certificate, CertInfo};
+use std::sync::Arc;
+
+use super::cert::{parse_certificate, CertError, CertInfo};
 use super::ja4::{ja4, Ja4, Transport};
 use super::parser::{
     content_type, find_handshake, handshake_status, handshake_type, is_grease, probe,
@@ -49,6 +51,29 @@ const SPARE_BUFFERS: usize = 64;
 /// ClientHello, or a TLS 1.2 server flight up to its Certificate): the pool holds at most
 /// `SPARE_BUFFERS × KEEP_CAPACITY` = 512 KiB, whatever the long chains seen.
 const KEEP_CAPACITY: usize = 8 * 1024;
+
+/// Leaf certificates a [`Memory`] keeps decoded, with their DER. Servers send the same leaf to every
+/// client until it is renewed, so the handshakes of a VPC's busy endpoints repeat a few
+/// certificates many times; decoding one (x509-parser's walk of the DER, its distinguished names
+/// printed, the SHA-256 fingerprint: about 20 allocations) cost more than the rest of the TLS
+/// record. A repeated leaf is found by comparing its bytes (the lengths first, then the bytes up
+/// to the first difference), so a hit costs no hashing, and the record is the same whichever way
+/// its fields came.
+const CACHED_CERTS: usize = 32;
+
+/// A leaf longer than this is decoded every time rather than kept (real leaves are 1–2 KiB), so
+/// the cache holds at most `CACHED_CERTS × CACHED_CERT_BYTES` = 256 KiB of DER.
+const CACHED_CERT_BYTES: usize = 8 * 1024;
+
+/// Written handshake summaries a [`Memory`] keeps for the next connections, with the strings and
+/// lists their ClientHellos filled: a warmed-up shard then reads a handshake without asking the
+/// allocator for its summary (six allocations and frees per TLS connection before: the box, the
+/// server name, the ALPN list and its names, the version list). A kept summary's text is at most
+/// [`KEEP_SUMMARY_BYTES`], so the pool stays small whatever names were seen.
+const SPARE_SUMMARIES: usize = 64;
+
+/// The most string and list capacity a kept [`ClientSummary`] may hold.
+const KEEP_SUMMARY_BYTES: usize = 1024;
 
 /// Anomalies a record reports in its `flags` list; each is one bit.
 pub mod flag {
@@ -124,6 +149,44 @@ pub struct Memory {
     pub limit: usize,
     /// Empty buffers given back, for the next connections.
     spare: Vec<Vec<u8>>,
+    /// Leaf certificates decoded lately ([`CACHED_CERTS`]).
+    certs: CertCache,
+    /// The parser's buffer for a message split across records, kept between calls.
+    scratch: Vec<u8>,
+    /// Written handshakes' boxes and ClientHello summaries, for the next connections
+    /// ([`SPARE_SUMMARIES`]).
+    // The boxes themselves are what is reused: a connection holds its summary boxed.
+    #[allow(clippy::vec_box)]
+    spare_handshakes: Vec<Box<Handshake>>,
+    spare_clients: Vec<ClientSummary>,
+}
+
+/// Recently decoded leaf certificates, replaced oldest first.
+#[derive(Debug, Default)]
+struct CertCache {
+    entries: Vec<(Box<[u8]>, Arc<CertInfo>)>,
+    /// The entry the next new certificate replaces once the cache is full.
+    next: usize,
+}
+
+impl CertCache {
+    /// `der` decoded: from the cache when the same bytes were decoded lately.
+    fn decode(&mut self, der: &[u8]) -> Result<Arc<CertInfo>, CertError> {
+        if let Some((_, info)) = self.entries.iter().find(|(kept, _)| **kept == *der) {
+            return Ok(Arc::clone(info));
+        }
+        let info = Arc::new(parse_certificate(der)?);
+        if der.len() <= CACHED_CERT_BYTES {
+            let entry = (Box::from(der), Arc::clone(&info));
+            if self.entries.len() < CACHED_CERTS {
+                self.entries.push(entry);
+            } else if let Some(slot) = self.entries.get_mut(self.next) {
+                *slot = entry;
+                self.next = (self.next + 1) % CACHED_CERTS;
+            }
+        }
+        Ok(info)
+    }
 }
 
 impl Memory {
@@ -133,6 +196,10 @@ impl Memory {
             held: 0,
             limit,
             spare: Vec::new(),
+            certs: CertCache::default(),
+            scratch: Vec::new(),
+            spare_handshakes: Vec::new(),
+            spare_clients: Vec::new(),
         }
     }
 
@@ -149,6 +216,25 @@ impl Memory {
         let buf = self.spare.swap_remove(i);
         self.held += buf.capacity();
         Some(buf)
+    }
+
+    /// An empty handshake summary, pooled when there is one.
+    fn take_handshake(&mut self) -> Box<Handshake> {
+        self.spare_handshakes.pop().unwrap_or_default()
+    }
+
+    /// Takes a written handshake back: its box and its ClientHello summaries into the pools.
+    fn give_handshake(&mut self, mut hs: Box<Handshake>) {
+        for c in [hs.client.take(), hs.retry.take()].into_iter().flatten() {
+            if self.spare_clients.len() < SPARE_SUMMARIES && c.capacity() <= KEEP_SUMMARY_BYTES {
+                self.spare_clients.push(c);
+            }
+        }
+        if self.spare_handshakes.len() < SPARE_SUMMARIES {
+            // What is left (the server's summary, the chain's shared leaf) goes now.
+            *hs = Handshake::default();
+            self.spare_handshakes.push(hs);
+        }
     }
 
     /// Takes a connection's buffer back: into the pool when it is small and the pool has room.
@@ -352,25 +438,61 @@ pub struct ClientSummary {
     pub ja4: Ja4,
 }
 
-impl ClientSummary {
-    fn of(hello: &ClientHello<'_>) -> Self {
-        let versions = match hello.supported_versions() {
-            Some(list) => list.filter(|&v| !is_grease(v)).collect(),
-            None => vec![hello.legacy_version],
-        };
+impl Default for ClientSummary {
+    fn default() -> Self {
         ClientSummary {
-            sni: hello
-                .server_name()
-                .map(|n| String::from_utf8_lossy(n).into_owned()),
-            alpns: hello
-                .alpn()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect(),
-            versions,
-            ciphers: hello.cipher_suites().filter(|&c| !is_grease(c)).count(),
-            extensions: hello.extension_types().filter(|&e| !is_grease(e)).count(),
-            ja4: ja4(hello, Transport::Tcp),
+            sni: None,
+            alpns: Vec::new(),
+            versions: Vec::new(),
+            ciphers: 0,
+            extensions: 0,
+            ja4: Ja4::EMPTY,
         }
+    }
+}
+
+impl ClientSummary {
+    /// The summary of `hello`, written over `self`: the strings and lists a pooled summary holds
+    /// are reused, so that a warmed-up shard reads a ClientHello without allocating.
+    fn fill(&mut self, hello: &ClientHello<'_>) {
+        self.versions.clear();
+        match hello.supported_versions() {
+            Some(list) => self.versions.extend(list.filter(|&v| !is_grease(v))),
+            None => self.versions.push(hello.legacy_version),
+        }
+        match hello.server_name() {
+            Some(name) => {
+                let mut sni = self.sni.take().unwrap_or_default();
+                sni.clear();
+                sni.push_str(&String::from_utf8_lossy(name));
+                self.sni = Some(sni);
+            }
+            None => self.sni = None,
+        }
+        let mut n = 0;
+        for alpn in hello.alpn() {
+            let alpn = String::from_utf8_lossy(alpn);
+            match self.alpns.get_mut(n) {
+                Some(kept) => {
+                    kept.clear();
+                    kept.push_str(&alpn);
+                }
+                None => self.alpns.push(alpn.into_owned()),
+            }
+            n += 1;
+        }
+        self.alpns.truncate(n);
+        self.ciphers = hello.cipher_suites().filter(|&c| !is_grease(c)).count();
+        self.extensions = hello.extension_types().filter(|&e| !is_grease(e)).count();
+        self.ja4 = ja4(hello, Transport::Tcp);
+    }
+
+    /// Heap bytes the summary holds, for the pool's bound.
+    fn capacity(&self) -> usize {
+        self.sni.as_ref().map_or(0, String::capacity)
+            + self.alpns.capacity() * std::mem::size_of::<String>()
+            + self.alpns.iter().map(String::capacity).sum::<usize>()
+            + self.versions.capacity() * 2
     }
 }
 
@@ -390,8 +512,8 @@ pub struct ServerSummary {
 pub struct Chain {
     /// Certificates in the message (up to the parser's limit).
     pub len: usize,
-    /// The leaf's fields, when it decoded.
-    pub leaf: Option<CertInfo>,
+    /// The leaf's fields, when it decoded (shared with the instance's cache of recent leaves).
+    pub leaf: Option<Arc<CertInfo>>,
 }
 
 /// What one connection's handshake showed: what a record is written from.
@@ -478,7 +600,9 @@ impl Conn {
     /// do) should not hold its strings until its end.
     pub fn finish(&mut self, mem: &mut Memory) {
         self.stop(mem);
-        self.hs = None;
+        if let Some(hs) = self.hs.take() {
+            mem.give_handshake(hs);
+        }
     }
 
     fn stop(&mut self, mem: &mut Memory) {
@@ -557,7 +681,7 @@ impl Conn {
                         side.append(&head[..carried], mem);
                         side.append(&bytes[from..], mem);
                         let starttls = side.tls_at > 0;
-                        let hs = self.hs.get_or_insert_with(Box::default);
+                        let hs = self.hs.get_or_insert_with(|| mem.take_handshake());
                         hs.starttls |= starttls;
                     }
                     None => {
@@ -577,7 +701,7 @@ impl Conn {
                 }
             }
         }
-        self.evaluate(tally)
+        self.evaluate(tally, mem)
     }
 
     fn on_gap(
@@ -630,7 +754,7 @@ impl Conn {
                     Dir::ToClient => self.server_step = ServerStep::Done,
                 }
                 self.flag(bits);
-                self.evaluate(tally)
+                self.evaluate(tally, mem)
             }
         }
     }
@@ -652,11 +776,15 @@ impl Conn {
         }
     }
 
-    fn evaluate(&mut self, tally: &mut Tally) -> Verdict {
-        let mut scratch = Vec::new();
+    fn evaluate(&mut self, tally: &mut Tally, mem: &mut Memory) -> Verdict {
+        let mut scratch = std::mem::take(&mut mem.scratch);
         // The server first: a HelloRetryRequest there means a second ClientHello to look for.
-        self.eval_server(tally, &mut scratch);
-        self.eval_client(tally, &mut scratch);
+        self.eval_server(tally, mem, &mut scratch);
+        self.eval_client(tally, mem, &mut scratch);
+        if scratch.capacity() <= KEEP_CAPACITY {
+            scratch.clear();
+            mem.scratch = scratch;
+        }
         self.verdict()
     }
 
@@ -675,7 +803,7 @@ impl Conn {
         }
     }
 
-    fn eval_client(&mut self, tally: &mut Tally, scratch: &mut Vec<u8>) {
+    fn eval_client(&mut self, tally: &mut Tally, mem: &mut Memory, scratch: &mut Vec<u8>) {
         loop {
             if self.client.phase != Phase::Tls && self.client.phase != Phase::Done {
                 return;
@@ -720,7 +848,11 @@ impl Conn {
                 Status::Complete { end, .. } => {
                     let parsed = match find_handshake(rest, handshake_type::CLIENT_HELLO, scratch) {
                         Found::Complete { body, .. } => ClientHello::parse(body)
-                            .map(|h| (ClientSummary::of(&h), h.flags))
+                            .map(|h| {
+                                let mut summary = mem.spare_clients.pop().unwrap_or_default();
+                                summary.fill(&h);
+                                (summary, h.flags)
+                            })
                             .ok(),
                         _ => None,
                     };
@@ -774,7 +906,7 @@ impl Conn {
         }
     }
 
-    fn eval_server(&mut self, tally: &mut Tally, scratch: &mut Vec<u8>) {
+    fn eval_server(&mut self, tally: &mut Tally, mem: &mut Memory, scratch: &mut Vec<u8>) {
         loop {
             if self.server.phase == Phase::Seek || self.server_step == ServerStep::Done {
                 return;
@@ -808,7 +940,7 @@ impl Conn {
                         return;
                     };
                     if wanted == handshake_type::CERTIFICATE {
-                        let chain = read_chain(body, tally);
+                        let chain = read_chain(body, tally, &mut mem.certs);
                         let Some((chain, bits)) = chain else {
                             self.flag(flag::MALFORMED_CERTIFICATE);
                             self.server_step = ServerStep::Done;
@@ -891,7 +1023,7 @@ impl Conn {
 
 /// Reads a Certificate message body: the chain's length and its leaf, with the flags to add.
 /// `None` when the message itself is malformed (counted).
-fn read_chain(body: &[u8], tally: &mut Tally) -> Option<(Chain, u32)> {
+fn read_chain(body: &[u8], tally: &mut Tally, certs: &mut CertCache) -> Option<(Chain, u32)> {
     let Ok(cert) = Certificate::parse(body) else {
         tally.malformed += 1;
         return None;
@@ -900,7 +1032,7 @@ fn read_chain(body: &[u8], tally: &mut Tally) -> Option<(Chain, u32)> {
     if cert.chain_truncated {
         bits |= flag::CHAIN_TRUNCATED;
     }
-    let leaf = match cert.chain().next().map(parse_certificate) {
+    let leaf = match cert.chain().next().map(|der| certs.decode(der)) {
         None => None,
         Some(Ok(info)) => {
             if info.sans_truncated {
@@ -1030,6 +1162,92 @@ mod tests {
         assert!(r.mem.held > 0);
         r.conn.finish(&mut r.mem);
         assert_eq!(r.mem.held, 0, "buffers given back");
+    }
+
+    #[test]
+    fn written_summaries_serve_the_next_connections() {
+        let mut r = Run::new();
+        r.data(Dir::ToServer, &CLIENT_HELLO_RECORD);
+        assert_eq!(r.data(Dir::ToClient, SERVER_FLIGHT), Verdict::Complete);
+        let first = r.hs().clone();
+        let boxed = r.conn.hs.as_deref().map(|h| h as *const Handshake);
+        let client = first.client.as_ref().expect("the ClientHello is read");
+        let sni = r
+            .hs()
+            .client
+            .as_ref()
+            .and_then(|c| c.sni.as_ref())
+            .map(|s| s.as_ptr());
+        assert!(sni.is_some() && !client.alpns.is_empty());
+        r.conn.finish(&mut r.mem);
+        assert_eq!(
+            (r.mem.spare_handshakes.len(), r.mem.spare_clients.len()),
+            (1, 1)
+        );
+        let mut next = Run::new();
+        next.mem = std::mem::replace(&mut r.mem, Memory::new(0));
+        next.data(Dir::ToServer, &CLIENT_HELLO_RECORD);
+        assert_eq!(next.data(Dir::ToClient, SERVER_FLIGHT), Verdict::Complete);
+        assert_eq!(*next.hs(), first, "the same handshake reads the same");
+        assert_eq!(
+            next.conn.hs.as_deref().map(|h| h as *const Handshake),
+            boxed
+        );
+        let next_sni = next.hs().client.as_ref().and_then(|c| c.sni.as_ref());
+        assert_eq!(next_sni.map(|s| s.as_ptr()), sni);
+        assert!(next.mem.spare_handshakes.is_empty() && next.mem.spare_clients.is_empty());
+        // A pooled summary filled from a hello with fewer fields keeps none of the old ones.
+        let mut summary = next.hs().client.clone().unwrap();
+        summary.alpns.push("extra".into());
+        let mut scratch = Vec::new();
+        let Found::Complete { body, .. } = find_handshake(
+            &CLIENT_HELLO_RECORD,
+            handshake_type::CLIENT_HELLO,
+            &mut scratch,
+        ) else {
+            panic!("the fixture holds a ClientHello");
+        };
+        summary.fill(&ClientHello::parse(body).unwrap());
+        assert_eq!(Some(&summary), first.client.as_ref());
+    }
+
+    #[test]
+    fn a_repeated_leaf_is_decoded_once_and_the_cache_is_bounded() {
+        let mut scratch = Vec::new();
+        let Found::Complete { body, .. } =
+            find_handshake(SERVER_FLIGHT, handshake_type::CERTIFICATE, &mut scratch)
+        else {
+            panic!("the fixture holds a Certificate message");
+        };
+        let leaf = Certificate::parse(body)
+            .unwrap()
+            .chain()
+            .next()
+            .unwrap()
+            .to_vec();
+        let mut cache = CertCache::default();
+        let first = cache.decode(&leaf).unwrap();
+        assert_eq!(*first, parse_certificate(&leaf).unwrap());
+        assert!(
+            Arc::ptr_eq(&first, &cache.decode(&leaf).unwrap()),
+            "a repeat is the kept decoding"
+        );
+        // Leaves that differ in their signature's last byte only: other certificates to the cache
+        // (and to x509-parser, which does not check signatures), each with its own fingerprint.
+        for i in 1..=CACHED_CERTS as u8 + 1 {
+            let mut other = leaf.clone();
+            *other.last_mut().unwrap() ^= i;
+            let info = cache.decode(&other).unwrap();
+            assert_eq!(*info, parse_certificate(&other).unwrap());
+            assert_ne!(info.fingerprint_sha256, first.fingerprint_sha256);
+        }
+        assert_eq!(cache.entries.len(), CACHED_CERTS);
+        let again = cache.decode(&leaf).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "the oldest was replaced");
+        assert_eq!(again, first);
+        // A leaf that does not decode is an error every time, and is not kept.
+        assert!(cache.decode(&leaf[..100]).is_err());
+        assert!(cache.entries.iter().all(|(der, _)| der.len() == leaf.len()));
     }
 
     #[test]
