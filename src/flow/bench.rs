@@ -41,7 +41,7 @@ impl TableBench {
     }
 
     /// What the shard does before a batch (up to 64 packets).
-    pub fn prepare(&self, packets: &[Packet<'_>]) {
+    pub fn prepare(&mut self, packets: &[Packet<'_>]) {
         self.table.prepare(packets);
     }
 

@@ -30,11 +30,42 @@ use crate::config::FlowConfig;
 use crate::wire::inner::Transport;
 
 const NIL: u32 = u32::MAX;
+/// The key of a prepared packet that is not a flow's (never read).
+const NO_KEY: FlowKey = FlowKey {
+    src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    dst: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    src_port: 0,
+    dst_port: 0,
+    protocol: 0,
+};
 const NANOS: u64 = 1_000_000_000;
 /// Flow-aware modules a shard can have: one bit each in a flow's stream requests.
 pub(crate) const MAX_FLOW_MODULES: usize = 16;
+/// How many flows ahead a tick's expiry starts loading what ending a flow touches.
+const ENDING_AHEAD: usize = 8;
 /// Table size (bytes of entries) above which `prepare` prefetches: about a core's L2 cache.
 const PREFETCH_ABOVE_BYTES: usize = 1 << 20;
+
+/// Packets `prepare` looks at ahead of `packet`: the shard's batch.
+const PREPARED: usize = 64;
+
+/// What `prepare` worked out for one packet of a batch, so that `packet` does not work it out
+/// again: the key, its hash, and which entry the index pointed at.
+#[derive(Clone, Copy)]
+struct Prepared {
+    /// The packet's dissection, by address: `packet` uses this only for the packet it was made
+    /// from (benchmarks and tests may call `packet` without `prepare`).
+    layers: usize,
+    /// Whether the packet is a flow's at all (IP); the rest is meaningful only then.
+    flow: bool,
+    canon: FlowKey,
+    sender_is_a: bool,
+    hash: u64,
+    /// The entry whose hash bits matched at `prepare`, or NIL: only a hint, checked against the
+    /// key and the entry's liveness before use, since the packets and ticks between `prepare` and
+    /// `packet` start and end flows.
+    slot: u32,
+}
 
 /// What the table tells the modules. The shard implements it: it owns the modules, and calls each
 /// flow-aware one in config order, with panic isolation.
@@ -164,6 +195,9 @@ pub(crate) struct FlowTable {
     due: Vec<(u64, u32)>,
     /// Stands in for the session of a free entry, so that no entry keeps a gone session alive.
     no_session: Arc<Session>,
+    /// What `prepare` found for the current batch, and how many of its packets `packet` has had.
+    prepared: arrayvec::ArrayVec<Prepared, PREPARED>,
+    next_prepared: usize,
 }
 
 impl FlowTable {
@@ -207,6 +241,8 @@ impl FlowTable {
             counters: Arc::new(FlowCounters::default()),
             due: Vec::new(),
             no_session: Arc::new(Session::plain("", 0)),
+            prepared: arrayvec::ArrayVec::new(),
+            next_prepared: 0,
         }
     }
 
@@ -233,58 +269,110 @@ impl FlowTable {
         key_hash(session, k)
     }
 
-    /// Starts loading what the lookups of a batch of packets will read (index cells, then entries),
-    /// so that their cache misses overlap; only when the table is larger than the caches.
-    pub(crate) fn prepare(&self, packets: &[Packet<'_>]) {
+    /// Works out each packet's key, hash and likely entry for a batch (kept for `packet`), and starts loading
+    /// what the batch's packets will read, so that their cache misses overlap: the TCP header in the
+    /// frame (the reader's thread wrote it, so it is in another core's cache), and, when the table
+    /// is larger than the caches, the index cells, then the entries (both hot lines and the
+    /// modules' slots), then the reassembly state of flows that have some. Each stage runs over the
+    /// whole batch before the next, so a stage's loads have had the previous stage's time to land.
+    pub(crate) fn prepare(&mut self, packets: &[Packet<'_>]) {
+        self.prepared.clear();
+        self.next_prepared = 0;
         let cells = std::mem::size_of_val(&*self.index.cells) > PREFETCH_ABOVE_BYTES;
         let entries = self.len() * std::mem::size_of::<Entry>() > PREFETCH_ABOVE_BYTES;
-        if !cells && !entries {
-            return;
-        }
-        let mut hashes = [0u64; 64];
-        for (h, pkt) in hashes.iter_mut().zip(packets) {
+        for pkt in packets.iter().take(PREPARED) {
+            if let (Transport::Tcp { .. }, Some(at)) = (pkt.layers.transport, pkt.layers.l4_offset)
+            {
+                prefetch(pkt.frame.as_ptr().wrapping_add(at as usize + 4));
+            }
+            let mut p = Prepared {
+                layers: std::ptr::from_ref(pkt.layers) as usize,
+                flow: false,
+                canon: NO_KEY,
+                sender_is_a: false,
+                hash: 0,
+                slot: NIL,
+            };
             if let Some(k) = pkt.flow() {
-                *h = self.hash(pkt.session.id, &k.canonical().0);
+                let (canon, sender_is_a) = k.canonical();
+                p.flow = true;
+                p.canon = canon;
+                p.sender_is_a = sender_is_a;
+                p.hash = self.hash(pkt.session.id, &canon);
                 if cells {
-                    prefetch(&self.index.cells[self.index.home(Index::cell(*h, 0))]);
+                    prefetch(&self.index.cells[self.index.home(Index::cell(p.hash, 0))]);
                 }
             }
+            self.prepared.push(p);
         }
-        if entries {
-            let m = self.modules;
-            for &h in hashes.iter().take(packets.len()) {
-                if h == 0 {
+        let m = self.modules;
+        for p in self.prepared.iter_mut().filter(|p| p.flow) {
+            if let Some(i) = self.index.find(p.hash, |_| true) {
+                p.slot = i;
+                if !entries {
                     continue;
                 }
-                if let Some(i) = self.index.find(h, |_| true) {
-                    // Both lines of the hot part (aligned), and the modules' slots when they have
-                    // any (a flow-aware module with per-flow state reads its slot on every packet).
-                    let e = self.entries.as_ptr().wrapping_add(i as usize).cast::<u8>();
-                    prefetch(e);
-                    prefetch(e.wrapping_add(64));
-                    if m > 0 {
-                        prefetch(self.slots.as_ptr().wrapping_add(i as usize * m));
-                    }
+                // Both lines of the hot part (aligned), and the modules' slots when they have
+                // any (a flow-aware module with per-flow state reads its slot on every packet).
+                let e = self.entries.as_ptr().wrapping_add(i as usize).cast::<u8>();
+                prefetch(e);
+                prefetch(e.wrapping_add(64));
+                if m > 0 {
+                    prefetch(self.slots.as_ptr().wrapping_add(i as usize * m));
                 }
             }
         }
+        if !entries || self.streams.is_empty() {
+            return;
+        }
+        for p in self.prepared.iter().filter(|p| p.slot != NIL) {
+            let s = self.entries[p.slot as usize].stream;
+            if s != NIL {
+                // A direction's state is 48 bytes and the pair 96: its first and last byte.
+                let d = self.streams.as_ptr().wrapping_add(s as usize).cast::<u8>();
+                prefetch(d);
+                prefetch(d.wrapping_add(std::mem::size_of::<[StreamDir; 2]>() - 1));
+            }
+        }
+    }
+
+    /// What `prepare` found for `pkt`, when it is the batch's next packet.
+    fn take_prepared(&mut self, pkt: &Packet<'_>) -> Option<Prepared> {
+        let p = *self.prepared.get(self.next_prepared)?;
+        if p.layers != std::ptr::from_ref(pkt.layers) as usize {
+            return None;
+        }
+        self.next_prepared += 1;
+        Some(p)
     }
 
     /// Tracks one packet and tells the modules what it means: a flow's start, the packet with its
     /// direction, in-order stream bytes. Non-IP frames are not flows.
     pub(crate) fn packet(&mut self, pkt: &Packet<'_>, events: &mut dyn FlowEvents) {
-        let Some(key) = pkt.flow() else { return };
-        let (canon, sender_is_a) = key.canonical();
         let session = pkt.session.id;
-        let hash = self.hash(session, &canon);
+        let (canon, sender_is_a, hash, hint) = match self.take_prepared(pkt) {
+            Some(p) if p.flow => (p.canon, p.sender_is_a, p.hash, p.slot),
+            Some(_) => return,
+            None => {
+                let Some(key) = pkt.flow() else { return };
+                let (canon, sender_is_a) = key.canonical();
+                (canon, sender_is_a, self.hash(session, &canon), NIL)
+            }
+        };
         let tcp = pkt.tcp();
         let flags = tcp.map_or(0, |t| t.flags);
         self.seq += 1;
         let entries = &self.entries;
-        let found = self.index.find(hash, |i| {
+        let is = |i: u32| {
             let e = &entries[i as usize];
             e.session_id == session && e.canon == canon
-        });
+        };
+        // A live entry (every live flow is in the wheel) with the key is the flow: keys are unique.
+        let found = if hint != NIL && entries[hint as usize].wheel_slot != NIL && is(hint) {
+            Some(hint)
+        } else {
+            self.index.find(hash, is)
+        };
         let i = match found {
             // A new connection on the 5-tuple of one that closed: the old one ends first.
             Some(i)
@@ -507,7 +595,11 @@ impl FlowTable {
                 t.flags & TcpHeader::FIN != 0,
                 &mut |c| deliver(entry, cold, flow_slots, dir, c),
             );
-            cold.repair[d].0 += stream.retransmitted() - before;
+            // Written only when it changed: the cold part is otherwise not touched per packet.
+            let retransmitted = stream.retransmitted() - before;
+            if retransmitted != 0 {
+                cold.repair[d].0 += retransmitted;
+            }
         }
         let o = dir.reverse();
         if t.flags & TcpHeader::ACK != 0 && entry.want[o.index()] != 0 {
@@ -615,6 +707,19 @@ impl FlowTable {
         bump(&self.counters.ended[reason as usize], 1);
     }
 
+    /// Starts loading what ending flow `i` will touch beyond its entry (which the wheel's walk
+    /// has just read): its index cell, its cold part and the modules' slots. The flows a tick ends
+    /// are scattered over the table, and the index cell in particular is a miss for each.
+    fn prefetch_end(&self, i: u32) {
+        let e = &self.entries[i as usize];
+        let hash = self.hash(e.session_id, &e.canon);
+        prefetch(&self.index.cells[self.index.home(Index::cell(hash, 0))]);
+        prefetch(self.cold.as_ptr().wrapping_add(i as usize));
+        if self.modules > 0 {
+            prefetch(self.slots.as_ptr().wrapping_add(i as usize * self.modules));
+        }
+    }
+
     /// Publishes the gauges `/metrics` reads: once per tick (and at the end), not per packet, since
     /// both are derived from the table's own state.
     fn publish_gauges(&self) {
@@ -704,6 +809,12 @@ impl FlowTable {
             let mut i = self.wheel[w];
             while i != NIL {
                 let next = self.cold[i as usize].next;
+                if next != NIL {
+                    // The list is a chain of misses: start the next node's two while this one's
+                    // entry is judged (and perhaps moved).
+                    prefetch(self.cold.as_ptr().wrapping_add(next as usize));
+                    prefetch(self.entries.as_ptr().wrapping_add(next as usize));
+                }
                 let e = &self.entries[i as usize];
                 if e.last.nanos().saturating_add(self.timeouts.of(e)) <= now.nanos() {
                     due.push((e.seq, i));
@@ -715,7 +826,10 @@ impl FlowTable {
             }
         }
         due.sort_unstable_by_key(|&(seq, _)| seq);
-        for &(_, i) in &due {
+        for (k, &(_, i)) in due.iter().enumerate() {
+            if let Some(&(_, ahead)) = due.get(k + ENDING_AHEAD) {
+                self.prefetch_end(ahead);
+            }
             let reason = end_reason(self.entries[i as usize].state);
             self.end(i, reason, events);
         }
@@ -735,7 +849,10 @@ impl FlowTable {
             }
         }
         all.sort_unstable_by_key(|&(seq, _)| seq);
-        for &(_, i) in &all {
+        for (k, &(_, i)) in all.iter().enumerate() {
+            if let Some(&(_, ahead)) = all.get(k + ENDING_AHEAD) {
+                self.prefetch_end(ahead);
+            }
             self.end(i, reason, events);
         }
         self.due = all;

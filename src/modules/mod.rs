@@ -73,6 +73,13 @@ pub trait Module: Send {
     /// its streams ([`Flow::want_stream`]), so reassembly starts at the first byte.
     fn on_flow_start(&mut self, _flow: &mut Flow<'_>, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {}
 
+    /// Whether this instance wants [`Module::on_flow_packet`]. Asked once, right after it is built.
+    /// A module that works on streams alone says no, and is then not called for each packet (a
+    /// dynamic call with panic isolation per packet that would do nothing).
+    fn wants_flow_packets(&self) -> bool {
+        true
+    }
+
     /// Every packet of a tracked flow, with its direction relative to the client.
     fn on_flow_packet(
         &mut self,

@@ -152,6 +152,7 @@ impl Shard {
         }
         let flows = (!which.is_empty()).then(|| Flows {
             table: FlowTable::new(flow, which.len()),
+            on_packets: packet_modules(&modules, &which),
             modules: which,
         });
         let counters = Arc::new(ShardCounters {
@@ -227,7 +228,7 @@ impl Shard {
                     }
                 })
                 .collect();
-            if let Some(flows) = &self.flows {
+            if let Some(flows) = &mut self.flows {
                 flows.table.prepare(&packets);
             }
             for slot in self.modules.iter_mut().filter(|s| !s.failed) {
@@ -252,6 +253,7 @@ impl Shard {
                     let mut events = ModuleEvents {
                         modules: &mut self.modules,
                         which: &flows.modules,
+                        on_packets: &flows.on_packets,
                         scratch: &mut self.scratch,
                         shard: self.index,
                         now: pkt.ts,
@@ -400,6 +402,7 @@ impl Shard {
         let mut events = ModuleEvents {
             modules: &mut self.modules,
             which: &flows.modules,
+            on_packets: &flows.on_packets,
             scratch: &mut self.scratch,
             shard: self.index,
             now,
@@ -448,6 +451,7 @@ impl Shard {
         }
         if let Some(flows) = &mut self.flows {
             flows.modules = flow_modules(&self.modules);
+            flows.on_packets = packet_modules(&self.modules, &flows.modules);
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
@@ -497,6 +501,9 @@ struct Flows {
     table: FlowTable,
     /// Positions of the flow-aware modules in the shard's module list, in config order.
     modules: Vec<usize>,
+    /// Which of those (by their place in `modules`) want each packet of a flow
+    /// ([`Module::wants_flow_packets`]): the others are not called for it at all.
+    on_packets: Vec<usize>,
 }
 
 /// The flow-aware modules, by position (more than [`MAX_FLOW_MODULES`] is refused at build).
@@ -509,11 +516,20 @@ fn flow_modules(modules: &[ModuleSlot]) -> Vec<usize> {
         .collect()
 }
 
+/// The flow-aware modules (by their place in `which`) that want `on_flow_packet`.
+fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> Vec<usize> {
+    (0..which.len())
+        .filter(|&k| modules[which[k]].module.wants_flow_packets())
+        .collect()
+}
+
 /// The shard's side of the flow table's events: each flow-aware module in config order, with its
 /// own sink and counters, and the same panic isolation as packets get.
 struct ModuleEvents<'a> {
     modules: &'a mut [ModuleSlot],
     which: &'a [usize],
+    /// The places in `which` of the modules that want every packet.
+    on_packets: &'a [usize],
     scratch: &'a mut String,
     shard: usize,
     now: Timestamp,
@@ -525,10 +541,22 @@ impl ModuleEvents<'_> {
         flow: &mut Flow<'_>,
         during: &str,
         only_wanting: Option<Dir>,
+        call: impl FnMut(&mut dyn Module, &mut Flow<'_>, &mut Emitter<'_>),
+    ) {
+        self.each_of(0..self.which.len(), flow, during, only_wanting, call);
+    }
+
+    /// `each`, for the flow-aware modules at places `ks` of `which`.
+    fn each_of(
+        &mut self,
+        ks: impl Iterator<Item = usize>,
+        flow: &mut Flow<'_>,
+        during: &str,
+        only_wanting: Option<Dir>,
         mut call: impl FnMut(&mut dyn Module, &mut Flow<'_>, &mut Emitter<'_>),
     ) {
-        for (k, &m) in self.which.iter().enumerate() {
-            let slot = &mut self.modules[m];
+        for k in ks {
+            let slot = &mut self.modules[self.which[k]];
             if slot.failed {
                 continue;
             }
@@ -553,9 +581,14 @@ impl FlowEvents for ModuleEvents<'_> {
     }
 
     fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir) {
-        self.each(flow, "on_flow_packet", None, |m, f, out| {
-            m.on_flow_packet(f, pkt, dir, out)
-        });
+        let on_packets = self.on_packets;
+        self.each_of(
+            on_packets.iter().copied(),
+            flow,
+            "on_flow_packet",
+            None,
+            |m, f, out| m.on_flow_packet(f, pkt, dir, out),
+        );
     }
 
     fn stream(&mut self, flow: &mut Flow<'_>, dir: Dir, chunk: &Chunk<'_>) {

@@ -124,6 +124,11 @@ impl Module for Tls {
         true
     }
 
+    /// Streams only: the bytes come through `on_stream`.
+    fn wants_flow_packets(&self) -> bool {
+        false
+    }
+
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
         if flow.key().protocol == 6 {
             // Both from the first byte: the client's to probe and read the ClientHello, the
