@@ -21,24 +21,6 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Every file under `dir`, sorted by path.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn read_text(p: &Path) -> String {
     let bytes = std::fs::read(p).unwrap();
     if p.extension().is_some_and(|e| e == "gz") {
@@ -55,7 +37,7 @@ fn read_text(p: &Path) -> String {
 /// Records of every file (header lines checked and removed), in file order.
 fn records(dir: &Path, header: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
-    for f in files_under(dir) {
+    for f in common::files_under(dir) {
         let text = read_text(&f);
         let mut lines = text.lines();
         if let Some(h) = header {
@@ -390,7 +372,7 @@ fn two_shards_write_their_own_files_and_every_flow_is_recorded_once() {
         &module(&dir, "").replace("shards = 1", "shards = 2"),
         &packets,
     );
-    let files = files_under(&dir);
+    let files = common::files_under(&dir);
     let names: Vec<_> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
@@ -414,7 +396,7 @@ fn aws_logs_layout_gzip_and_json_lines() {
         dir.display()
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let files = files_under(&dir);
+    let files = common::files_under(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
     let rel = files[0]
         .strip_prefix(&dir)
@@ -443,7 +425,7 @@ fn aws_logs_layout_gzip_and_json_lines() {
         )
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let files = files_under(&dir);
+    let files = common::files_under(&dir);
     assert!(files[0].to_str().unwrap().ends_with(".json"));
     let got = records(&dir, None);
     let v: Vec<serde_json::Value> = got

@@ -1,9 +1,12 @@
 //! `vxtap replay` writes the same bytes whatever the number of shards (issue 14, goal 3): every
 //! module's records are merged in the order of the input, ticks reach every shard at the same place
-//! in the input, and records emitted at a tick or at the end are ordered by their bytes. Checked with
+//! in the input, and records emitted at a tick or at the end are ordered by module, by the key the
+//! module gave (`Emitter::order`), then by their bytes. Checked with
 //! the real binary on every capture in pcaps/ and on a generated ENI-like capture with thousands of
 //! flows opening and closing (DNS, TLS, HTTP, SSH, fragments, malformed datagrams), to standard
 //! output (where modules share one stream) and to rotating files.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,21 +97,15 @@ fn replay(dir: &Path, config: &str, files: &[PathBuf], shards: Option<u16>) -> V
 }
 
 /// Every file under `dir` but the config, by name, with its bytes.
-fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != "config.toml") {
-                let name = path.strip_prefix(dir).unwrap().display().to_string();
-                files.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    common::files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "config.toml"))
+        .map(|p| {
+            let name = p.strip_prefix(dir).unwrap().display().to_string();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
 }
 
 fn count(text: &str, needle: &str) -> usize {
@@ -203,7 +200,7 @@ fn file_outputs_have_the_same_names_and_bytes_with_any_number_of_shards() {
         );
         let stdout = replay(&dir, &config, std::slice::from_ref(&*ENI), Some(shards));
         assert!(stdout.is_empty(), "every record went to a file");
-        files_under(&dir)
+        outputs(&dir)
     };
     let one = run(1);
     let names: Vec<&String> = one.keys().collect();

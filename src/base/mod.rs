@@ -22,3 +22,15 @@ pub use self::flow_key::FlowKey;
 pub use self::packet::{Packet, TcpHeader};
 pub use self::session::{AwsMetadata, Session, SessionKey};
 pub use self::time::Timestamp;
+
+/// Tests' source of reproducible pseudo-random numbers (xorshift64): the same `seed`, the same
+/// sequence, with no crate for it. `seed` must not be 0.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -30,14 +30,6 @@ use crate::config::FlowConfig;
 use crate::wire::inner::Transport;
 
 const NIL: u32 = u32::MAX;
-/// The key of a prepared packet that is not a flow's (never read).
-const NO_KEY: FlowKey = FlowKey {
-    src: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    dst: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    src_port: 0,
-    dst_port: 0,
-    protocol: 0,
-};
 const NANOS: u64 = 1_000_000_000;
 /// Flow-aware modules a shard can have: one bit each in a flow's stream requests.
 pub(crate) const MAX_FLOW_MODULES: usize = 16;
@@ -56,8 +48,12 @@ struct Prepared {
     /// The packet's dissection, by address: `packet` uses this only for the packet it was made
     /// from (benchmarks and tests may call `packet` without `prepare`).
     layers: usize,
-    /// Whether the packet is a flow's at all (IP); the rest is meaningful only then.
-    flow: bool,
+    /// `None` for a packet that is no flow's (not IP).
+    flow: Option<PreparedFlow>,
+}
+
+#[derive(Clone, Copy)]
+struct PreparedFlow {
     canon: FlowKey,
     sender_is_a: bool,
     hash: u64,
@@ -285,28 +281,26 @@ impl FlowTable {
             {
                 prefetch(pkt.frame.as_ptr().wrapping_add(at as usize + 4));
             }
-            let mut p = Prepared {
-                layers: std::ptr::from_ref(pkt.layers) as usize,
-                flow: false,
-                canon: NO_KEY,
-                sender_is_a: false,
-                hash: 0,
-                slot: NIL,
-            };
-            if let Some(k) = pkt.flow() {
+            let flow = pkt.flow().map(|k| {
                 let (canon, sender_is_a) = k.canonical();
-                p.flow = true;
-                p.canon = canon;
-                p.sender_is_a = sender_is_a;
-                p.hash = self.hash(pkt.session.id, &canon);
+                let hash = self.hash(pkt.session.id, &canon);
                 if cells {
-                    prefetch(&self.index.cells[self.index.home(Index::cell(p.hash, 0))]);
+                    prefetch(&self.index.cells[self.index.home(Index::cell(hash, 0))]);
                 }
-            }
-            self.prepared.push(p);
+                PreparedFlow {
+                    canon,
+                    sender_is_a,
+                    hash,
+                    slot: NIL,
+                }
+            });
+            self.prepared.push(Prepared {
+                layers: std::ptr::from_ref(pkt.layers) as usize,
+                flow,
+            });
         }
         let m = self.modules;
-        for p in self.prepared.iter_mut().filter(|p| p.flow) {
+        for p in self.prepared.iter_mut().filter_map(|p| p.flow.as_mut()) {
             if let Some(i) = self.index.find(p.hash, |_| true) {
                 p.slot = i;
                 if !entries {
@@ -325,7 +319,12 @@ impl FlowTable {
         if !entries || self.streams.is_empty() {
             return;
         }
-        for p in self.prepared.iter().filter(|p| p.slot != NIL) {
+        for p in self
+            .prepared
+            .iter()
+            .filter_map(|p| p.flow)
+            .filter(|p| p.slot != NIL)
+        {
             let s = self.entries[p.slot as usize].stream;
             if s != NIL {
                 // A direction's state is 48 bytes and the pair 96: its first and last byte.
@@ -351,8 +350,8 @@ impl FlowTable {
     pub(crate) fn packet(&mut self, pkt: &Packet<'_>, events: &mut dyn FlowEvents) {
         let session = pkt.session.id;
         let (canon, sender_is_a, hash, hint) = match self.take_prepared(pkt) {
-            Some(p) if p.flow => (p.canon, p.sender_is_a, p.hash, p.slot),
-            Some(_) => return,
+            Some(Prepared { flow: Some(p), .. }) => (p.canon, p.sender_is_a, p.hash, p.slot),
+            Some(Prepared { flow: None, .. }) => return,
             None => {
                 let Some(key) = pkt.flow() else { return };
                 let (canon, sender_is_a) = key.canonical();

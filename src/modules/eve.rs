@@ -125,14 +125,17 @@ fn push_groups(out: &mut String, groups: &[u16]) {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lowercase hex digits, by value.
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `v` as four lowercase hex digits (what `{:04x}` writes), without the formatting
-/// machinery.
+/// `v` as four lowercase hex digits (what `{:04x}` writes), without the formatting machinery.
+pub(crate) fn hex4(v: u16) -> [u8; 4] {
+    [12, 8, 4, 0].map(|shift| HEX[usize::from((v >> shift) & 0xf)])
+}
+
+/// Appends `v` as four lowercase hex digits.
 pub fn push_hex4(out: &mut String, v: u16) {
-    for shift in [12, 8, 4, 0] {
-        out.push(char::from(HEX[usize::from((v >> shift) & 0xf)]));
-    }
+    out.extend(hex4(v).map(char::from));
 }
 
 /// Appends `bytes` as two-digit hex separated by colons (`"3b:0a:…"`; uppercase when `upper`),

@@ -340,21 +340,32 @@ impl Shard {
     fn tick(&mut self, now: Timestamp) {
         self.next_tick = Some(now.next_boundary(self.tick_ns));
         self.end_flows(now, None);
+        self.each_module_at(now, "on_tick", |m, out| m.on_tick(now, out));
+        self.tallies.publish(&self.counters.sessions);
+    }
+
+    /// A tick's or the end's call of every working module, in config order: its sink flushed
+    /// after, and, ordered, its collector settled, so that the modules after it on the same output
+    /// need not wait for it.
+    fn each_module_at(
+        &mut self,
+        now: Timestamp,
+        during: &str,
+        mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
+    ) {
         for slot in self.modules.iter_mut().filter(|s| !s.failed) {
             let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
-            let module = &mut slot.module;
+            let module = slot.module.as_mut();
             if catch_unwind(AssertUnwindSafe(|| {
-                module.on_tick(now, &mut out);
+                call(module, &mut out);
                 out.flush_sink();
             }))
             .is_err()
             {
-                disable(slot, self.index, "on_tick");
+                disable(slot, self.index, during);
             }
-            // Ordered: the modules after this one on the same output need not wait for it.
             collector_call(slot, &mut self.scratch, now, Collector::settle);
         }
-        self.tallies.publish(&self.counters.sessions);
     }
 
     /// The modules' last call: they emit everything they hold (the input has ended, or a reload is
@@ -377,20 +388,7 @@ impl Shard {
         }
         self.end_flows(self.last_ts, Some(flows_end));
         self.tallies.publish(&self.counters.sessions);
-        let now = self.last_ts;
-        for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
-            let module = &mut slot.module;
-            if catch_unwind(AssertUnwindSafe(|| {
-                module.finish(&mut out);
-                out.flush_sink();
-            }))
-            .is_err()
-            {
-                disable(slot, self.index, "finish");
-            }
-            collector_call(slot, &mut self.scratch, now, Collector::settle);
-        }
+        self.each_module_at(self.last_ts, "finish", |m, out| m.finish(out));
         if self.ordered {
             self.publish(self.last_ts, None);
         }

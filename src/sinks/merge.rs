@@ -29,8 +29,9 @@
 //! the reader blocks on the slowest shard's full lane, not the merge on anyone.
 //!
 //! The hot path takes no lock: a collector appends to buffers of its own, and the merge's lock is
-//! taken once per chunk and once per tick per collector. The real sink is flushed on a tick's time
-//! once every record before that tick is written, as it would be by a single shard.
+//! taken once per chunk and twice per tick per collector (its hand-over, and its settle once its
+//! module is done with the tick). The real sink is flushed on a tick's time once every record
+//! before that tick is written, as it would be by a single shard.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -213,10 +214,7 @@ impl Published {
     fn add(&mut self, other: Published) {
         self.written += other.written;
         self.failed += other.failed;
-        self.uploads.uploaded += other.uploads.uploaded;
-        self.uploads.uploaded_bytes += other.uploads.uploaded_bytes;
-        self.uploads.failed += other.uploads.failed;
-        self.uploads.dropped += other.uploads.dropped;
+        self.uploads.add(other.uploads);
         self.kafka.add(other.kafka);
     }
 }
@@ -726,6 +724,13 @@ mod tests {
         }
     }
 
+    /// A merge of `parts` collectors writing into a buffer the test reads.
+    fn merged(parts: usize) -> (Shared, Arc<Merge>) {
+        let out = Shared::default();
+        let merge = Merge::new(Box::new(out.clone()), parts);
+        (out, merge)
+    }
+
     fn text(s: &Shared) -> String {
         String::from_utf8(s.0.lock().unwrap().clone()).unwrap()
     }
@@ -736,8 +741,7 @@ mod tests {
 
     #[test]
     fn records_come_out_in_input_order_once_every_shard_has_handed_over() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (out, merge) = merged(2);
         let (mut a, mut b) = (merge.collector(0), merge.collector(0));
         let t = Timestamp::default();
         a.at_packet(1);
@@ -776,8 +780,7 @@ mod tests {
 
     #[test]
     fn what_a_dead_shard_never_handed_over_does_not_hold_the_others_back_at_the_end() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (out, merge) = merged(2);
         let mut a = merge.collector(0);
         let b = merge.collector(0);
         a.at_packet(1);
@@ -791,8 +794,7 @@ mod tests {
     /// One collector: a tick's records in key order go out a chunk at a time, not at the next tick.
     #[test]
     fn one_collector_streams_a_ticks_records_in_key_order() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 1);
+        let (out, merge) = merged(1);
         let mut a = merge.collector(0);
         let t = Timestamp::default();
         a.publish(t, 1);
@@ -818,8 +820,7 @@ mod tests {
     /// second's tick records stream, and they come before the first's records for the next packet.
     #[test]
     fn a_settled_module_does_not_hold_the_next_modules_tick_records() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (out, merge) = merged(2);
         let (mut first, mut second) = (merge.collector(0), merge.collector(1));
         let t = Timestamp::default();
         for c in [&mut first, &mut second] {
@@ -856,8 +857,7 @@ mod tests {
     /// written; equal keys are ordered by bytes across collectors.
     #[test]
     fn two_collectors_merge_a_ticks_records_by_key_then_bytes() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (out, merge) = merged(2);
         let (mut a, mut b) = (merge.collector(0), merge.collector(0));
         let t = Timestamp::default();
         a.publish(t, 1);
@@ -899,8 +899,7 @@ mod tests {
     /// holds the others back only until the shard's next batch ends, not until the next tick.
     #[test]
     fn advancing_between_batches_lets_the_others_records_out() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 2);
+        let (out, merge) = merged(2);
         let (mut a, mut quiet) = (merge.collector(0), merge.collector(1));
         let t = Timestamp::default();
         for seq in 1..=3 {
@@ -924,8 +923,7 @@ mod tests {
     /// of byte order are sorted by the collector before they go out, even past a chunk.
     #[test]
     fn records_out_of_order_are_held_and_sorted() {
-        let out = Shared::default();
-        let merge = Merge::new(Box::new(out.clone()), 1);
+        let (out, merge) = merged(1);
         let mut a = merge.collector(0);
         let t = Timestamp::default();
         a.publish(t, 1);
@@ -974,20 +972,13 @@ mod tests {
     #[test]
     fn the_same_bytes_whatever_the_number_of_shards() {
         let run = |shards: usize| -> String {
-            let out = Shared::default();
-            let merge = Merge::new(Box::new(out.clone()), shards);
+            let (out, merge) = merged(shards);
             let mut cs: Vec<Collector> = (0..shards).map(|_| merge.collector(0)).collect();
             let t = Timestamp::default();
             let flows = 9_000u64;
             // Each flow's last packet position, per shard (flow % shards).
             let mut last = vec![0u64; flows as usize];
-            let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-            let mut next = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
+            let mut next = crate::base::xorshift(0x9e37_79b9_7f4a_7c15);
             let packets = 40_000u64;
             let tick_every = 10_000u64;
             let tick = |cs: &mut Vec<Collector>, last: &mut Vec<u64>, seq: u64, end: bool| {

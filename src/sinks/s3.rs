@@ -157,6 +157,14 @@ impl UploadCounts {
     pub fn is_empty(&self) -> bool {
         *self == UploadCounts::default()
     }
+
+    /// Adds `o` to these counts (a replay's merge sums what its sink reported per segment).
+    pub fn add(&mut self, o: UploadCounts) {
+        self.uploaded += o.uploaded;
+        self.uploaded_bytes += o.uploaded_bytes;
+        self.failed += o.failed;
+        self.dropped += o.dropped;
+    }
 }
 
 /// An output's uploader: the channel into its thread and what it counts.

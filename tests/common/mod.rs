@@ -350,3 +350,21 @@ pub fn spawn_vxtap(
     let log = wait_until_running(&mut stderr);
     (child, stderr, log)
 }
+
+/// Every file under `dir` (its subdirectories too), sorted by path.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -79,10 +79,15 @@ const RST: u8 = 0x04;
 const PSH: u8 = 0x08;
 
 fn tcp(from_client: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    tcp_on(50_000, from_client, flags, seq, ack, payload)
+}
+
+/// A segment between client port `port` and the server's 443.
+fn tcp_on(port: u16, from_client: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let (src, dst, sp, dp) = if from_client {
-        (C, S, 50_000, 443)
+        (C, S, port, 443)
     } else {
-        (S, C, 443, 50_000)
+        (S, C, 443, port)
     };
     let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(src, dst, 64)
@@ -400,13 +405,7 @@ fn flows_end_least_recently_seen_first_and_ids_do_not_depend_on_arrival_order() 
 fn prepared_batches_give_the_same_events_as_single_packets() {
     // Few ports, so 5-tuples come back after their flow ended; a small table, so flows are
     // evicted inside a batch; short timeouts, so ticks inside a batch end flows.
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = crate::base::xorshift(0x2545_f491_4f6c_dd1d);
     let mut frames = Vec::new();
     let mut ms = 0u64;
     for _ in 0..3_000 {
@@ -414,13 +413,9 @@ fn prepared_batches_give_the_same_events_as_single_packets() {
         let r = next();
         let port = 40_000 + (r % 11) as u16;
         let from_client = r >> 8 & 1 == 0;
-        let (src, dst, sp, dp) = if from_client {
-            (C, S, port, 443)
-        } else {
-            (S, C, 443, port)
-        };
         let frame = match r >> 9 & 15 {
-            0 => udp(src, dst, sp, 53),
+            0 if from_client => udp(C, S, port, 53),
+            0 => udp(S, C, 443, 53),
             1 => {
                 // Not IP: no flow, but still a place in the batch.
                 let mut f = vec![0xff; 14];
@@ -437,25 +432,8 @@ fn prepared_batches_give_the_same_events_as_single_packets() {
                     _ => ACK | PSH,
                 };
                 let seq = (r >> 16) as u32 % 4 * 8;
-                let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                    .ipv4(src, dst, 64)
-                    .tcp(sp, dp, seq, 65_000);
-                if flags & SYN != 0 {
-                    b = b.syn();
-                }
-                if flags & ACK != 0 {
-                    b = b.ack(seq);
-                }
-                if flags & FIN != 0 {
-                    b = b.fin();
-                }
-                if flags & RST != 0 {
-                    b = b.rst();
-                }
                 let payload: &[u8] = if flags == ACK | PSH { b"12345678" } else { b"" };
-                let mut out = Vec::new();
-                b.write(&mut out, payload).unwrap();
-                out
+                tcp_on(port, from_client, flags, seq, seq, payload)
             }
         };
         frames.push((ms, frame));

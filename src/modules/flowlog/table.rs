@@ -622,13 +622,7 @@ mod tests {
         let idle = 3 * NANOS;
         let mut t = FlowTable::new(64, idle);
         let mut model: Vec<(DirKey, u64)> = Vec::new(); // key, last
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = crate::base::xorshift(0x2545_f491_4f6c_dd1d);
         let mut now = 1_000 * NANOS;
         for step in 0..20_000 {
             now += match next() % 100 {

@@ -23,6 +23,7 @@ use core::fmt;
 use sha2::{Digest, Sha256};
 
 use super::parser::{extension_type, is_grease, version, ClientHello};
+use crate::modules::eve::{hex4, HEX};
 
 /// The transport the ClientHello came over: JA4's first character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +71,6 @@ impl fmt::Debug for Ja4 {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// JA4's two-character version code. DTLS's codes count down; the spec takes the numerically highest
 /// supported_versions entry whatever the transport, and so does this.
 fn version_code(v: u16) -> [u8; 2] {
@@ -115,16 +114,6 @@ fn hash_list(hasher: &mut Sha256, values: &[u16]) {
         }
         hasher.update(hex4(*v));
     }
-}
-
-fn hex4(v: u16) -> [u8; 4] {
-    let b = v.to_be_bytes();
-    [
-        HEX[usize::from(b[0] >> 4)],
-        HEX[usize::from(b[0] & 0xf)],
-        HEX[usize::from(b[1] >> 4)],
-        HEX[usize::from(b[1] & 0xf)],
-    ]
 }
 
 fn truncated_hex(hasher: Sha256, out: &mut [u8]) {
