@@ -241,6 +241,12 @@ impl<T> PerFlow<T> {
         item
     }
 
+    /// Visits every flow's state, in no particular order: for work a module does for all its
+    /// flows at once (an interval's close) rather than flow by flow.
+    pub fn for_each_mut(&mut self, mut visit: impl FnMut(&mut T)) {
+        self.items.iter_mut().flatten().for_each(&mut visit);
+    }
+
     /// How many flows have state now.
     pub fn len(&self) -> usize {
         self.items.len() - self.free.len()

@@ -97,8 +97,36 @@ struct CompiledScope {
     name: Option<String>,
     description: Option<String>,
     matcher: ScopeMatcher,
-    /// Each MatchPath's JSON, written into records as is.
-    match_json: Vec<String>,
+    /// The records' `scope` object, written once here: it is the same in every record of the scope.
+    scope_json: String,
+    /// Each MatchPath's `path` object (its index and its JSON as is), for the same reason.
+    path_json: Vec<String>,
+}
+
+impl CompiledScope {
+    fn render(&mut self, index: usize, match_json: &[String]) {
+        let mut out = String::new();
+        let mut s = eve::JsonObject::begin(&mut out);
+        s.str("file", &self.file)
+            .u64("index", index as u64)
+            .opt_str("id", self.id.as_deref())
+            .opt_str("name", self.name.as_deref())
+            .opt_str("description", self.description.as_deref());
+        s.end();
+        self.scope_json = out;
+        self.path_json = match_json
+            .iter()
+            .enumerate()
+            .map(|(i, json)| {
+                let mut out = String::new();
+                let mut p = eve::JsonObject::begin(&mut out);
+                p.u64("index", i as u64)
+                    .field("statement", |out| out.push_str(json));
+                p.end();
+                out
+            })
+            .collect();
+    }
 }
 
 /// Everything a flow is judged with.
@@ -163,14 +191,18 @@ impl AccessScopeConfig {
             c.notices
                 .extend(notices.into_iter().map(|n| format!("scope {name}: {n}")));
             c.needs_ends |= matcher.needs_ends();
-            c.scopes.push(CompiledScope {
+            let match_json: Vec<String> = doc.match_paths.into_iter().map(|(_, j)| j).collect();
+            let mut scope = CompiledScope {
                 file: name,
                 id: doc.id,
                 name: doc.name,
                 description: doc.description,
                 matcher,
-                match_json: doc.match_paths.into_iter().map(|(_, j)| j).collect(),
-            });
+                scope_json: String::new(),
+                path_json: Vec::new(),
+            };
+            scope.render(c.scopes.len(), &match_json);
+            c.scopes.push(scope);
         }
         if let Some(file) = &self.inventory {
             c.inventory = Inventory::load(file)?;
@@ -374,13 +406,42 @@ struct Hit {
     slot: u32,
 }
 
-/// A finding flow's state.
+/// A finding flow's state. A packet touches only this (its aggregates are another cache line
+/// each, and a busy flow would pay for them on every packet): what it carried is added to the
+/// aggregates when the flow ends and when the interval closes ([`AccessScope::fold`]).
 struct Verdict {
     hits: ArrayVec<Hit, MAX_HITS>,
     /// The interval its slots belong to.
     epoch: u32,
+    /// Packets and bytes (both ways) at its latest packet.
+    seen: (u64, u64),
     /// Packets and bytes (both ways) already added to aggregates.
     counted: (u64, u64),
+    /// Its latest packet's time.
+    last: Timestamp,
+}
+
+impl Verdict {
+    /// Adds what the flow carried since the last fold to its aggregates of this interval.
+    fn fold(&mut self, epoch: u32, findings: &mut [Finding]) {
+        if self.epoch != epoch {
+            // Slots of a closed interval: that interval's close folded everything up to it, and
+            // no packet came since (one would have attached the flow to this interval).
+            return;
+        }
+        let delta = (
+            self.seen.0.saturating_sub(self.counted.0),
+            self.seen.1.saturating_sub(self.counted.1),
+        );
+        self.counted = self.seen;
+        for hit in &self.hits {
+            if let Some(f) = findings.get_mut(hit.slot as usize) {
+                f.packets += delta.0;
+                f.bytes += delta.1;
+                f.last = f.last.max(self.last);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -489,6 +550,10 @@ impl AccessScope {
     }
 
     fn emit_all(&mut self, out: &mut Emitter<'_>) {
+        let epoch = self.epoch;
+        let findings = &mut self.table.findings;
+        self.verdicts
+            .for_each_mut(|v| v.fold(epoch, findings.as_mut_slice()));
         // Keyed by when each aggregate was found, a time no shard decides, so that a replay's merge
         // streams the interval's records instead of holding and sorting them by their bytes (which
         // held ~90 MiB for the ENI-like capture's ~100 k findings). Found in packet order, they are
@@ -535,22 +600,19 @@ fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
             &f.session,
         );
         o.object("accessscope", |a| {
-            a.object("scope", |s| {
-                s.str("file", &scope.file)
-                    .u64("index", u64::from(f.key.scope))
-                    .opt_str("id", scope.id.as_deref())
-                    .opt_str("name", scope.name.as_deref())
-                    .opt_str("description", scope.description.as_deref());
+            a.field("scope", |out| out.push_str(&scope.scope_json));
+            let path = scope.path_json.get(usize::from(f.path));
+            a.field("path", |out| match path {
+                Some(json) => out.push_str(json),
+                None => {
+                    let mut p = eve::JsonObject::begin(out);
+                    p.u64("index", u64::from(f.path))
+                        .field("statement", |out| out.push_str("null"));
+                    p.end();
+                }
             });
-            a.object("path", |p| {
-                p.u64("index", u64::from(f.path));
-                let json = scope.match_json.get(usize::from(f.path));
-                p.field("statement", |out| {
-                    out.push_str(json.map_or("null", String::as_str))
-                });
-            });
-            a.display("client", f.key.client)
-                .display("server", f.key.server)
+            a.ip("client", f.key.client)
+                .ip("server", f.key.server)
                 .u64("server_port", u64::from(f.key.server_port))
                 .timestamp("first_seen", f.first)
                 .timestamp("last_seen", f.last)
@@ -581,10 +643,13 @@ impl Module for AccessScope {
         let v = self.verdicts.get_or_insert_with(flow, || Verdict {
             hits: ArrayVec::new(),
             epoch: 0,
+            seen: (0, 0),
             counted: (0, 0),
+            last: Timestamp::default(),
         });
         v.hits = hits;
         v.epoch = 0;
+        v.seen = (0, 0);
         v.counted = (0, 0);
     }
 
@@ -605,13 +670,11 @@ impl Module for AccessScope {
             return;
         };
         let (a, b) = (flow.stats(Dir::ToServer), flow.stats(Dir::ToClient));
-        let total = (a.packets + b.packets, a.bytes + b.bytes);
-        let delta = (
-            total.0.saturating_sub(v.counted.0),
-            total.1.saturating_sub(v.counted.1),
-        );
-        v.counted = total;
+        v.seen = (a.packets + b.packets, a.bytes + b.bytes);
+        v.last = pkt.ts;
         if v.epoch != epoch {
+            // The flow's first packet in this interval: what it carried before was folded into
+            // the last interval's aggregates when that closed.
             v.epoch = epoch;
             for hit in v.hits.iter_mut() {
                 hit.slot = match self.table.attach(hit, flow, pkt.ts) {
@@ -623,18 +686,12 @@ impl Module for AccessScope {
                 };
             }
         }
-        for hit in &v.hits {
-            if let Some(f) = self.table.findings.get_mut(hit.slot as usize) {
-                f.packets += delta.0;
-                f.bytes += delta.1;
-                f.last = f.last.max(pkt.ts);
-            }
-        }
     }
 
     fn on_flow_end(&mut self, flow: &mut Flow<'_>, _reason: EndReason, _out: &mut Emitter<'_>) {
-        // Every packet was added as it came: the verdict only has to free its slot.
-        self.verdicts.take(flow);
+        if let Some(mut v) = self.verdicts.take(flow) {
+            v.fold(self.epoch, &mut self.table.findings);
+        }
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
