@@ -176,8 +176,8 @@ impl Feeder {
         };
         let result = if path == Path::new("-") {
             // A capture streamed on stdin: `tcpdump -w - ... | vxtap replay -`.
-            let stdin = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
-            CaptureReader::new(stdin, path)
+            let stdin = std::io::stdin().lock();
+            CaptureReader::with_window(stdin, path, pcap::READ_BUFFER)
                 .and_then(|mut reader| self.feed(pipeline, ingress, &mut reader, &mut summary))
         } else {
             CaptureReader::open(path)
