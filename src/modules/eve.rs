@@ -277,7 +277,7 @@ pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
             v.str("eni", eni);
         }
         v.u64("vni", u64::from(session.key.vni));
-        v.display("source", session.key.source);
+        v.ip("source", session.key.source);
         if !session.labels.is_empty() {
             v.object("labels", |l| {
                 for (k, val) in &session.labels {

@@ -835,9 +835,9 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
         o.timestamp("timestamp", a.first);
         o.u64("flow_id", a.flow_id);
         o.str("event_type", "connectivity");
-        o.display("src_ip", k.client);
+        o.ip("src_ip", k.client);
         o.u64("src_port", u64::from(a.src_port));
-        o.display("dest_ip", k.server);
+        o.ip("dest_ip", k.server);
         o.u64("dest_port", u64::from(k.port));
         o.str("proto", eve::proto_name(k.protocol));
         o.display(
@@ -862,7 +862,7 @@ fn write_record(out: &mut Emitter<'_>, end: u64, interval_ns: u64, k: &AggKey, a
                 c.object("icmp", |i| {
                     i.u64("type", u64::from(ty));
                     i.u64("code", u64::from(code));
-                    i.display("reporter", reporter);
+                    i.ip("reporter", reporter);
                 });
             }
             interval_object(c, end, interval_ns);

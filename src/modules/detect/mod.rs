@@ -582,10 +582,10 @@ fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
         o.timestamp("timestamp", n.tally.first);
         o.str("event_type", "detect");
         if let Some(src) = n.src {
-            o.display("src_ip", src);
+            o.ip("src_ip", src);
         }
         if let Some(dst) = n.dst {
-            o.display("dest_ip", dst);
+            o.ip("dest_ip", dst);
         }
         if let Some((proto, port)) = n.port {
             o.u64("dest_port", u64::from(port));
@@ -612,7 +612,7 @@ fn notice(out: &mut Emitter<'_>, end: u64, window_ns: u64, n: &Notice<'_>) {
             if n.note == "address_scan" {
                 d.array("destinations", |a| {
                     for addr in n.tally.samples.iter().flatten() {
-                        a.display(addr);
+                        a.ip(*addr);
                     }
                 });
             }
