@@ -150,10 +150,15 @@ impl Shard {
                 )),
             });
         }
-        let flows = (!which.is_empty()).then(|| Flows {
-            table: FlowTable::new(flow, which.len()),
-            on_packets: packet_modules(&modules, &which),
-            modules: which,
+        let flows = (!which.is_empty()).then(|| {
+            let on_packets = packet_modules(&modules, &which);
+            let mut table = FlowTable::new(flow, which.len());
+            table.set_packet_modules(mask(&on_packets));
+            Flows {
+                table,
+                on_packets,
+                modules: which,
+            }
         });
         let counters = Arc::new(ShardCounters {
             modules: modules.iter().map(|m| m.counters.clone()).collect(),
@@ -450,6 +455,7 @@ impl Shard {
         if let Some(flows) = &mut self.flows {
             flows.modules = flow_modules(&self.modules);
             flows.on_packets = packet_modules(&self.modules, &flows.modules);
+            flows.table.set_packet_modules(mask(&flows.on_packets));
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
@@ -521,6 +527,11 @@ fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// One bit per place in `which` (below [`MAX_FLOW_MODULES`]), for the flow table.
+fn mask(places: &[usize]) -> u16 {
+    places.iter().fold(0, |m, &k| m | 1 << k)
+}
+
 /// The shard's side of the flow table's events: each flow-aware module in config order, with its
 /// own sink and counters, and the same panic isolation as packets get.
 struct ModuleEvents<'a> {
@@ -580,8 +591,10 @@ impl FlowEvents for ModuleEvents<'_> {
 
     fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir) {
         let on_packets = self.on_packets;
+        // Only the modules that have not stopped this flow's packets.
+        let still = flow.packet_modules();
         self.each_of(
-            on_packets.iter().copied(),
+            on_packets.iter().copied().filter(|&k| still & 1 << k != 0),
             flow,
             "on_flow_packet",
             None,

@@ -418,6 +418,10 @@ impl Module for Dns {
             flow.want_stream(Dir::ToServer);
             flow.want_stream(Dir::ToClient);
         }
+        // Only UDP packets are read one by one (below): the flow's other packets need no call.
+        if flow.key().protocol != 17 {
+            flow.stop_packets();
+        }
     }
 
     fn on_flow_packet(
