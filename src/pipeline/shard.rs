@@ -47,6 +47,8 @@ struct ModuleSlot {
     counters: Arc<ModuleCounters>,
     /// Set when the instance panicked: it gets no more calls on this shard.
     failed: bool,
+    /// [`Module::wants_packets`], asked when the instance was built.
+    on_packet: bool,
 }
 
 /// Where a module instance's records go.
@@ -134,6 +136,7 @@ impl Shard {
             };
             modules.push(ModuleSlot {
                 kind: spec.kind.clone(),
+                on_packet: module.wants_packets(),
                 module,
                 sink,
                 counters: Arc::new(ModuleCounters::default()),
@@ -240,6 +243,9 @@ impl Shard {
                 let module = &mut slot.module;
                 if catch_unwind(AssertUnwindSafe(|| module.prepare(&packets))).is_err() {
                     disable(slot, self.index, "prepare");
+                } else if !slot.on_packet {
+                    // Not called per packet, but every packet was given to it all the same.
+                    slot.counters.packets(packets.len() as u64);
                 }
             }
             for (e, pkt) in entries.iter().zip(&packets) {
@@ -265,7 +271,7 @@ impl Shard {
                     };
                     flows.table.packet(pkt, &mut events);
                 }
-                for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+                for slot in self.modules.iter_mut().filter(|s| s.on_packet && !s.failed) {
                     slot.counters.packet();
                     let mut out =
                         Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, pkt.ts);
@@ -448,6 +454,7 @@ impl Shard {
         // flows end with them; the new instances start tracking from the next packet.
         self.finish_with(EndReason::Reload);
         for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
+            slot.on_packet = module.wants_packets();
             slot.module = module;
             slot.sink = SlotSink::Own(sink);
             slot.failed = false;

@@ -412,6 +412,10 @@ impl Module for Dns {
         true
     }
 
+    fn wants_packets(&self) -> bool {
+        false
+    }
+
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
         // DNS over TCP is only followed on DNS ports: TCP has no cheap per-packet probe.
         if flow.key().protocol == 6 && self.on_port(flow) {
