@@ -64,6 +64,8 @@ struct PreparedFlow {
     /// key and the entry's liveness before use, since the packets and ticks between `prepare` and
     /// `packet` start and end flows.
     slot: u32,
+    /// A TCP FIN or RST, which may close the flow and so move it in the wheel.
+    closing: bool,
 }
 
 /// What the table tells the modules. The shard implements it: it owns the modules, and calls each
@@ -288,17 +290,23 @@ impl FlowTable {
     /// what the batch's packets will read, so that their cache misses overlap: the TCP header in the
     /// frame (the reader's thread wrote it, so it is in another core's cache), and, when the table
     /// is larger than the caches, the index cells, then the entries (both hot lines and the
-    /// modules' slots), then the reassembly state of flows that have some. Each stage runs over the
+    /// modules' slots), then the reassembly state of flows that have some and the wheel block of
+    /// flows a FIN or RST may close. Each stage runs over the
     /// whole batch before the next, so a stage's loads have had the previous stage's time to land.
     pub(crate) fn prepare(&mut self, packets: &[Packet<'_>]) {
         self.prepared.clear();
         self.next_prepared = 0;
         let cells = std::mem::size_of_val(&*self.index.cells) > PREFETCH_ABOVE_BYTES;
         let entries = self.len() * std::mem::size_of::<Entry>() > PREFETCH_ABOVE_BYTES;
+        let mut closing = false;
         for pkt in packets.iter().take(PREPARED) {
-            if let (Transport::Tcp { .. }, Some(at)) = (pkt.layers.transport, pkt.layers.l4_offset)
+            let mut fin_or_rst = false;
+            if let (Transport::Tcp { flags, .. }, Some(at)) =
+                (pkt.layers.transport, pkt.layers.l4_offset)
             {
                 prefetch(pkt.frame.as_ptr().wrapping_add(at as usize + 4));
+                fin_or_rst = flags & (TcpHeader::FIN | TcpHeader::RST) != 0;
+                closing |= fin_or_rst;
             }
             let flow = pkt.flow().map(|k| {
                 let (canon, sender_is_a) = k.canonical();
@@ -311,6 +319,7 @@ impl FlowTable {
                     sender_is_a,
                     hash,
                     slot: NIL,
+                    closing: fin_or_rst,
                 }
             });
             self.prepared.push(Prepared {
@@ -335,7 +344,7 @@ impl FlowTable {
                 }
             }
         }
-        if !entries || self.streams.is_empty() {
+        if !entries || (self.streams.is_empty() && !closing) {
             return;
         }
         for p in self
@@ -344,7 +353,13 @@ impl FlowTable {
             .filter_map(|p| p.flow)
             .filter(|p| p.slot != NIL)
         {
-            let s = self.entries[p.slot as usize].stream;
+            let e = &self.entries[p.slot as usize];
+            if p.closing && e.wheel_at != NIL {
+                // A connection that closes moves to the closed timeout's second: its wheel block
+                // is the first thing the move reads.
+                self.wheel.prefetch(e.wheel_at);
+            }
+            let s = e.stream;
             if s != NIL {
                 // A direction's state is 48 bytes and the pair 96: its first and last byte.
                 let d = self.streams.as_ptr().wrapping_add(s as usize).cast::<u8>();

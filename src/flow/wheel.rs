@@ -93,6 +93,11 @@ impl Wheel {
         head.block << SHIFT | head.len
     }
 
+    /// Starts loading the block of the item at `pos`, which [`Wheel::remove`] reads first.
+    pub(super) fn prefetch(&self, pos: u32) {
+        prefetch(self.blocks.as_ptr().wrapping_add((pos >> SHIFT) as usize));
+    }
+
     /// Removes the item at `pos`. The slot's last item takes its place: that item and its new
     /// position are returned (unless it was the one removed), for the caller to record.
     pub(super) fn remove(&mut self, pos: u32) -> Option<(u32, u32)> {
