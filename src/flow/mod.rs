@@ -16,6 +16,7 @@ pub mod reassembly;
 pub(crate) mod table;
 mod types;
 mod view;
+mod wheel;
 
 pub use self::reassembly::{Chunk, GapReason};
 pub use self::types::{Dir, DirStats, EndReason, FlowCounters, TcpState, TcpTimes};

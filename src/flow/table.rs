@@ -4,12 +4,12 @@
 //! Lookups go through the shared open-addressing [`Index`] (one cache line of cells, then the
 //! entry). An entry is split: what every packet reads or writes is an [`Entry`] of exactly two
 //! aligned cache lines, which `prepare` loads for a whole batch before its packets come; the rest is
-//! its [`Cold`] part in a parallel slab, touched at the flow's start and end, by the wheel's links and
-//! when a module asks. Idle expiry uses a timing wheel of one-second slots, as flowlog's table does, but with
-//! doubly linked slots: a flow's timeout depends on its TCP state, and a connection that closes
-//! (FIN both ways, RST) moves from the hour-long established timeout to the 30-second closed one,
-//! so it is unlinked and scheduled again at once, in O(1). Entries that saw packets since they were
-//! scheduled are moved when their slot comes up, so a packet never touches the wheel.
+//! its [`Cold`] part in a parallel slab, touched at the flow's start and end and when a module asks.
+//! Idle expiry uses a timing wheel of one-second slots ([`Wheel`]) from which a flow can be taken
+//! out in O(1): a flow's timeout depends on its TCP state, and a connection that closes (FIN both
+//! ways, RST) moves from the hour-long established timeout to the 30-second closed one, so it is
+//! taken out and scheduled again at once. Entries that saw packets since they were scheduled are
+//! moved when their slot comes up, so a packet never touches the wheel otherwise.
 //!
 //! Reassembly state lives outside the entry, in a slab taken only for TCP flows a module asked
 //! bytes of, so a flow nobody reassembles costs its entry and nothing else. Out-of-order bytes
@@ -24,6 +24,7 @@ use super::index::{advise_huge_pages, key_hash, prefetch, Index};
 use super::reassembly::{Chunk, Limits, SegmentPool, StreamDir};
 use super::types::{Dir, EndReason, FlowCounters, TcpState};
 use super::view::Flow;
+use super::wheel::Wheel;
 use crate::base::counter::bump;
 use crate::base::{FlowKey, Packet, Session, TcpHeader, Timestamp};
 use crate::config::FlowConfig;
@@ -35,6 +36,8 @@ const NANOS: u64 = 1_000_000_000;
 pub(crate) const MAX_FLOW_MODULES: usize = 16;
 /// How many flows ahead a tick's expiry starts loading what ending a flow touches.
 const ENDING_AHEAD: usize = 8;
+/// How many flows of a due wheel slot ahead a tick's expiry starts loading their entries.
+const JUDGING_AHEAD: usize = 8;
 /// Table size (bytes of entries) above which `prepare` prefetches: about a core's L2 cache.
 const PREFETCH_ABOVE_BYTES: usize = 1 << 20;
 
@@ -61,6 +64,8 @@ struct PreparedFlow {
     /// key and the entry's liveness before use, since the packets and ticks between `prepare` and
     /// `packet` start and end flows.
     slot: u32,
+    /// A TCP FIN or RST, which may close the flow and so move it in the wheel.
+    closing: bool,
 }
 
 /// What the table tells the modules. The shard implements it: it owns the modules, and calls each
@@ -103,20 +108,24 @@ pub(crate) struct Entry {
     /// Which of [`Cold::times`] are set, one bit each: a packet with TCP flags then reads no cold
     /// line, and writes one only the first time a milestone is seen.
     marked: u8,
+    pub(super) guessed: bool,
     /// The table's packet count at this flow's latest packet: orders flows by recency.
     seq: u64,
     /// Indexed by [`Dir::index`].
     pub(super) stats: [Counts; 2],
-    /// The wheel slot the entry is linked into, or NIL. Here rather than beside the links: the
-    /// wheel's walk reads this part anyway (the last packet's time, the TCP state), and the eight
-    /// bytes left in these two lines keep the cold part at 96.
-    wheel_slot: u32,
+    /// The entry's position in the wheel ([`Wheel::push`]), or NIL when it is in no slot (free,
+    /// or being judged by a tick). Here rather than in the cold part: the wheel's walk reads this
+    /// part anyway (the last packet's time, the TCP state), and a removal that moves another
+    /// flow into the freed place writes that flow's position.
+    wheel_at: u32,
     /// ICMP type and code of the first packet.
     pub(super) icmp: [u8; 2],
-    pub(super) guessed: bool,
+    /// One bit per flow-aware module that still wants this flow's packets
+    /// ([`Flow::stop_packets`]): none left, and a packet makes no per-packet event at all.
+    pub(super) packets: u16,
 }
 
-/// The rest of a flow: what its start, its end, the timing wheel and the modules' questions need.
+/// The rest of a flow: what its start, its end and the modules' questions need.
 pub(crate) struct Cold {
     pub(super) id: u64,
     pub(super) session: Arc<Session>,
@@ -124,8 +133,6 @@ pub(crate) struct Cold {
     /// Nanoseconds of syn, syn-ack, established, fin to server, fin to client, rst (valid where
     /// [`Entry::marked`] says so).
     pub(super) times: [u64; 6],
-    prev: u32,
-    next: u32,
     /// Per direction: retransmitted segments and gaps (reassembled directions only).
     pub(super) repair: [(u32, u32); 2],
 }
@@ -181,7 +188,7 @@ pub(crate) struct FlowTable {
     free_streams: Vec<u32>,
     pool: SegmentPool,
     limits: Limits,
-    wheel: Vec<u32>,
+    wheel: Wheel,
     checked_through: u64,
     timeouts: Timeouts,
     seq: u64,
@@ -189,8 +196,14 @@ pub(crate) struct FlowTable {
     counters: Arc<FlowCounters>,
     /// Flows due at a tick, with their recency, ended least recently seen first.
     due: Vec<(u64, u32)>,
+    /// A due wheel slot's flows while a tick judges them, and the flows an eviction's search
+    /// passed over.
+    walk: Vec<u32>,
     /// Stands in for the session of a free entry, so that no entry keeps a gone session alive.
     no_session: Arc<Session>,
+    /// The flow-aware modules that want per-packet events (one bit each): a new flow's
+    /// [`Entry::packets`].
+    packet_modules: u16,
     /// What `prepare` found for the current batch, and how many of its packets `packet` has had.
     prepared: arrayvec::ArrayVec<Prepared, PREPARED>,
     next_prepared: usize,
@@ -229,17 +242,25 @@ impl FlowTable {
                 ..Limits::DEFAULT
             },
             // Every due second lies within the longest timeout (+2) of the last checked second.
-            wheel: vec![NIL; (timeouts.longest() / NANOS + 2) as usize],
+            wheel: Wheel::new((timeouts.longest() / NANOS + 2) as usize, max),
             checked_through: 0,
             timeouts,
             seq: 0,
             max,
             counters: Arc::new(FlowCounters::default()),
             due: Vec::new(),
+            walk: Vec::new(),
             no_session: Arc::new(Session::plain("", 0)),
+            packet_modules: ((1u32 << modules.min(MAX_FLOW_MODULES)) - 1) as u16,
             prepared: arrayvec::ArrayVec::new(),
             next_prepared: 0,
         }
+    }
+
+    /// Which flow-aware modules want per-packet events, one bit each (all of them until told): the
+    /// flows that start from now on are built with these.
+    pub(crate) fn set_packet_modules(&mut self, mask: u16) {
+        self.packet_modules = mask;
     }
 
     /// The counters `/metrics` reads.
@@ -256,7 +277,7 @@ impl FlowTable {
     pub(crate) fn directions(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.wheel_slot != NIL)
+            .filter(|e| e.wheel_at != NIL)
             .map(|e| e.stats.iter().filter(|s| s.packets > 0).count())
             .sum()
     }
@@ -269,17 +290,23 @@ impl FlowTable {
     /// what the batch's packets will read, so that their cache misses overlap: the TCP header in the
     /// frame (the reader's thread wrote it, so it is in another core's cache), and, when the table
     /// is larger than the caches, the index cells, then the entries (both hot lines and the
-    /// modules' slots), then the reassembly state of flows that have some. Each stage runs over the
+    /// modules' slots), then the reassembly state of flows that have some and the wheel block of
+    /// flows a FIN or RST may close. Each stage runs over the
     /// whole batch before the next, so a stage's loads have had the previous stage's time to land.
     pub(crate) fn prepare(&mut self, packets: &[Packet<'_>]) {
         self.prepared.clear();
         self.next_prepared = 0;
         let cells = std::mem::size_of_val(&*self.index.cells) > PREFETCH_ABOVE_BYTES;
         let entries = self.len() * std::mem::size_of::<Entry>() > PREFETCH_ABOVE_BYTES;
+        let mut closing = false;
         for pkt in packets.iter().take(PREPARED) {
-            if let (Transport::Tcp { .. }, Some(at)) = (pkt.layers.transport, pkt.layers.l4_offset)
+            let mut fin_or_rst = false;
+            if let (Transport::Tcp { flags, .. }, Some(at)) =
+                (pkt.layers.transport, pkt.layers.l4_offset)
             {
                 prefetch(pkt.frame.as_ptr().wrapping_add(at as usize + 4));
+                fin_or_rst = flags & (TcpHeader::FIN | TcpHeader::RST) != 0;
+                closing |= fin_or_rst;
             }
             let flow = pkt.flow().map(|k| {
                 let (canon, sender_is_a) = k.canonical();
@@ -292,6 +319,7 @@ impl FlowTable {
                     sender_is_a,
                     hash,
                     slot: NIL,
+                    closing: fin_or_rst,
                 }
             });
             self.prepared.push(Prepared {
@@ -316,7 +344,7 @@ impl FlowTable {
                 }
             }
         }
-        if !entries || self.streams.is_empty() {
+        if !entries || (self.streams.is_empty() && !closing) {
             return;
         }
         for p in self
@@ -325,7 +353,13 @@ impl FlowTable {
             .filter_map(|p| p.flow)
             .filter(|p| p.slot != NIL)
         {
-            let s = self.entries[p.slot as usize].stream;
+            let e = &self.entries[p.slot as usize];
+            if p.closing && e.wheel_at != NIL {
+                // A connection that closes moves to the closed timeout's second: its wheel block
+                // is the first thing the move reads.
+                self.wheel.prefetch(e.wheel_at);
+            }
+            let s = e.stream;
             if s != NIL {
                 // A direction's state is 48 bytes and the pair 96: its first and last byte.
                 let d = self.streams.as_ptr().wrapping_add(s as usize).cast::<u8>();
@@ -367,7 +401,7 @@ impl FlowTable {
             e.session_id == session && e.canon == canon
         };
         // A live entry (every live flow is in the wheel) with the key is the flow: keys are unique.
-        let found = if hint != NIL && entries[hint as usize].wheel_slot != NIL && is(hint) {
+        let found = if hint != NIL && entries[hint as usize].wheel_at != NIL && is(hint) {
             Some(hint)
         } else {
             self.index.find(hash, is)
@@ -436,17 +470,16 @@ impl FlowTable {
             marked: 0,
             seq: self.seq,
             stats: [Counts::default(); 2],
-            wheel_slot: NIL,
+            wheel_at: NIL,
             icmp,
             guessed,
+            packets: self.packet_modules,
         };
         let cold = Cold {
             id: flow_id(pkt.session, &canon, pkt.ts),
             session: pkt.session.clone(),
             first: pkt.ts,
             times: [0; 6],
-            prev: NIL,
-            next: NIL,
             repair: [(0, 0); 2],
         };
         let i = match self.free.pop() {
@@ -519,7 +552,7 @@ impl FlowTable {
             self.unlink(i);
             self.schedule(i);
         }
-        {
+        if self.entries[i as usize].packets != 0 {
             let mut flow = self.view(i);
             events.packet(&mut flow, pkt, dir);
         }
@@ -706,6 +739,13 @@ impl FlowTable {
         bump(&self.counters.ended[reason as usize], 1);
     }
 
+    /// Starts loading both lines of flow `i`'s entry (its time and state, its recency).
+    fn prefetch_entry(&self, i: u32) {
+        let e = self.entries.as_ptr().wrapping_add(i as usize).cast::<u8>();
+        prefetch(e);
+        prefetch(e.wrapping_add(64));
+    }
+
     /// Starts loading what ending flow `i` will touch beyond its entry (which the wheel's walk
     /// has just read): its index cell, its cold part and the modules' slots. The flows a tick ends
     /// are scattered over the table, and the index cell in particular is a miss for each.
@@ -736,59 +776,46 @@ impl FlowTable {
     }
 
     fn schedule(&mut self, i: u32) {
-        let w = (self.due(i) % self.wheel.len() as u64) as u32;
-        let head = self.wheel[w as usize];
-        self.entries[i as usize].wheel_slot = w;
-        let c = &mut self.cold[i as usize];
-        c.prev = NIL;
-        c.next = head;
-        if head != NIL {
-            self.cold[head as usize].prev = i;
-        }
-        self.wheel[w as usize] = i;
+        let w = (self.due(i) % self.wheel.len() as u64) as usize;
+        self.entries[i as usize].wheel_at = self.wheel.push(w, i);
     }
 
     fn unlink(&mut self, i: u32) {
-        let w = self.entries[i as usize].wheel_slot;
-        if w == NIL {
+        let at = std::mem::replace(&mut self.entries[i as usize].wheel_at, NIL);
+        if at == NIL {
             return;
         }
-        let (prev, next) = {
-            let c = &self.cold[i as usize];
-            (c.prev, c.next)
-        };
-        if prev == NIL {
-            self.wheel[w as usize] = next;
-        } else {
-            self.cold[prev as usize].next = next;
+        if let Some((moved, pos)) = self.wheel.remove(at) {
+            self.entries[moved as usize].wheel_at = pos;
         }
-        if next != NIL {
-            self.cold[next as usize].prev = prev;
-        }
-        self.entries[i as usize].wheel_slot = NIL;
-        let c = &mut self.cold[i as usize];
-        c.prev = NIL;
-        c.next = NIL;
     }
 
     /// The flow that would time out first (the longest idle among flows of one timeout), for
     /// eviction; entries met on the way that saw packets since are moved to their real second.
     fn nearest_to_expiry(&mut self) -> Option<u32> {
         let len = self.wheel.len() as u64;
+        let mut passed = std::mem::take(&mut self.walk);
+        let mut found = None;
         for second in self.checked_through + 1..self.checked_through + 1 + len {
             let w = (second % len) as usize;
-            let mut i = self.wheel[w];
-            while i != NIL {
-                let next = self.cold[i as usize].next;
-                if self.due(i) <= second {
-                    return Some(i);
+            passed.clear();
+            found = self.wheel.find(w, |i| {
+                let due = self.due(i) <= second;
+                if !due {
+                    passed.push(i);
                 }
+                due
+            });
+            for &i in &passed {
                 self.unlink(i);
                 self.schedule(i);
-                i = next;
+            }
+            if found.is_some() {
+                break;
             }
         }
-        None
+        self.walk = passed;
+        found
     }
 
     /// Ends every flow idle past its timeout at `now`, least recently seen first.
@@ -803,27 +830,31 @@ impl FlowTable {
         self.checked_through = now_secs - 1;
         let mut due = std::mem::take(&mut self.due);
         due.clear();
+        let mut walk = std::mem::take(&mut self.walk);
         for second in first..first + count {
             let w = (second % self.wheel.len() as u64) as usize;
-            let mut i = self.wheel[w];
-            while i != NIL {
-                let next = self.cold[i as usize].next;
-                if next != NIL {
-                    // The list is a chain of misses: start the next node's two while this one's
-                    // entry is judged (and perhaps moved).
-                    prefetch(self.cold.as_ptr().wrapping_add(next as usize));
-                    prefetch(self.entries.as_ptr().wrapping_add(next as usize));
+            walk.clear();
+            self.wheel.take(w, &mut walk);
+            for &i in walk.iter().take(JUDGING_AHEAD) {
+                self.prefetch_entry(i);
+            }
+            for (k, &i) in walk.iter().enumerate() {
+                if let Some(&ahead) = walk.get(k + JUDGING_AHEAD) {
+                    // The slot's flows are scattered over the table: their entries are misses,
+                    // started a few flows early.
+                    self.prefetch_entry(ahead);
                 }
-                let e = &self.entries[i as usize];
+                let e = &mut self.entries[i as usize];
+                // Taken out of the wheel with its slot: a due flow is in none until it ends.
+                e.wheel_at = NIL;
                 if e.last.nanos().saturating_add(self.timeouts.of(e)) <= now.nanos() {
                     due.push((e.seq, i));
                 } else {
-                    self.unlink(i);
                     self.schedule(i);
                 }
-                i = next;
             }
         }
+        self.walk = walk;
         due.sort_unstable_by_key(|&(seq, _)| seq);
         for (k, &(_, i)) in due.iter().enumerate() {
             if let Some(&(_, ahead)) = due.get(k + ENDING_AHEAD) {
@@ -841,11 +872,10 @@ impl FlowTable {
         let mut all = std::mem::take(&mut self.due);
         all.clear();
         for w in 0..self.wheel.len() {
-            let mut i = self.wheel[w];
-            while i != NIL {
+            self.wheel.find(w, |i| {
                 all.push((self.entries[i as usize].seq, i));
-                i = self.cold[i as usize].next;
-            }
+                false
+            });
         }
         all.sort_unstable_by_key(|&(seq, _)| seq);
         for (k, &(_, i)) in all.iter().enumerate() {

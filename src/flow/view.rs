@@ -155,6 +155,18 @@ impl<'a> Flow<'a> {
         self.entry.want[dir.index()] &= !self.bit();
     }
 
+    /// Stops this module's per-packet events for this flow (the module's `on_flow_packet`), e.g.
+    /// for a protocol it has nothing to do with; its other events still come. When no module
+    /// wants a flow's packets any more, a packet of it makes no per-packet call at all.
+    pub fn stop_packets(&mut self) {
+        self.entry.packets &= !self.bit();
+    }
+
+    /// Which flow-aware modules (one bit each, by position) still want this flow's packets.
+    pub(crate) fn packet_modules(&self) -> u16 {
+        self.entry.packets
+    }
+
     /// Whether this module asked for `dir`'s bytes and has not stopped.
     pub fn wants_stream(&self, dir: Dir) -> bool {
         self.entry.want[dir.index()] & self.bit() != 0

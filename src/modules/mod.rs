@@ -49,6 +49,14 @@ pub trait Module: Send {
     /// Called for every packet steered to this instance's shard.
     fn on_packet(&mut self, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {}
 
+    /// Whether this instance wants [`Module::on_packet`]. Asked once, right after it is built. A
+    /// module that works on flow events alone (dns, tls, http) says no, and is then not called for
+    /// each packet (a dynamic call with panic isolation per packet that would do nothing); its
+    /// packet count still counts every packet.
+    fn wants_packets(&self) -> bool {
+        true
+    }
+
     /// Called with up to a batch of packets before `on_packet` is called for each of them, in the
     /// same order. A hint for modules whose per-packet work is a lookup in a table larger than the
     /// CPU caches: they can start the memory loads for the whole batch here, so that the cache misses
@@ -128,6 +136,10 @@ pub struct ModuleCounters {
 impl ModuleCounters {
     pub(crate) fn packet(&self) {
         bump(&self.packets, 1);
+    }
+
+    pub(crate) fn packets(&self, n: u64) {
+        bump(&self.packets, n);
     }
 }
 

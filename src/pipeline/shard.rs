@@ -47,6 +47,8 @@ struct ModuleSlot {
     counters: Arc<ModuleCounters>,
     /// Set when the instance panicked: it gets no more calls on this shard.
     failed: bool,
+    /// [`Module::wants_packets`], asked when the instance was built.
+    on_packet: bool,
 }
 
 /// Where a module instance's records go.
@@ -134,6 +136,7 @@ impl Shard {
             };
             modules.push(ModuleSlot {
                 kind: spec.kind.clone(),
+                on_packet: module.wants_packets(),
                 module,
                 sink,
                 counters: Arc::new(ModuleCounters::default()),
@@ -150,10 +153,15 @@ impl Shard {
                 )),
             });
         }
-        let flows = (!which.is_empty()).then(|| Flows {
-            table: FlowTable::new(flow, which.len()),
-            on_packets: packet_modules(&modules, &which),
-            modules: which,
+        let flows = (!which.is_empty()).then(|| {
+            let on_packets = packet_modules(&modules, &which);
+            let mut table = FlowTable::new(flow, which.len());
+            table.set_packet_modules(mask(&on_packets));
+            Flows {
+                table,
+                on_packets,
+                modules: which,
+            }
         });
         let counters = Arc::new(ShardCounters {
             modules: modules.iter().map(|m| m.counters.clone()).collect(),
@@ -235,6 +243,9 @@ impl Shard {
                 let module = &mut slot.module;
                 if catch_unwind(AssertUnwindSafe(|| module.prepare(&packets))).is_err() {
                     disable(slot, self.index, "prepare");
+                } else if !slot.on_packet {
+                    // Not called per packet, but every packet was given to it all the same.
+                    slot.counters.packets(packets.len() as u64);
                 }
             }
             for (e, pkt) in entries.iter().zip(&packets) {
@@ -260,7 +271,7 @@ impl Shard {
                     };
                     flows.table.packet(pkt, &mut events);
                 }
-                for slot in self.modules.iter_mut().filter(|s| !s.failed) {
+                for slot in self.modules.iter_mut().filter(|s| s.on_packet && !s.failed) {
                     slot.counters.packet();
                     let mut out =
                         Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, pkt.ts);
@@ -443,6 +454,7 @@ impl Shard {
         // flows end with them; the new instances start tracking from the next packet.
         self.finish_with(EndReason::Reload);
         for (slot, (module, sink)) in self.modules.iter_mut().zip(fresh) {
+            slot.on_packet = module.wants_packets();
             slot.module = module;
             slot.sink = SlotSink::Own(sink);
             slot.failed = false;
@@ -450,6 +462,7 @@ impl Shard {
         if let Some(flows) = &mut self.flows {
             flows.modules = flow_modules(&self.modules);
             flows.on_packets = packet_modules(&self.modules, &flows.modules);
+            flows.table.set_packet_modules(mask(&flows.on_packets));
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
@@ -521,6 +534,11 @@ fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// One bit per place in `which` (below [`MAX_FLOW_MODULES`]), for the flow table.
+fn mask(places: &[usize]) -> u16 {
+    places.iter().fold(0, |m, &k| m | 1 << k)
+}
+
 /// The shard's side of the flow table's events: each flow-aware module in config order, with its
 /// own sink and counters, and the same panic isolation as packets get.
 struct ModuleEvents<'a> {
@@ -580,8 +598,10 @@ impl FlowEvents for ModuleEvents<'_> {
 
     fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir) {
         let on_packets = self.on_packets;
+        // Only the modules that have not stopped this flow's packets.
+        let still = flow.packet_modules();
         self.each_of(
-            on_packets.iter().copied(),
+            on_packets.iter().copied().filter(|&k| still & 1 << k != 0),
             flow,
             "on_flow_packet",
             None,

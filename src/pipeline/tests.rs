@@ -28,11 +28,14 @@ struct ProbeConfig {
     calls: Arc<Mutex<Vec<Call>>>,
     #[serde(skip)]
     panic_on_packet: bool,
+    #[serde(skip)]
+    no_packets: bool,
 }
 
 struct Probe {
     calls: Arc<Mutex<Vec<Call>>>,
     panic_on_packet: bool,
+    no_packets: bool,
 }
 
 impl Module for Probe {
@@ -46,6 +49,9 @@ impl Module for Probe {
     fn finish(&mut self, _out: &mut Emitter<'_>) {
         self.calls.lock().unwrap().push(Call::Finish);
     }
+    fn wants_packets(&self) -> bool {
+        !self.no_packets
+    }
 }
 
 impl ModuleConfig for ProbeConfig {
@@ -53,11 +59,20 @@ impl ModuleConfig for ProbeConfig {
         Ok(Box::new(Probe {
             calls: self.calls.clone(),
             panic_on_packet: self.panic_on_packet,
+            no_packets: self.no_packets,
         }))
     }
 }
 
 fn shard(feed: Feed, panic_on_packet: bool) -> (Shard, Arc<Mutex<Vec<Call>>>) {
+    probe_shard(feed, panic_on_packet, false)
+}
+
+fn probe_shard(
+    feed: Feed,
+    panic_on_packet: bool,
+    no_packets: bool,
+) -> (Shard, Arc<Mutex<Vec<Call>>>) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let spec = ModuleSpec {
         kind: "probe".into(),
@@ -65,6 +80,7 @@ fn shard(feed: Feed, panic_on_packet: bool) -> (Shard, Arc<Mutex<Vec<Call>>>) {
         factory: Arc::new(ProbeConfig {
             calls: calls.clone(),
             panic_on_packet,
+            no_packets,
         }),
     };
     let ctx = ModuleContext {
@@ -114,6 +130,20 @@ fn a_shard_ticks_on_packet_time_before_the_packet_that_crosses_the_tick() {
         ]
     );
     assert_eq!(shard.counters().packets.load(Ordering::Relaxed), 3);
+}
+
+/// A module that wants no packets is not called for them, and its count still has every one.
+#[test]
+fn a_module_that_wants_no_packets_gets_ticks_and_counts_them_all() {
+    let (mut shard, calls) = probe_shard(Feed::Offline, false, true);
+    shard.process(&batch_at(&[100, 100, 102]));
+    shard.finish();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [Call::Tick(100), Call::Tick(102), Call::Finish]
+    );
+    let module = &shard.counters().modules[0];
+    assert_eq!(module.packets.load(Ordering::Relaxed), 3);
 }
 
 #[test]

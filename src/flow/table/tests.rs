@@ -13,6 +13,8 @@ struct Rec {
     log: Vec<String>,
     streams: bool,
     stop_after_bytes: Option<u64>,
+    /// Stops the packets of the flows to this port at their start.
+    no_packets_to: Option<u16>,
 }
 
 impl FlowEvents for Rec {
@@ -30,6 +32,9 @@ impl FlowEvents for Rec {
         if self.streams {
             flow.want_stream(Dir::ToServer);
             flow.want_stream(Dir::ToClient);
+        }
+        if self.no_packets_to == Some(k.dst_port) {
+            flow.stop_packets();
         }
     }
     fn packet(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, dir: Dir) {
@@ -345,6 +350,34 @@ fn streams_arrive_in_order_with_gaps_named() {
     assert_eq!(f.take(), ["end end_of_replay packets=3/3 payload=11/13"]);
     assert_eq!(f.table.pool.held_bytes(), 0);
     assert_eq!(f.table.streams.len(), f.table.free_streams.len());
+}
+
+/// A module that stops a flow's packets gets none of them, and still its bytes and its end; other
+/// flows' packets still come.
+#[test]
+fn a_module_that_stops_a_flows_packets_gets_its_streams_and_end() {
+    let rec = Rec {
+        streams: true,
+        no_packets_to: Some(443),
+        ..Rec::default()
+    };
+    let mut f = Feed::new(FlowConfig::default(), rec);
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(true, ACK | PSH, 101, 1, b"hello"));
+    f.at(2, &udp(C, S, 40_001, 2000));
+    f.at(3, &tcp(true, ACK | RST, 106, 1, b""));
+    f.tick(100);
+    assert_eq!(
+        f.take(),
+        [
+            "start 10.0.0.1:50000>10.0.0.2:443 guessed=false",
+            "data to_server @0 \"hello\"",
+            "start 10.0.0.1:40001>10.0.0.2:2000 guessed=false",
+            "packet to_server -",
+            "end idle_timeout packets=1/0 payload=1/0",
+            "end rst packets=3/0 payload=5/0",
+        ]
+    );
 }
 
 #[test]

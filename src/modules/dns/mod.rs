@@ -412,11 +412,19 @@ impl Module for Dns {
         true
     }
 
+    fn wants_packets(&self) -> bool {
+        false
+    }
+
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
         // DNS over TCP is only followed on DNS ports: TCP has no cheap per-packet probe.
         if flow.key().protocol == 6 && self.on_port(flow) {
             flow.want_stream(Dir::ToServer);
             flow.want_stream(Dir::ToClient);
+        }
+        // Only UDP packets are read one by one (below): the flow's other packets need no call.
+        if flow.key().protocol != 17 {
+            flow.stop_packets();
         }
     }
 

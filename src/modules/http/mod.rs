@@ -603,6 +603,10 @@ impl Module for Http {
         true
     }
 
+    fn wants_packets(&self) -> bool {
+        false
+    }
+
     /// Streams only: the bytes come through `on_stream`.
     fn wants_flow_packets(&self) -> bool {
         false

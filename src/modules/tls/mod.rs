@@ -124,6 +124,10 @@ impl Module for Tls {
         true
     }
 
+    fn wants_packets(&self) -> bool {
+        false
+    }
+
     /// Streams only: the bytes come through `on_stream`.
     fn wants_flow_packets(&self) -> bool {
         false
