@@ -630,6 +630,10 @@ impl Module for AccessScope {
         true
     }
 
+    fn wants_packets(&self) -> bool {
+        false
+    }
+
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, out: &mut Emitter<'_>) {
         let mut hits = ArrayVec::new();
         let over = self.compiled.judge(flow.session(), flow.key(), &mut hits);
@@ -637,6 +641,8 @@ impl Module for AccessScope {
             out.dropped(over);
         }
         if hits.is_empty() {
+            // No finding: nothing of this flow is counted, so its packets need not come here.
+            flow.stop_packets();
             return;
         }
         // Counted from the first packet on_flow_packet adds (it comes next, for this packet too).
