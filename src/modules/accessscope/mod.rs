@@ -408,7 +408,7 @@ struct Hit {
 
 /// A finding flow's state. A packet touches only this (its aggregates are another cache line
 /// each, and a busy flow would pay for them on every packet): what it carried is added to the
-/// aggregates when the flow ends and when the interval closes ([`AccessScope::fold`]).
+/// aggregates when the flow ends and when the interval closes ([`Verdict::fold`]).
 struct Verdict {
     hits: ArrayVec<Hit, MAX_HITS>,
     /// The interval its slots belong to.
