@@ -4,9 +4,9 @@
 //! well-kept crate gave them together when checked: classic pcap in both byte orders with micro- or
 //! nanosecond timestamps; pcapng with several sections and several interfaces per section, each with its
 //! own link type, `if_tsresol` (any power of 10 or of 2) and `if_tsoffset`; Linux cooked captures v1 and
-//! v2; records borrowed in place from the buffer the file is read into (no allocation and no copy
-//! per packet, one large read per megabyte); and a record that is not a usable frame reported as
-//! such instead of ending the file.
+//! v2; records borrowed in place from the window the file is read into (no allocation and no copy
+//! per packet, one large read per window); and a record that is not a usable frame reported as such
+//! instead of ending the file.
 //!
 //! Formats: the tcpdump.org pcap(5) description and draft-tuexen-opsawg-pcapng; link-layer header
 //! types from tcpdump.org's LINKTYPE list.
@@ -231,12 +231,17 @@ impl<R: Read> CaptureReader<R> {
 
     fn read(&mut self, out: &mut [u8]) -> Result<(), CaptureError> {
         if self.read_some(out)? < out.len() {
-            return Err(CaptureError::Io {
-                path: self.path.clone(),
-                source: io::Error::new(io::ErrorKind::UnexpectedEof, "file ends inside its header"),
-            });
+            return Err(self.cut_header());
         }
         Ok(())
+    }
+
+    /// A file or section header cut by the end of the file: nothing after it can be read.
+    fn cut_header(&self) -> CaptureError {
+        CaptureError::Io {
+            path: self.path.clone(),
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, "file ends inside its header"),
+        }
     }
 
     /// Reads up to `out.len()` bytes; returns how many, fewer only at end of file.
@@ -423,10 +428,7 @@ impl<R: Read> CaptureReader<R> {
         }
         // The rest of the block (version, section length, options, trailing length) is not needed.
         if self.take_block(len - 12)? < len - 12 {
-            return Err(CaptureError::Io {
-                path: self.path.clone(),
-                source: io::Error::new(io::ErrorKind::UnexpectedEof, "file ends inside its header"),
-            });
+            return Err(self.cut_header());
         }
         self.interfaces.clear();
         Ok(())
@@ -639,7 +641,10 @@ mod tests {
     type Frame = (u64, LinkType, Vec<u8>, u32, u32);
 
     fn read_all(bytes: &[u8]) -> Vec<Result<Frame, &'static str>> {
-        let mut r = CaptureReader::new(bytes, Path::new("t")).unwrap();
+        frames(CaptureReader::new(bytes, Path::new("t")).unwrap())
+    }
+
+    fn frames<R: Read>(mut r: CaptureReader<R>) -> Vec<Result<Frame, &'static str>> {
         let mut out = Vec::new();
         while let Some(item) = r.next_item().unwrap() {
             out.push(match item {
@@ -729,31 +734,20 @@ mod tests {
             }
             file.extend(std::iter::repeat_n(i as u8, len));
         }
-        fn check<R: Read>(mut r: CaptureReader<R>, sizes: &[usize]) {
-            let mut n = 0;
-            while let Some(item) = r.next_item().unwrap() {
-                let Item::Frame(f) = item else {
-                    panic!("record {n}: {item:?}")
-                };
-                assert_eq!(f.ts.secs(), n as u64);
-                assert_eq!(f.data.len(), sizes[n], "record {n}");
-                assert!(f.data.iter().all(|&b| b == n as u8), "record {n}");
-                n += 1;
-            }
-            assert_eq!(n, sizes.len());
-        }
-        check(
-            CaptureReader::new(&file[..], Path::new("t")).unwrap(),
-            &sizes,
-        );
-        check(
-            CaptureReader::with_window(&file[..], Path::new("t"), 4096).unwrap(),
-            &sizes,
-        );
-        check(
-            CaptureReader::new(Trickle(&file, 0), Path::new("t")).unwrap(),
-            &sizes,
-        );
+        let want: Vec<Result<Frame, &str>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let ts = i as u64 * 1_000_000_000;
+                Ok((ts, LinkType::Ethernet, vec![i as u8; len], len as u32, 0))
+            })
+            .collect();
+        let t = Path::new("t");
+        assert_eq!(frames(CaptureReader::new(&file[..], t).unwrap()), want);
+        let small = CaptureReader::with_window(&file[..], t, 4096).unwrap();
+        assert_eq!(frames(small), want);
+        let trickle = CaptureReader::new(Trickle(&file, 0), t).unwrap();
+        assert_eq!(frames(trickle), want);
     }
 
     #[test]

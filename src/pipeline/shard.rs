@@ -154,12 +154,10 @@ impl Shard {
             });
         }
         let flows = (!which.is_empty()).then(|| {
-            let on_packets = packet_modules(&modules, &which);
             let mut table = FlowTable::new(flow, which.len());
-            table.set_packet_modules(mask(&on_packets));
+            table.set_packet_modules(packet_modules(&modules, &which));
             Flows {
                 table,
-                on_packets,
                 modules: which,
             }
         });
@@ -264,7 +262,6 @@ impl Shard {
                     let mut events = ModuleEvents {
                         modules: &mut self.modules,
                         which: &flows.modules,
-                        on_packets: &flows.on_packets,
                         scratch: &mut self.scratch,
                         shard: self.index,
                         now: pkt.ts,
@@ -411,7 +408,6 @@ impl Shard {
         let mut events = ModuleEvents {
             modules: &mut self.modules,
             which: &flows.modules,
-            on_packets: &flows.on_packets,
             scratch: &mut self.scratch,
             shard: self.index,
             now,
@@ -461,8 +457,9 @@ impl Shard {
         }
         if let Some(flows) = &mut self.flows {
             flows.modules = flow_modules(&self.modules);
-            flows.on_packets = packet_modules(&self.modules, &flows.modules);
-            flows.table.set_packet_modules(mask(&flows.on_packets));
+            flows
+                .table
+                .set_packet_modules(packet_modules(&self.modules, &flows.modules));
         }
         tracing::info!(message = "New module settings applied.", shard = self.index);
     }
@@ -512,9 +509,6 @@ struct Flows {
     table: FlowTable,
     /// Positions of the flow-aware modules in the shard's module list, in config order.
     modules: Vec<usize>,
-    /// Which of those (by their place in `modules`) want each packet of a flow
-    /// ([`Module::wants_flow_packets`]): the others are not called for it at all.
-    on_packets: Vec<usize>,
 }
 
 /// The flow-aware modules, by position (more than [`MAX_FLOW_MODULES`] is refused at build).
@@ -527,16 +521,13 @@ fn flow_modules(modules: &[ModuleSlot]) -> Vec<usize> {
         .collect()
 }
 
-/// The flow-aware modules (by their place in `which`) that want `on_flow_packet`.
-fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> Vec<usize> {
+/// The flow-aware modules that want `on_flow_packet` ([`Module::wants_flow_packets`]), one bit per
+/// place in `which` (below [`MAX_FLOW_MODULES`]): every new flow starts with these bits, and a
+/// module clears its own for one flow with `Flow::stop_packets`.
+fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> u16 {
     (0..which.len())
         .filter(|&k| modules[which[k]].module.wants_flow_packets())
-        .collect()
-}
-
-/// One bit per place in `which` (below [`MAX_FLOW_MODULES`]), for the flow table.
-fn mask(places: &[usize]) -> u16 {
-    places.iter().fold(0, |m, &k| m | 1 << k)
+        .fold(0, |m, k| m | 1 << k)
 }
 
 /// The shard's side of the flow table's events: each flow-aware module in config order, with its
@@ -544,8 +535,6 @@ fn mask(places: &[usize]) -> u16 {
 struct ModuleEvents<'a> {
     modules: &'a mut [ModuleSlot],
     which: &'a [usize],
-    /// The places in `which` of the modules that want every packet.
-    on_packets: &'a [usize],
     scratch: &'a mut String,
     shard: usize,
     now: Timestamp,
@@ -597,11 +586,10 @@ impl FlowEvents for ModuleEvents<'_> {
     }
 
     fn packet(&mut self, flow: &mut Flow<'_>, pkt: &Packet<'_>, dir: Dir) {
-        let on_packets = self.on_packets;
-        // Only the modules that have not stopped this flow's packets.
+        // Only the modules that want packets and have not stopped this flow's.
         let still = flow.packet_modules();
         self.each_of(
-            on_packets.iter().copied().filter(|&k| still & 1 << k != 0),
+            (0..self.which.len()).filter(|&k| still & 1 << k != 0),
             flow,
             "on_flow_packet",
             None,
