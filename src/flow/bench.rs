@@ -3,7 +3,7 @@
 //! Not an API: hidden from the docs, and free to change with the table.
 
 use super::table::{FlowEvents, FlowTable};
-use super::{Chunk, Dir, EndReason, Flow};
+use super::{Chunk, Dir, DirInterval, EndReason, Flow};
 use crate::base::{Packet, Timestamp};
 use crate::config::FlowConfig;
 
@@ -22,6 +22,12 @@ impl FlowEvents for Null {
     fn stream(&mut self, _flow: &mut Flow<'_>, _dir: Dir, _chunk: &Chunk<'_>) {}
     fn end(&mut self, flow: &mut Flow<'_>, _reason: EndReason) {
         self.seen = self.seen.wrapping_add(flow.stats(Dir::ToServer).packets);
+    }
+    fn interval(&mut self, interval: &DirInterval<'_>) {
+        self.seen = self.seen.wrapping_add(u64::from(interval.counts().packets));
+    }
+    fn interval_end(&mut self, now: Timestamp) {
+        self.seen = self.seen.wrapping_add(now.nanos());
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod community_id;
 pub(crate) mod index;
+mod interval;
 pub mod reassembly;
 pub(crate) mod table;
 mod types;
@@ -19,5 +20,8 @@ mod view;
 mod wheel;
 
 pub use self::reassembly::{Chunk, GapReason};
-pub use self::types::{Dir, DirStats, EndReason, FlowCounters, TcpState, TcpTimes};
-pub use self::view::{Flow, PerFlow};
+pub use self::types::{
+    Dir, DirStats, EndReason, FlowCounters, IntervalClose, IntervalCounts, IntervalSpec, TcpState,
+    TcpTimes,
+};
+pub use self::view::{DirInterval, Flow, PerFlow};

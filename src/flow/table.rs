@@ -21,9 +21,10 @@ use std::sync::Arc;
 use rustc_hash::FxHasher;
 
 use super::index::{advise_huge_pages, key_hash, prefetch, Index};
+use super::interval::{dir_key, Intervals, Pair, PARKED};
 use super::reassembly::{Chunk, Limits, SegmentPool, StreamDir};
-use super::types::{Dir, EndReason, FlowCounters, TcpState};
-use super::view::Flow;
+use super::types::{Dir, EndReason, FlowCounters, IntervalClose, IntervalSpec, TcpState};
+use super::view::{DirInterval, Flow};
 use super::wheel::Wheel;
 use crate::base::counter::bump;
 use crate::base::{FlowKey, Packet, Session, TcpHeader, Timestamp};
@@ -36,6 +37,8 @@ const NANOS: u64 = 1_000_000_000;
 pub(crate) const MAX_FLOW_MODULES: usize = 16;
 /// How many flows ahead a tick's expiry starts loading what ending a flow touches.
 const ENDING_AHEAD: usize = 8;
+/// How many directions ahead an interval's hand-over starts loading their flows.
+const HANDING_AHEAD: usize = 8;
 /// How many flows of a due wheel slot ahead a tick's expiry starts loading their entries.
 const JUDGING_AHEAD: usize = 8;
 /// Table size (bytes of entries) above which `prepare` prefetches: about a core's L2 cache.
@@ -79,6 +82,10 @@ pub(crate) trait FlowEvents {
     fn stream(&mut self, flow: &mut Flow<'_>, dir: Dir, chunk: &Chunk<'_>);
     /// The flow's last event.
     fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason);
+    /// One direction's interval counters, for the modules that asked for them.
+    fn interval(&mut self, interval: &DirInterval<'_>);
+    /// Every direction of the interval that ended at `now` has been handed over.
+    fn interval_end(&mut self, now: Timestamp);
 }
 
 /// What one direction carried that every packet adds to: the hot part of [`DirStats`].
@@ -207,6 +214,8 @@ pub(crate) struct FlowTable {
     /// What `prepare` found for the current batch, and how many of its packets `packet` has had.
     prepared: arrayvec::ArrayVec<Prepared, PREPARED>,
     next_prepared: usize,
+    /// Per-direction interval counters, when a module asked for them.
+    intervals: Option<Intervals>,
 }
 
 impl FlowTable {
@@ -254,7 +263,27 @@ impl FlowTable {
             packet_modules: ((1u32 << modules.min(MAX_FLOW_MODULES)) - 1) as u16,
             prepared: arrayvec::ArrayVec::new(),
             next_prepared: 0,
+            intervals: None,
         }
+    }
+
+    /// Keeps per-direction interval counters for the modules that asked ([`FlowEvents::interval`]),
+    /// or stops. Only while the table holds no flow: at build, and after a reload ended them all.
+    pub(crate) fn set_intervals(&mut self, spec: Option<IntervalSpec>) {
+        debug_assert_eq!(
+            self.len(),
+            0,
+            "interval counters change only on an empty table"
+        );
+        self.intervals = spec.map(|s| {
+            let mut iv = Intervals::new(s.interval_secs, self.max);
+            iv.pairs.resize(self.entries.len(), Pair::default());
+            advise_huge_pages(
+                iv.pairs.as_ptr().cast(),
+                self.max * std::mem::size_of::<Pair>(),
+            );
+            iv
+        });
     }
 
     /// Which flow-aware modules want per-packet events, one bit each (all of them until told): the
@@ -342,6 +371,9 @@ impl FlowTable {
                 if m > 0 {
                     prefetch(self.slots.as_ptr().wrapping_add(i as usize * m));
                 }
+                if let Some(iv) = &self.intervals {
+                    prefetch(iv.pairs.as_ptr().wrapping_add(i as usize));
+                }
             }
         }
         if !entries || (self.streams.is_empty() && !closing) {
@@ -392,6 +424,9 @@ impl FlowTable {
                 (canon, sender_is_a, self.hash(session, &canon), NIL)
             }
         };
+        if self.intervals.as_mut().is_some_and(|iv| iv.due(pkt.ts)) {
+            self.close_interval(pkt.ts, events);
+        }
         let tcp = pkt.tcp();
         let flags = tcp.map_or(0, |t| t.flags);
         self.seq += 1;
@@ -437,6 +472,7 @@ impl FlowTable {
     ) -> Option<u32> {
         if self.len() >= self.max {
             if let Some(victim) = self.nearest_to_expiry() {
+                self.hand_over_evicted(victim, pkt.ts, events);
                 self.end(victim, EndReason::Evicted, events);
             }
             if self.len() >= self.max {
@@ -492,6 +528,9 @@ impl FlowTable {
                 self.entries.push(entry);
                 self.cold.push(cold);
                 self.slots.extend(std::iter::repeat_n(0, self.modules));
+                if let Some(iv) = &mut self.intervals {
+                    iv.pairs.push(Pair::default());
+                }
                 (self.entries.len() - 1) as u32
             }
         };
@@ -532,9 +571,13 @@ impl FlowTable {
         e.seq = self.seq;
         let wire_payload = pkt.wire_payload_len();
         let s = &mut e.stats[dir.index()];
+        let bytes = u64::from(pkt.ip_len().unwrap_or(pkt.orig_len));
         s.packets += 1;
-        s.bytes += u64::from(pkt.ip_len().unwrap_or(pkt.orig_len));
+        s.bytes += bytes;
         s.payload_bytes += u64::from(wire_payload);
+        if let Some(iv) = &mut self.intervals {
+            iv.count(i, dir.index(), pkt.ts, bytes, tcp.map_or(0, |t| t.flags));
+        }
         let closed_before = matches!(e.state, Some(TcpState::Closed | TcpState::Reset));
         if let Some(t) = tcp {
             tcp_transition(
@@ -724,6 +767,7 @@ impl FlowTable {
             let mut flow = self.view(i);
             events.end(&mut flow, reason);
         }
+        self.park(i);
         self.unlink(i);
         let e = &mut self.entries[i as usize];
         let hash = {
@@ -737,6 +781,140 @@ impl FlowTable {
         self.slots[i as usize * m..(i as usize + 1) * m].fill(0);
         self.free.push(i);
         bump(&self.counters.ended[reason as usize], 1);
+    }
+
+    /// An interval ended at `now`: every direction with packets in it is handed over, and counts
+    /// again from zero.
+    fn close_interval(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
+        self.hand_over(now, IntervalClose::IntervalEnd, events);
+        if let Some(iv) = &mut self.intervals {
+            iv.advance(now);
+        }
+        events.interval_end(now);
+    }
+
+    /// Hands over every direction with packets since it was last handed over, live flows' and
+    /// parked ones', least recently seen first: an order no spread over shards decides (directions
+    /// last seen in the same nanosecond, rare, come in an order an ordered replay's merge settles by
+    /// the records' bytes).
+    fn hand_over(&mut self, now: Timestamp, why: IntervalClose, events: &mut dyn FlowEvents) {
+        let Some(iv) = &mut self.intervals else {
+            return;
+        };
+        let mut order = std::mem::take(&mut iv.order);
+        order.clear();
+        for i in 0..iv.pairs.len() {
+            if iv.pairs[i].is_empty() {
+                continue;
+            }
+            let e = &self.entries[i];
+            let mut pair = iv.pairs[i];
+            let hash = key_hash(e.session_id, &e.canon);
+            iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
+            iv.pairs[i] = pair;
+            for (d, c) in pair.0.iter().enumerate() {
+                if c.packets > 0 {
+                    order.push((c.last.nanos(), (i as u32) << 1 | d as u32));
+                }
+            }
+        }
+        for k in (0..iv.parked.len()).rev() {
+            iv.join_older(k);
+            for (d, c) in iv.parked[k].counts.iter().enumerate() {
+                if c.packets > 0 {
+                    order.push((c.last.nanos(), PARKED | (k as u32) << 1 | d as u32));
+                }
+            }
+        }
+        order.sort_unstable_by_key(|&(last, _)| last);
+        for (n, &(_, at)) in order.iter().enumerate() {
+            if let Some(&(_, ahead)) = order.get(n + HANDING_AHEAD) {
+                // In time order, live flows are scattered over the table: their entry, cold part
+                // and counters are misses, started a few directions early.
+                if ahead & PARKED == 0 {
+                    let k = (ahead >> 1) as usize;
+                    prefetch(self.entries.as_ptr().wrapping_add(k));
+                    prefetch(self.cold.as_ptr().wrapping_add(k));
+                    prefetch(iv.pairs.as_ptr().wrapping_add(k));
+                }
+            }
+            let (d, dir) = if at & 1 == 0 {
+                (0, Dir::ToServer)
+            } else {
+                (1, Dir::ToClient)
+            };
+            let k = ((at & !PARKED) >> 1) as usize;
+            let interval = if at & PARKED != 0 {
+                let p = &iv.parked[k];
+                DirInterval {
+                    session: &p.session,
+                    key: p.key(dir),
+                    counts: p.counts[d],
+                    why,
+                    now,
+                }
+            } else {
+                let e = &self.entries[k];
+                DirInterval {
+                    session: &self.cold[k].session,
+                    key: dir_key(&e.canon, e.client_is_a, dir),
+                    counts: iv.pairs[k].0[d],
+                    why,
+                    now,
+                }
+            };
+            events.interval(&interval);
+        }
+        for &(_, at) in order.iter().filter(|&&(_, at)| at & PARKED == 0) {
+            iv.pairs[(at >> 1) as usize] = Pair::default();
+        }
+        iv.clear_parked();
+        iv.order = order;
+    }
+
+    /// An evicted flow's directions go out at once, complete (the interval is a maximum), with
+    /// what earlier connections on their 5-tuple left in the interval.
+    fn hand_over_evicted(&mut self, i: u32, now: Timestamp, events: &mut dyn FlowEvents) {
+        let Some(iv) = &mut self.intervals else {
+            return;
+        };
+        let mut pair = std::mem::take(&mut iv.pairs[i as usize]);
+        if pair.is_empty() {
+            return;
+        }
+        let e = &self.entries[i as usize];
+        let hash = key_hash(e.session_id, &e.canon);
+        iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
+        for dir in Dir::BOTH {
+            let counts = pair.0[dir.index()];
+            if counts.packets > 0 {
+                events.interval(&DirInterval {
+                    session: &self.cold[i as usize].session,
+                    key: dir_key(&e.canon, e.client_is_a, dir),
+                    counts,
+                    why: IntervalClose::FlowEnd(EndReason::Evicted),
+                    now,
+                });
+            }
+        }
+    }
+
+    /// An ending flow's counters wait for the interval's end.
+    fn park(&mut self, i: u32) {
+        let Some(iv) = &mut self.intervals else {
+            return;
+        };
+        let pair = std::mem::take(&mut iv.pairs[i as usize]);
+        if pair.is_empty() {
+            return;
+        }
+        let e = &self.entries[i as usize];
+        let hash = key_hash(e.session_id, &e.canon);
+        // Moved, not cloned: the session's count is shared by every shard, and the entry lets
+        // go of it now anyway.
+        let session =
+            std::mem::replace(&mut self.cold[i as usize].session, self.no_session.clone());
+        iv.park(hash, session, e.canon, e.client_is_a, pair);
     }
 
     /// Starts loading both lines of flow `i`'s entry (its time and state, its recency).
@@ -820,6 +998,9 @@ impl FlowTable {
 
     /// Ends every flow idle past its timeout at `now`, least recently seen first.
     pub(crate) fn expire(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
+        if self.intervals.as_mut().is_some_and(|iv| iv.due(now)) {
+            self.close_interval(now, events);
+        }
         let now_secs = now.secs();
         if now_secs < self.checked_through + 1 {
             self.publish_gauges();
@@ -869,6 +1050,14 @@ impl FlowTable {
 
     /// Ends every flow (the drain, the end of a replay), least recently seen first.
     pub(crate) fn end_all(&mut self, reason: EndReason, events: &mut dyn FlowEvents) {
+        // Everything counted goes out now, in one hand-over, before the flows end.
+        let last = self
+            .entries
+            .iter()
+            .map(|e| e.last)
+            .max()
+            .unwrap_or_default();
+        self.hand_over(last, IntervalClose::FlowEnd(reason), events);
         let mut all = std::mem::take(&mut self.due);
         all.clear();
         for w in 0..self.wheel.len() {

@@ -174,3 +174,42 @@ pub struct FlowCounters {
     /// Packets of new flows that a full table could not take (none unless eviction fails).
     pub untracked: AtomicU64,
 }
+
+/// What a module asks of the flow table's per-direction interval counters
+/// ([`Module::flow_intervals`](crate::modules::Module::flow_intervals) answers with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IntervalSpec {
+    /// The interval, in seconds of packet time. Intervals are aligned to multiples of it, so every
+    /// shard closes them at the same moments.
+    pub interval_secs: u64,
+}
+
+/// What one direction of a flow carried since its counters were last handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntervalCounts {
+    /// IP bytes as the sender put them on the wire (the IP length, which survives truncation).
+    pub bytes: u64,
+    /// The earliest packet's time.
+    pub first: Timestamp,
+    /// The latest packet's time.
+    pub last: Timestamp,
+    /// Packets.
+    pub packets: u32,
+    /// The TCP flags of these packets, OR-ed; 0 for other protocols.
+    pub tcp_flags: u8,
+    /// Whether one of these packets carried SYN and ACK together (a handshake's reply), which the
+    /// OR of the flags cannot tell from a SYN and a later ACK.
+    pub syn_ack: bool,
+}
+
+/// Why a direction's interval counters are handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntervalClose {
+    /// The interval ended: every direction with packets in it, those of flows that ended inside it
+    /// included.
+    IntervalEnd,
+    /// The flow ends and its counters cannot wait for the interval's end: evicted from a full
+    /// table (the interval is a maximum, so the record goes out early, complete), or every flow at
+    /// a reload, a shutdown or a replay's end.
+    FlowEnd(EndReason),
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::community_id::{community_id_v1, community_id_v1_without_ports, CommunityId};
 use super::table::{Cold, Entry};
-use super::types::{Dir, DirStats, TcpState, TcpTimes};
+use super::types::{Dir, DirStats, IntervalClose, IntervalCounts, TcpState, TcpTimes};
 use crate::base::{FlowKey, Session, Timestamp};
 
 /// One flow, as a flow-aware module is shown it during an event. Read-only, except for the module's
@@ -179,6 +179,48 @@ impl<'a> Flow<'a> {
     /// The module's own per-flow slot; [`PerFlow`] uses it.
     fn slot(&mut self) -> &mut u32 {
         &mut self.slots[self.module]
+    }
+}
+
+/// One direction of a flow with packets since it was last handed over, as
+/// [`Module::on_flow_interval`](crate::modules::Module::on_flow_interval) is shown it.
+/// Self-contained rather than a [`Flow`]: a flow that ended inside the interval is handed over at
+/// the interval's end, after it left the table, its counters joined with those of any later
+/// connection on the same 5-tuple (VPC Flow Logs count by 5-tuple and interval).
+#[derive(Debug, Clone, Copy)]
+pub struct DirInterval<'a> {
+    pub(super) session: &'a Arc<Session>,
+    pub(super) key: FlowKey,
+    pub(super) counts: IntervalCounts,
+    pub(super) why: IntervalClose,
+    pub(super) now: Timestamp,
+}
+
+impl DirInterval<'_> {
+    /// The mirror session.
+    pub fn session(&self) -> &Arc<Session> {
+        self.session
+    }
+
+    /// The 5-tuple as this direction sends it (`src` is the sender).
+    pub fn key(&self) -> FlowKey {
+        self.key
+    }
+
+    /// What the direction carried since it was last handed over.
+    pub fn counts(&self) -> &IntervalCounts {
+        &self.counts
+    }
+
+    /// Why it is handed over now.
+    pub fn why(&self) -> IntervalClose {
+        self.why
+    }
+
+    /// The packet time of the hand-over: the packet or tick that ended the interval, or the
+    /// packet whose flow took an evicted one's place.
+    pub fn now(&self) -> Timestamp {
+        self.now
     }
 }
 

@@ -34,7 +34,7 @@ use thiserror::Error;
 use crate::base::counter::bump;
 use crate::base::{Feed, Packet, Timestamp};
 use crate::config::{Config, ConfigError, ConfigSource, ModuleTable};
-use crate::flow::{Chunk, Dir, EndReason, Flow};
+use crate::flow::{Chunk, Dir, DirInterval, EndReason, Flow, IntervalSpec};
 use crate::session::SessionTable;
 use crate::sinks::{KafkaCounts, NullSink, Sink, UploadCounts};
 
@@ -112,6 +112,33 @@ pub trait Module: Send {
 
     /// The flow's last event: its streams have delivered everything they held.
     fn on_flow_end(&mut self, _flow: &mut Flow<'_>, _reason: EndReason, _out: &mut Emitter<'_>) {}
+
+    /// Whether this instance could take per-direction interval counters from the shard's flow
+    /// table instead of keeping a table of its own: a module that writes one record per direction
+    /// per aggregation interval (flowlog) says which interval. Asked once, right after it is built.
+    /// The shard takes up the offer only when it keeps a flow table for other modules anyway (the
+    /// flow table costs more per packet than a lean table of its own would) and calls
+    /// [`Module::use_flow_intervals`]; the modules of one shard that ride it share one interval (a
+    /// module asking for another keeps counting itself).
+    fn flow_intervals(&self) -> Option<IntervalSpec> {
+        None
+    }
+
+    /// The shard took up [`Module::flow_intervals`]: from now on the counters come through
+    /// [`Module::on_flow_interval`], and [`Module::wants_packets`] is asked again.
+    fn use_flow_intervals(&mut self) {}
+
+    /// One direction of a flow with packets since it was last handed over, and why it is handed
+    /// over now ([`DirInterval`]); its counters start again from zero. At an interval's end every
+    /// such direction comes, least recently seen first, those of flows that ended inside the
+    /// interval included (joined with any later connection on the same 5-tuple); an evicted flow's
+    /// come at once, before its [`Module::on_flow_end`]; at a reload, a shutdown or a replay's end,
+    /// all come before [`Module::finish`].
+    fn on_flow_interval(&mut self, _interval: &DirInterval<'_>, _out: &mut Emitter<'_>) {}
+
+    /// Every direction of the interval that ended at `now` (the packet or tick that ended it) has
+    /// been handed over through [`Module::on_flow_interval`].
+    fn on_flow_interval_end(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {}
 }
 
 /// Counters of one module instance, read by the admin endpoint.

@@ -18,7 +18,7 @@ use crate::base::counter::bump;
 use crate::base::{Packet, SessionKey, Timestamp};
 use crate::config::FlowConfig;
 use crate::flow::table::{FlowEvents, FlowTable, MAX_FLOW_MODULES};
-use crate::flow::{Chunk, Dir, EndReason, Flow, FlowCounters};
+use crate::flow::{Chunk, Dir, DirInterval, EndReason, Flow, FlowCounters, IntervalSpec};
 use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::sinks::{Collector, Merge, Published, Sink};
 
@@ -154,11 +154,14 @@ impl Shard {
             });
         }
         let flows = (!which.is_empty()).then(|| {
+            let (spec, riders) = take_up_intervals(&mut modules);
             let mut table = FlowTable::new(flow, which.len());
             table.set_packet_modules(packet_modules(&modules, &which));
+            table.set_intervals(spec);
             Flows {
                 table,
                 modules: which,
+                riders,
             }
         });
         let counters = Arc::new(ShardCounters {
@@ -262,6 +265,7 @@ impl Shard {
                     let mut events = ModuleEvents {
                         modules: &mut self.modules,
                         which: &flows.modules,
+                        riders: &flows.riders,
                         scratch: &mut self.scratch,
                         shard: self.index,
                         now: pkt.ts,
@@ -408,6 +412,7 @@ impl Shard {
         let mut events = ModuleEvents {
             modules: &mut self.modules,
             which: &flows.modules,
+            riders: &flows.riders,
             scratch: &mut self.scratch,
             shard: self.index,
             now,
@@ -457,6 +462,14 @@ impl Shard {
         }
         if let Some(flows) = &mut self.flows {
             flows.modules = flow_modules(&self.modules);
+            let (spec, riders) = if flows.modules.is_empty() {
+                (None, Vec::new())
+            } else {
+                take_up_intervals(&mut self.modules)
+            };
+            flows.riders = riders;
+            // The old instances' flows ended with them: the table is empty.
+            flows.table.set_intervals(spec);
             flows
                 .table
                 .set_packet_modules(packet_modules(&self.modules, &flows.modules));
@@ -509,6 +522,30 @@ struct Flows {
     table: FlowTable,
     /// Positions of the flow-aware modules in the shard's module list, in config order.
     modules: Vec<usize>,
+    /// Positions of the modules that take the table's interval counters, in config order.
+    riders: Vec<usize>,
+}
+
+/// Gives the table's interval counters to the modules that offer to ride them
+/// ([`Module::flow_intervals`]), on a shard that keeps a flow table anyway: the first such
+/// module's interval, and every later one asking for the same. Returns the interval and the
+/// riders' positions; a module asking for another interval keeps counting itself.
+fn take_up_intervals(modules: &mut [ModuleSlot]) -> (Option<IntervalSpec>, Vec<usize>) {
+    let mut spec: Option<IntervalSpec> = None;
+    let mut riders = Vec::new();
+    for (i, slot) in modules.iter_mut().enumerate() {
+        let Some(asked) = slot.module.flow_intervals() else {
+            continue;
+        };
+        if spec.is_some_and(|s| s != asked) {
+            continue;
+        }
+        spec = Some(asked);
+        slot.module.use_flow_intervals();
+        slot.on_packet = slot.module.wants_packets();
+        riders.push(i);
+    }
+    (spec, riders)
 }
 
 /// The flow-aware modules, by position (more than [`MAX_FLOW_MODULES`] is refused at build).
@@ -535,6 +572,7 @@ fn packet_modules(modules: &[ModuleSlot], which: &[usize]) -> u16 {
 struct ModuleEvents<'a> {
     modules: &'a mut [ModuleSlot],
     which: &'a [usize],
+    riders: &'a [usize],
     scratch: &'a mut String,
     shard: usize,
     now: Timestamp,
@@ -607,5 +645,41 @@ impl FlowEvents for ModuleEvents<'_> {
         self.each(flow, "on_flow_end", None, |m, f, out| {
             m.on_flow_end(f, reason, out)
         });
+    }
+
+    fn interval(&mut self, interval: &DirInterval<'_>) {
+        for &i in self.riders {
+            let slot = &mut self.modules[i];
+            if slot.failed {
+                continue;
+            }
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, self.now);
+            let module = slot.module.as_mut();
+            if catch_unwind(AssertUnwindSafe(|| {
+                module.on_flow_interval(interval, &mut out)
+            }))
+            .is_err()
+            {
+                disable(slot, self.shard, "on_flow_interval");
+            }
+        }
+    }
+
+    fn interval_end(&mut self, now: Timestamp) {
+        for &i in self.riders {
+            let slot = &mut self.modules[i];
+            if slot.failed {
+                continue;
+            }
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, now);
+            let module = slot.module.as_mut();
+            if catch_unwind(AssertUnwindSafe(|| {
+                module.on_flow_interval_end(now, &mut out)
+            }))
+            .is_err()
+            {
+                disable(slot, self.shard, "on_flow_interval_end");
+            }
+        }
     }
 }

@@ -61,6 +61,29 @@ impl FlowEvents for Rec {
             }
         }
     }
+    fn interval(&mut self, d: &DirInterval<'_>) {
+        let (k, c) = (d.key(), d.counts());
+        let why = match d.why() {
+            IntervalClose::IntervalEnd => "interval_end",
+            IntervalClose::FlowEnd(r) => r.name(),
+        };
+        self.log.push(format!(
+            "interval {why} {}:{}>{}:{} packets={} bytes={} ms={}..{} flags={:#x} syn_ack={}",
+            k.src,
+            k.src_port,
+            k.dst,
+            k.dst_port,
+            c.packets,
+            c.bytes,
+            c.first.nanos() / 1_000_000 - 1_000_000,
+            c.last.nanos() / 1_000_000 - 1_000_000,
+            c.tcp_flags,
+            c.syn_ack
+        ));
+    }
+    fn interval_end(&mut self, now: Timestamp) {
+        self.log.push(format!("closed at {}", now.secs() - 1_000));
+    }
     fn end(&mut self, flow: &mut Flow<'_>, reason: EndReason) {
         let s = flow.stats(Dir::ToServer);
         let c = flow.stats(Dir::ToClient);
@@ -527,4 +550,88 @@ fn prepared_batches_give_the_same_events_as_single_packets() {
         assert!(count(what) > 10, "too few {what:?}: {plain:#?}");
     }
     assert_eq!(run(true), plain);
+}
+
+/// A feed whose table keeps one-minute interval counters, and only those events in its log.
+fn interval_feed(config: FlowConfig) -> Feed {
+    let mut f = Feed::new(config, Rec::default());
+    f.table
+        .set_intervals(Some(IntervalSpec { interval_secs: 60 }));
+    f
+}
+
+fn intervals_only(log: Vec<String>) -> Vec<String> {
+    log.into_iter()
+        .filter(|l| l.starts_with("interval") || l.starts_with("closed"))
+        .collect()
+}
+
+/// Packet time 1,000 s is 20 s before a minute boundary: the first interval ends at 20,000 ms.
+#[test]
+fn interval_counters_are_handed_over_at_the_boundary_by_five_tuple() {
+    let mut f = interval_feed(FlowConfig::default());
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(false, RST | ACK, 0, 101, b""));
+    // A new connection on the same 5-tuple: the first one ends, its counters wait for the
+    // interval's end and join the new one's.
+    f.at(2, &tcp(true, SYN, 5000, 0, b""));
+    f.at(3, &tcp(false, SYN | ACK, 9000, 5001, b""));
+    f.at(4, &tcp(true, ACK, 5001, 9001, b"hello"));
+    // Port 50001: a connection the client resets, then one the server opens on the same 5-tuple
+    // (the other way round): directions are joined by who sent, not by who opened.
+    f.at(5, &tcp_on(50_001, true, SYN, 1, 0, b""));
+    f.at(6, &tcp_on(50_001, true, RST, 2, 0, b""));
+    f.at(7, &tcp_on(50_001, false, SYN, 700, 0, b""));
+    f.at(19_999, &udp(C, S, 40_000, 53));
+    // The packet at 20,000 ms is the next interval's: the interval ends before it counts.
+    f.at(20_000, &tcp(true, FIN | ACK, 5006, 9001, b""));
+    let log = intervals_only(f.take());
+    assert_eq!(
+        log,
+        [
+            "interval interval_end 10.0.0.2:443>10.0.0.1:50000 packets=2 bytes=80 ms=1..3 flags=0x16 syn_ack=true",
+            "interval interval_end 10.0.0.1:50000>10.0.0.2:443 packets=3 bytes=125 ms=0..4 flags=0x12 syn_ack=false",
+            "interval interval_end 10.0.0.1:50001>10.0.0.2:443 packets=2 bytes=80 ms=5..6 flags=0x6 syn_ack=false",
+            "interval interval_end 10.0.0.2:443>10.0.0.1:50001 packets=1 bytes=40 ms=7..7 flags=0x2 syn_ack=false",
+            "interval interval_end 10.0.0.1:40000>10.0.0.2:53 packets=1 bytes=29 ms=19999..19999 flags=0x0 syn_ack=false",
+            "closed at 20",
+        ]
+    );
+    // The FIN counts in the new interval, handed over with everything at the end.
+    f.table.end_all(EndReason::EndOfReplay, &mut f.rec);
+    assert_eq!(
+        intervals_only(f.take()),
+        ["interval end_of_replay 10.0.0.1:50000>10.0.0.2:443 packets=1 bytes=40 ms=20000..20000 flags=0x11 syn_ack=false"]
+    );
+}
+
+#[test]
+fn a_tick_past_the_boundary_ends_the_interval_and_an_evicted_flow_goes_at_once() {
+    let config = FlowConfig {
+        max_flows: 2,
+        udp_timeout_secs: 5,
+        ..FlowConfig::default()
+    };
+    let mut f = interval_feed(config);
+    f.at(0, &udp(C, S, 40_001, 2000));
+    f.tick(6); // the flow times out; its counters wait
+    f.at(7_000, &udp(C, S, 40_001, 2000)); // the same 5-tuple again
+    f.at(8_000, &udp(C, S, 40_002, 2000));
+    f.at(9_000, &udp(C, S, 40_003, 2000)); // full: 40001's flow goes, with what it left before
+    assert_eq!(
+        intervals_only(f.take()),
+        ["interval evicted 10.0.0.1:40001>10.0.0.2:2000 packets=2 bytes=58 ms=0..7000 flags=0x0 syn_ack=false"]
+    );
+    f.tick(21); // no packet crossed the boundary: the tick does
+    assert_eq!(
+        intervals_only(f.take()),
+        [
+            "interval interval_end 10.0.0.1:40002>10.0.0.2:2000 packets=1 bytes=29 ms=8000..8000 flags=0x0 syn_ack=false",
+            "interval interval_end 10.0.0.1:40003>10.0.0.2:2000 packets=1 bytes=29 ms=9000..9000 flags=0x0 syn_ack=false",
+            "closed at 21",
+        ]
+    );
+    // Nothing counted since: nothing to hand over at the end.
+    f.table.end_all(EndReason::Shutdown, &mut f.rec);
+    assert!(intervals_only(f.take()).is_empty());
 }
