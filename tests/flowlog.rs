@@ -559,3 +559,117 @@ fn ipv6_flows_count_the_payload_length_plus_the_fixed_header() {
         ["fd00::1 fd00::2 5353 53 17 3 234 IPv6 -"]
     );
 }
+
+/// A TCP/IPv4 packet of session 10.9.0.1/7 at `ms` after `t`, with `flags` (SYN 0x02, RST 0x04,
+/// FIN 0x01, ACK 0x10).
+fn tcp_flags_at(t: u64, ms: u64, from: ([u8; 4], u16), to: ([u8; 4], u16), flags: u8) -> Datagram {
+    let mut b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(from.0, to.0, 64)
+        .tcp(from.1, to.1, 1000, 65535);
+    if flags & 0x02 != 0 {
+        b = b.syn();
+    }
+    if flags & 0x10 != 0 {
+        b = b.ack(1);
+    }
+    if flags & 0x01 != 0 {
+        b = b.fin();
+    }
+    if flags & 0x04 != 0 {
+        b = b.rst();
+    }
+    let mut frame = Vec::new();
+    b.write(&mut frame, b"").unwrap();
+    (
+        Timestamp::from_nanos(t * 1_000_000_000 + ms * 1_000_000),
+        "10.9.0.1".parse().unwrap(),
+        Encap::Vxlan,
+        vxlan(7, &frame),
+    )
+}
+
+/// With a flow-aware module on the shard, flowlog counts through the flow table's interval
+/// counters instead of its own table: the records must not change, connections that end and come
+/// back on the same 5-tuple within an interval included.
+#[test]
+fn records_are_the_same_when_flowlog_rides_the_flow_table() {
+    let t = 1_700_000_040; // a minute boundary
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let (syn, ack, fin, rst) = (0x02, 0x10, 0x01, 0x04);
+    let mut packets = vec![
+        // Port 41000: a whole connection, then a second one on the same 5-tuple.
+        tcp_flags_at(t, 0, (c, 41000), (s, 443), syn),
+        tcp_flags_at(t, 1, (s, 443), (c, 41000), syn | ack),
+        tcp_flags_at(t, 2, (c, 41000), (s, 443), ack),
+        tcp_flags_at(t, 3, (c, 41000), (s, 443), fin | ack),
+        tcp_flags_at(t, 4, (s, 443), (c, 41000), fin | ack),
+        tcp_flags_at(t, 5, (c, 41000), (s, 443), ack),
+        tcp_flags_at(t + 10, 0, (c, 41000), (s, 443), syn),
+        tcp_flags_at(t + 10, 1, (s, 443), (c, 41000), rst | ack),
+        // Port 41001: the client resets, then the server opens one the other way round.
+        tcp_flags_at(t + 1, 0, (c, 41001), (s, 443), syn),
+        tcp_flags_at(t + 1, 1, (c, 41001), (s, 443), rst),
+        tcp_flags_at(t + 2, 0, (s, 443), (c, 41001), syn),
+        tcp_flags_at(t + 2, 1, (c, 41001), (s, 443), syn | ack),
+        // Port 41002: across the interval's end.
+        tcp_flags_at(t + 5, 0, (c, 41002), (s, 443), ack),
+        tcp_flags_at(t + 70, 0, (c, 41002), (s, 443), ack),
+    ];
+    // UDP that times out (udp_timeout_secs = 5) and comes back within the interval.
+    for (secs, ms) in [(3, 0), (3, 10), (30, 0), (80, 0)] {
+        packets.push((
+            Timestamp::from_nanos((t + secs) * 1_000_000_000 + ms * 1_000_000),
+            "10.9.0.1".parse().unwrap(),
+            Encap::Vxlan,
+            vxlan(7, &udp4(c, 5353, s, 53, b"")),
+        ));
+    }
+    packets.sort_by_key(|p| p.0);
+
+    let alone = temp_dir("ride-alone");
+    let config = format!("[flow]\nudp_timeout_secs = 5\n{}", module(&alone, ""));
+    run(&config, &packets);
+    let riding = temp_dir("ride-riding");
+    let dns = temp_dir("ride-dns");
+    // flowlog's own table of one entry would split every record: riding, it is not used.
+    let config = format!(
+        "[flow]\nudp_timeout_secs = 5\n{}[[module]]\nkind = \"dns\"\n[module.output]\ndir = \"{}\"\n",
+        module(&riding, "max_flows = 1"),
+        dns.display()
+    );
+    run(&config, &packets);
+
+    let summary = |dir: &Path| -> Vec<String> {
+        records(dir, Some(V2_HEADER))
+            .iter()
+            .map(|l| {
+                let f = fields(l);
+                format!(
+                    "{}:{}>{}:{} {} {}..{}",
+                    f[3], f[5], f[4], f[6], f[8], f[10], f[11]
+                )
+            })
+            .collect()
+    };
+    let first = t;
+    let expected = [
+        // Least recently seen first: the server's SYN (t+2.000) before the client's reply (t+2.001).
+        format!("10.0.0.2:443>10.0.0.1:41001 1 {}..{}", first + 2, first + 2),
+        format!("10.0.0.1:41001>10.0.0.2:443 3 {}..{}", first + 1, first + 2),
+        format!("10.0.0.1:41002>10.0.0.2:443 1 {}..{}", first + 5, first + 5),
+        format!("10.0.0.1:41000>10.0.0.2:443 5 {first}..{}", first + 10),
+        format!("10.0.0.2:443>10.0.0.1:41000 3 {first}..{}", first + 10),
+        format!("10.0.0.1:5353>10.0.0.2:53 3 {}..{}", first + 3, first + 30),
+        format!(
+            "10.0.0.1:41002>10.0.0.2:443 1 {}..{}",
+            first + 70,
+            first + 70
+        ),
+        format!("10.0.0.1:5353>10.0.0.2:53 1 {}..{}", first + 80, first + 80),
+    ];
+    assert_eq!(summary(&alone), expected);
+    assert_eq!(
+        records(&riding, Some(V2_HEADER)),
+        records(&alone, Some(V2_HEADER))
+    );
+}

@@ -36,6 +36,7 @@ use self::table::{Entry, FlowTable, Key};
 use super::interval_board::{IntervalBoard, Merge};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext, PerSession};
 use crate::base::{Packet, Session, Timestamp};
+use crate::flow::{DirInterval, IntervalSpec};
 use crate::session::SessionTable;
 use crate::sinks::{Layout, OutputConfig, SeriesName, Sink};
 use crate::wire::inner::Transport;
@@ -197,6 +198,10 @@ impl ModuleConfig for FlowLogConfig {
             prepared_pos: 0,
             skipped: FxHashMap::default(),
             interval_end: None,
+            // Only when no direction is emitted early for idleness: the flow table hands
+            // directions over at intervals' ends and when flows are evicted, nothing in between.
+            can_ride: self.idle_timeout() == self.interval_secs,
+            riding: false,
         }))
     }
 
@@ -270,6 +275,10 @@ struct FlowLog {
     prepared_pos: usize,
     skipped: FxHashMap<u32, Skipped>,
     interval_end: Option<Timestamp>,
+    /// Whether the flow table's interval counters would do (see [`Module::flow_intervals`]).
+    can_ride: bool,
+    /// Counting through the shard's flow table rather than `table`.
+    riding: bool,
 }
 
 /// TCP flags as VPC Flow Logs report them: FIN (1), SYN (2) and RST (4) as they are, and ACK (16) only
@@ -398,11 +407,6 @@ impl FlowLog {
     /// every shard's records in one order without sorting them (equal times, rare, by their bytes).
     /// SKIPDATA and NODATA records follow, keyed above every entry.
     fn emit_entry(&self, e: &Entry, out: &mut Emitter<'_>) {
-        let Some(meta) = self.sessions.get(e.key.session) else {
-            out.error();
-            return;
-        };
-        out.order(u128::from(e.last.nanos()));
         let counts = FlowCounts {
             key: e.key.flow,
             packets: e.packets,
@@ -410,12 +414,29 @@ impl FlowLog {
             tcp_flags: e.tcp_flags,
             direction: e.direction,
         };
+        self.emit_counts(e.key.session, &counts, e.first, e.last, out);
+    }
+
+    /// Writes one direction's record, whichever table counted it.
+    fn emit_counts(
+        &self,
+        session: u32,
+        counts: &FlowCounts,
+        first: Timestamp,
+        last: Timestamp,
+        out: &mut Emitter<'_>,
+    ) {
+        let Some(meta) = self.sessions.get(session) else {
+            out.error();
+            return;
+        };
+        out.order(u128::from(last.nanos()));
         self.emit(
             &Record {
                 meta,
-                flow: Some(&counts),
-                start: e.first.secs(),
-                end: e.last.secs(),
+                flow: Some(counts),
+                start: first.secs(),
+                end: last.secs(),
                 no_data: false,
             },
             out,
@@ -480,6 +501,17 @@ impl Module for FlowLog {
     /// a large table; loading all the batch's cells, then all their entries, lets the misses overlap.
     /// The keys and hashes made here are kept for `on_packet`, which gets the same packets next.
     fn prepare(&mut self, packets: &[Packet<'_>]) {
+        if self.riding {
+            // Not called per packet: the first IP packet starts the interval schedule here, as
+            // `on_packet` would have.
+            if self.interval_end.is_none() {
+                if let Some(first) = packets.iter().find(|p| p.layers.ip.is_some()) {
+                    self.started = first.ts.nanos().max(1);
+                    self.interval_end = Some(self.end_of_interval(first.ts));
+                }
+            }
+            return;
+        }
         self.prepared.clear();
         self.prepared_pos = 0;
         let (cells, entries) = self.table.worth_prefetching();
@@ -561,6 +593,59 @@ impl Module for FlowLog {
         s.first = s.first.min(pkt.ts);
         s.last = s.last.max(pkt.ts);
         out.dropped(1);
+    }
+
+    fn wants_packets(&self) -> bool {
+        !self.riding
+    }
+
+    /// With the default idle timeout (the interval), records are one per direction, 5-tuple and
+    /// interval, which the flow table's interval counters give as they are.
+    fn flow_intervals(&self) -> Option<IntervalSpec> {
+        self.can_ride.then_some(IntervalSpec {
+            interval_secs: self.interval_ns / NANOS,
+        })
+    }
+
+    fn use_flow_intervals(&mut self) {
+        self.riding = true;
+        // The flow table's cap bounds the flows counted now; the reservation goes.
+        self.table = FlowTable::new(1, self.interval_ns);
+    }
+
+    fn on_flow_interval(&mut self, d: &DirInterval<'_>, out: &mut Emitter<'_>) {
+        let session = d.session();
+        if self.meta_for != Some(session.id) {
+            self.sessions
+                .get_or_insert_with(session.id, || session_meta(session));
+            self.meta_for = Some(session.id);
+        }
+        let (key, c) = (d.key(), d.counts());
+        let direction = if session.addresses.contains(&key.dst) {
+            Direction::Ingress
+        } else if session.addresses.contains(&key.src) {
+            Direction::Egress
+        } else {
+            Direction::Unknown
+        };
+        let tcp_flags = (c.tcp_flags & 0x07) | if c.syn_ack { 0x12 } else { 0 };
+        self.emit_counts(
+            session.id,
+            &FlowCounts {
+                key,
+                packets: u64::from(c.packets),
+                bytes: c.bytes,
+                tcp_flags,
+                direction,
+            },
+            c.first,
+            c.last,
+            out,
+        );
+    }
+
+    fn on_flow_interval_end(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        self.advance(now, out);
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
