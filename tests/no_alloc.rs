@@ -196,6 +196,12 @@ output = { type = "file", dir = "target/no_alloc-dns" }
 kind = "http"
 output = { type = "file", dir = "target/no_alloc-http" }
 
+# With flow-aware modules on the shard, flowlog counts through the flow table's interval counters:
+# a store into a line the flow's entry brought along, nothing allocated.
+[[module]]
+kind = "flowlog"
+output = { type = "file", dir = "target/no_alloc-flowlog" }
+
 # Every TCP flow to 443 here is a finding: judged at its start, counted into its aggregate per packet.
 [[module]]
 kind = "accessscope"
