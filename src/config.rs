@@ -367,7 +367,8 @@ impl Default for AdminConfig {
 
 /// `[flow]`: the per-shard flow table that flow-aware modules share (see docs/configuration.md). A
 /// shard keeps one only when at least one of its modules asks for flows; every number here is per
-/// shard. Timeouts are in seconds of packet time, in line with Suricata's and Zeek's defaults.
+/// shard. Timeouts are in seconds of packet time, in line with Suricata's shipped configuration
+/// and Zeek's defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowConfig {
@@ -397,7 +398,10 @@ impl Default for FlowConfig {
         FlowConfig {
             max_flows: 262_144,
             tcp_new_timeout_secs: 60,
-            tcp_established_timeout_secs: 3600,
+            // Suricata's shipped suricata.yaml (Zeek: 300 s). An idle connection that resumes
+            // later is picked up mid-stream, its orientation guessed; holding every idle one for
+            // an hour held most of the table for nothing.
+            tcp_established_timeout_secs: 600,
             tcp_closed_timeout_secs: 30,
             udp_timeout_secs: 60,
             icmp_timeout_secs: 30,

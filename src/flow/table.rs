@@ -7,7 +7,7 @@
 //! its [`Cold`] part in a parallel slab, touched at the flow's start and end and when a module asks.
 //! Idle expiry uses a timing wheel of one-second slots ([`Wheel`]) from which a flow can be taken
 //! out in O(1): a flow's timeout depends on its TCP state, and a connection that closes (FIN both
-//! ways, RST) moves from the hour-long established timeout to the 30-second closed one, so it is
+//! ways, RST) moves from the ten-minute established timeout to the 30-second closed one, so it is
 //! taken out and scheduled again at once. Entries that saw packets since they were scheduled are
 //! moved when their slot comes up, so a packet never touches the wheel otherwise.
 //!

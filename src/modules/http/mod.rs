@@ -197,7 +197,7 @@ struct Http {
     /// Transaction queues and head buffers of connections with nothing in flight. A keep-alive
     /// connection between requests holds none of its own, so what the module keeps grows with the
     /// transactions in flight rather than with the connections open (which live on in the flow
-    /// table for as long as its timeouts say, up to an hour).
+    /// table for as long as its timeouts say, ten minutes idle by default).
     spare_txs: Vec<VecDeque<Tx>>,
     spare_bufs: Vec<Vec<u8>>,
 }
@@ -511,7 +511,7 @@ impl Http {
             if st.txs.is_empty() {
                 // Nothing left to write at the flow's end (a connection that only looked like
                 // HTTP, or a tunnel with no request waiting): the state goes back to the pool now
-                // instead of staying with the flow, which may live on for an hour.
+                // instead of staying with the flow, which may live on for long.
                 if let Some(mut st) = self.flows.take(flow) {
                     st.clear();
                     if self.spare.len() < SPARE_STATES {
