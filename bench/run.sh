@@ -249,7 +249,11 @@ if wants micro; then
             line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
             if (f[1] ~ /[─ ]baseline_fx_hashmap /) { split(f[3], m, " "); v = m[1]; u = m[2];
                 if (u == "µs") v *= 1000; else if (u == "ps") v /= 1000; print v; exit } }' "$OUT/micro-flowtable.log")
-    result "micro-flowtable flow_table_ns=$table fx_hashmap_ns=$fxmap table_vs_fx_hashmap=$(ratio "$table" "$fxmap") $(sed -n 's/.* \([0-9]*\) flow directions in the table.*/live_directions=\1/p' "$OUT/micro-flowtable.err" | head -1)"
+    intervals=$(awk -F'│' '{
+            line = $0; sub(/^(│ *)+/, "", line); split(line, f, "│");
+            if (f[1] ~ /[─ ]flow_table_with_intervals /) { split(f[3], m, " "); v = m[1]; u = m[2];
+                if (u == "µs") v *= 1000; else if (u == "ps") v /= 1000; print v; exit } }' "$OUT/micro-flowtable.log")
+    result "micro-flowtable flow_table_ns=$table with_intervals_ns=$intervals intervals_vs_table=$(ratio "$intervals" "$table") fx_hashmap_ns=$fxmap table_vs_fx_hashmap=$(ratio "$table" "$fxmap") $(sed -n 's/.* \([0-9]*\) flow directions in the table.*/live_directions=\1/p' "$OUT/micro-flowtable.err" | head -1)"
     result "micro core_ns=$core decap_ns=$(med decap) session_lookup_ns=$(med session_lookup) dissect_ns=$(med dissect) dissect_general_ns=$(med dissect_general) core_general_ns=$core_general steer_ns=$(med steer) ingress_per_datagram_ns=$per_dgram ingress_per_datagram_fastest_ns=$per_dgram_fastest memcpy_ns=$memcpy etherparse_sliced_ns=$sliced core_vs_etherparse=$(ratio "$core" "$sliced") core_vs_core_general=$(ratio "$core" "$core_general") core_vs_memcpy=$(ratio "$core" "$memcpy") ingress_vs_etherparse=$(ratio "$per_dgram" "$sliced")"
 fi
 

@@ -9,6 +9,10 @@
 //! (its `prepare` included), so the figures are nanoseconds per packet.
 //!
 //! - `flow_table`: the table with one flow-aware module that keeps nothing.
+//! - `flow_table_with_intervals`: the same table keeping per-direction interval counters (60 s), as
+//!   when flowlog rides it: what counting in the flow table instead of a table of flowlog's own
+//!   adds per packet (a 60 s interval does not end within the measured packets; flows that end are
+//!   parked).
 //! - `baseline_fx_hashmap`: the same packets counted in an `FxHashMap` keyed by session and
 //!   canonical 5-tuple, never removed from: what a lookup-or-insert alone costs at that size.
 //!
@@ -117,13 +121,17 @@ fn feed(table: &mut TableBench, next_tick: &mut u64, batch: &[Packet<'_>]) {
 /// generator's flows ran out), and the next packets dissected for the measurement.
 type Map = HashMap<(u32, FlowKey), u64, FxBuildHasher>;
 
-fn filled(mut keys: Option<&mut Map>) -> (Traffic, TableBench, u64, Vec<Pre>) {
+fn filled(mut keys: Option<&mut Map>, intervals: bool) -> (Traffic, TableBench, u64, Vec<Pre>) {
     let mut traffic = Traffic::new();
     let config = FlowConfig {
         max_flows: 1 << 20,
         ..FlowConfig::default()
     };
-    let mut table = TableBench::new(&config);
+    let mut table = if intervals {
+        TableBench::with_intervals(&config, 60)
+    } else {
+        TableBench::new(&config)
+    };
     let mut next_tick = 0;
     let mut fed = 0u64;
     'fill: loop {
@@ -163,7 +171,16 @@ fn filled(mut keys: Option<&mut Map>) -> (Traffic, TableBench, u64, Vec<Pre>) {
 
 #[divan::bench(sample_count = BATCHES as u32, sample_size = BATCH as u32)]
 fn flow_table(bencher: Bencher) {
-    let (traffic, mut table, mut next_tick, measured) = filled(None);
+    measure_table(bencher, false);
+}
+
+#[divan::bench(sample_count = BATCHES as u32, sample_size = BATCH as u32)]
+fn flow_table_with_intervals(bencher: Bencher) {
+    measure_table(bencher, true);
+}
+
+fn measure_table(bencher: Bencher, intervals: bool) {
+    let (traffic, mut table, mut next_tick, measured) = filled(None, intervals);
     let packets: Vec<Packet<'_>> = measured.iter().map(|p| traffic.packet(p)).collect();
     let mut i = 0usize;
     bencher.bench_local(|| {
@@ -186,7 +203,7 @@ fn flow_table(bencher: Bencher) {
 fn baseline_fx_hashmap(bencher: Bencher) {
     // Every flow of the fill, none removed: a larger map than the table, which ends flows.
     let mut map: Map = HashMap::with_capacity_and_hasher(1 << 20, FxBuildHasher);
-    let (traffic, table, _, measured) = filled(Some(&mut map));
+    let (traffic, table, _, measured) = filled(Some(&mut map), false);
     drop(table);
     let packets: Vec<Packet<'_>> = measured.iter().map(|p| traffic.packet(p)).collect();
     let mut i = 0usize;

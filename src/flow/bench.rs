@@ -3,7 +3,7 @@
 //! Not an API: hidden from the docs, and free to change with the table.
 
 use super::table::{FlowEvents, FlowTable};
-use super::{Chunk, Dir, DirInterval, EndReason, Flow};
+use super::{Chunk, Dir, DirInterval, EndReason, Flow, IntervalSpec};
 use crate::base::{Packet, Timestamp};
 use crate::config::FlowConfig;
 
@@ -44,6 +44,15 @@ impl TableBench {
             table: FlowTable::new(config, 1),
             events: Null { seen: 0 },
         }
+    }
+
+    /// The same, keeping per-direction interval counters as it does when flowlog rides it.
+    pub fn with_intervals(config: &FlowConfig, interval_secs: u64) -> TableBench {
+        let mut bench = TableBench::new(config);
+        bench
+            .table
+            .set_intervals(Some(IntervalSpec { interval_secs }));
+        bench
     }
 
     /// What the shard does before a batch (up to 64 packets).

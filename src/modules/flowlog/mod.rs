@@ -14,6 +14,11 @@
 //! the interval (AWS's status for "records were skipped because capacity was exceeded") and the
 //! packet is counted in the module's `drops`.
 //!
+//! When the shard keeps a flow table for other modules anyway, flowlog counts through it instead
+//! ([`Module::flow_intervals`]): a second table would cost every packet a second lookup. The records
+//! are the same; `[flow] max_flows` is then the bound, and a flow it evicts has its directions
+//! written at once, as a full table of flowlog's own writes its oldest entry.
+//!
 //! A configured (static) session that delivered nothing for a whole interval gets one `NODATA` record
 //! (AWS's status for an interface without traffic): otherwise a broken mirror session (deleted, its
 //! filter changed, its target unhealthy) would be as quiet as an idle one. Whether a session was

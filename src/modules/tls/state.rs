@@ -139,7 +139,7 @@ pub struct Tally {
 
 /// The handshake buffers of all of one module instance's connections, bounded together: a flood of
 /// half-sent handshakes costs refused (counted) buffers, not unbounded memory. Buffers given back
-/// are pooled here (at most [`SPARE_BUFFERS`] of up to [`KEEP_CAPACITY`] each) and are not counted
+/// are pooled here (at most `SPARE_BUFFERS` of up to `KEEP_CAPACITY` each) and are not counted
 /// in `held`, which is what connections hold now.
 #[derive(Debug)]
 pub struct Memory {
