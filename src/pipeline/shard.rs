@@ -127,7 +127,7 @@ impl Shard {
             let (module, sink) = match merges.and_then(|m| m.get(i)) {
                 Some(merge) => (
                     spec.factory.build(&ctx).map_err(refused)?,
-                    SlotSink::Merged(Box::new(merge.collector(i))),
+                    SlotSink::Merged(Box::new(merge.collector(ctx.shard, i))),
                 ),
                 None => {
                     let (module, sink) = build(spec, &ctx).map_err(refused)?;
