@@ -361,17 +361,21 @@ impl Shard {
         during: &str,
         mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
     ) {
-        for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
-            let module = slot.module.as_mut();
-            if catch_unwind(AssertUnwindSafe(|| {
-                call(module, &mut out);
-                out.flush_sink();
-            }))
-            .is_err()
-            {
-                disable(slot, self.index, during);
+        for slot in self.modules.iter_mut() {
+            if !slot.failed {
+                let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
+                let module = slot.module.as_mut();
+                if catch_unwind(AssertUnwindSafe(|| {
+                    call(module, &mut out);
+                    out.flush_sink();
+                }))
+                .is_err()
+                {
+                    disable(slot, self.index, during);
+                }
             }
+            // A disabled module's collector too: other shards' collectors may wait at this tick
+            // for it to pass (`Merge`'s bound), and only the next batch would move it otherwise.
             collector_call(slot, &mut self.scratch, now, Collector::settle);
         }
     }

@@ -28,8 +28,11 @@
 //! collector that hands over at a tick or at the end while the merge holds more than [`HOLD_BYTES`]
 //! of its records waits until the others have caught up enough to write them. That wait cannot
 //! deadlock: the ingest put the tick in every shard's queue before any packet after it, so the
-//! shards waited for reach it on their own, and the one waited for has nothing held (else the k-way
-//! merge would be writing), so it is not waiting itself. Between ticks a collector never waits
+//! shards waited for reach it on their own (every collector of theirs, a disabled module's too,
+//! settles at each tick), and the one waited for has nothing held (else the k-way merge would be
+//! writing), so it is not waiting itself. A collector never waits for one of its own shard (the
+//! same thread must move it), nor once a collector was dropped without closing (its shard's
+//! thread ended). Between ticks a collector never waits
 //! (the shard it would wait for may need a batch the reader cannot send while this shard's lane is
 //! full); how far it runs ahead there is bounded upstream, by the reader's allowance of batches per
 //! shard (`queue_batches`) and by the tick, which every lane's batch ends at.
@@ -57,7 +60,7 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// the buffers have grown.
 const SPARE_PER_COLLECTOR: usize = 2;
 /// Bytes of one collector's records (text and index) the merge may hold before the collector, at
-/// a tick or at the end, waits for the others: 8 chunks, about 6 k flowlog records. Small against
+/// a tick or at the end, waits for the others: about ten chunks, 6 k flowlog records. Small against
 /// what it replaced (one shard's whole interval close, up to ~25 MiB, in chunks that glibc keeps
 /// once freed), large enough that a shard waits once per several chunks, not per chunk. 4 MiB
 /// measured 5 MiB more peak RSS and no faster (docs/performance.md, "Bounding what two shards
