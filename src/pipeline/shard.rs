@@ -363,6 +363,9 @@ impl Shard {
     ) {
         for slot in self.modules.iter_mut() {
             if !slot.failed {
+                if let SlotSink::Merged(c) = &mut slot.sink {
+                    c.tick_call();
+                }
                 let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
                 let module = slot.module.as_mut();
                 if catch_unwind(AssertUnwindSafe(|| {

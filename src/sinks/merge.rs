@@ -25,14 +25,16 @@
 //! Memory is bounded by a chunk per collector and by what the merge holds: what a fast shard
 //! handed over until the slow ones pass it. At a tick, a flowlog interval's close, one shard may
 //! hand over its whole share (100–150 k records, ~25 MiB) before the other has begun its own; so a
-//! collector that hands over at a tick or at the end while the merge holds more than [`HOLD_BYTES`]
-//! of its records waits until the others have caught up enough to write them. That wait cannot
-//! deadlock: the ingest put the tick in every shard's queue before any packet after it, so the
-//! shards waited for reach it on their own (every collector of theirs, a disabled module's too,
-//! settles at each tick), and the one waited for has nothing held (else the k-way merge would be
-//! writing), so it is not waiting itself. A collector never waits for one of its own shard (the
-//! same thread must move it), nor once a collector was dropped without closing (its shard's
-//! thread ended). Between ticks a collector never waits
+//! collector that hands over inside its module's own call of a tick or the end
+//! ([`Collector::tick_call`] to [`Collector::settle`]), or at its close, while the merge holds more
+//! than [`HOLD_BYTES`] of its records, waits until the others have caught up enough to write them.
+//! That wait cannot deadlock. A shard waits only at (tick, module) with every module before that
+//! one settled (all its collectors, of every merge, past that point), and only for collectors of
+//! other shards that are behind that point: those reach it on their own, since the ingest put the
+//! tick in every shard's queue before any packet after it and every collector, a disabled
+//! module's too, settles at each tick; and they wait, if at all, only for shards further behind.
+//! A collector never waits for one of its own shard (the same thread must move it), nor once a
+//! collector was dropped without closing (its shard's thread ended). Between ticks a collector never waits
 //! (the shard it would wait for may need a batch the reader cannot send while this shard's lane is
 //! full); how far it runs ahead there is bounded upstream, by the reader's allowance of batches per
 //! shard (`queue_batches`) and by the tick, which every lane's batch ends at.
@@ -378,6 +380,7 @@ impl Merge {
             group_streamed: false,
             pending: Published::default(),
             advanced: 0,
+            in_call: false,
             closed: false,
             warned: false,
         }
@@ -584,6 +587,9 @@ pub struct Collector {
     pending: Published,
     /// The input position the last `advance` reported.
     advanced: u64,
+    /// The module is in its own call of the tick or the end (`Collector::tick_call`): its tick
+    /// records may wait for the other shards when the merge holds too many of them.
+    in_call: bool,
     closed: bool,
     /// Misordered tick records were logged once.
     warned: bool,
@@ -641,12 +647,22 @@ impl Collector {
         std::mem::take(&mut self.pending)
     }
 
+    /// The shard is about to call the module at the current tick (or the end), every module before
+    /// it in the config having settled: from now until [`Collector::settle`] its records may wait
+    /// for the other shards (see the module's doc). Records emitted at a tick outside such a call
+    /// (flow events, before any module's own call) never wait: the earlier modules, of this merge
+    /// or another, have not passed the tick, and a shard waited for could be waiting on them.
+    pub fn tick_call(&mut self) {
+        self.in_call = self.key.idx == 0;
+    }
+
     /// The module has emitted everything it will at the current tick (or at the end): hands the
     /// tick's records over with the promise that nothing follows below the next packet's. Without
     /// it, the modules after this one in the config that share its output (stdout) would have their
     /// tick records held until this collector's next hand-over, a batch later: a flowlog before an
     /// accessscope held the whole of accessscope's interval close, ~70 k records, that way.
     pub fn settle(&mut self) -> Published {
+        let waits = std::mem::replace(&mut self.in_call, false);
         if self.key.idx == 0 && !self.closed {
             self.end_group();
             let frontier = Key {
@@ -654,7 +670,7 @@ impl Collector {
                 order: [0; 2],
                 ..self.key
             };
-            self.hand_over(self.part.recs.len(), frontier, None, true);
+            self.hand_over(self.part.recs.len(), frontier, None, waits);
         }
         std::mem::take(&mut self.pending)
     }
@@ -671,15 +687,15 @@ impl Collector {
     }
 
     /// Hands `part`'s records before `cut` over, with the promise that nothing below `frontier`
-    /// follows, and keeps the rest. With `at_tick` (the shard is inside a tick or the end, all its
-    /// collectors past it; see the module's doc), waits while the merge holds more than the bound
-    /// of this collector's records.
+    /// follows, and keeps the rest. With `may_wait` (inside the module's own call of a tick or the
+    /// end, or at the end itself; see the module's doc), waits while the merge holds more than the
+    /// bound of this collector's records.
     fn hand_over(
         &mut self,
         cut: usize,
         frontier: Key,
         boundary: Option<(Key, Timestamp)>,
-        at_tick: bool,
+        may_wait: bool,
     ) {
         self.carry.clear();
         self.part.move_tail(cut, &mut self.carry);
@@ -690,7 +706,7 @@ impl Collector {
         if out.written + out.failed > 0 {
             self.merge.written.notify_all();
         }
-        if at_tick {
+        if may_wait {
             inner = self.merge.wait_below_hold(inner, self.id);
         }
         drop(inner);
@@ -724,13 +740,12 @@ impl Collector {
                 ..self.key
             },
         };
-        let at_tick = self.key.idx == 0;
-        if at_tick {
+        if self.key.idx == 0 {
             self.group_streamed |= cut > self.group;
             self.group = self.group.saturating_sub(cut);
             self.run -= cut;
         }
-        self.hand_over(cut, frontier, None, at_tick);
+        self.hand_over(cut, frontier, None, self.in_call);
     }
 
     /// Checks a tick record about to be added against the previous one of the same tick.
@@ -1177,6 +1192,7 @@ mod tests {
             let emit = move |c: &mut Collector, parity: u64| {
                 let t = Timestamp::default();
                 c.publish(t, 1);
+                c.tick_call();
                 for k in (parity..2 * records).step_by(2) {
                     c.order(u128::from(k));
                     c.write(t, format!("tick record {k}\n").as_bytes()).unwrap();
@@ -1231,6 +1247,7 @@ mod tests {
         let shard = std::thread::spawn(move || {
             let t = Timestamp::default();
             fast.publish(t, 1);
+            fast.tick_call();
             for k in 0..10_000u64 {
                 fast.order(u128::from(k));
                 fast.write(t, b"r\n").unwrap();
@@ -1266,6 +1283,8 @@ mod tests {
             let t = Timestamp::default();
             first.publish(t, 1);
             second.publish(t, 1);
+            // As if the shard called the second module first (it calls them in config order).
+            second.tick_call();
             for k in 0..10_000u64 {
                 second.order(u128::from(k));
                 second.write(t, b"second\n").unwrap();
@@ -1285,5 +1304,37 @@ mod tests {
         let text = text(&out);
         assert!(text.starts_with("|\nfirst\nsecond\n"), "{}", &text[..40]);
         assert_eq!(lines(&out), 10_000 + 3);
+    }
+
+    /// Tick records written outside the module's own call (flow events, before the modules' calls
+    /// in config order) never wait, whatever the merge holds: the modules before this one have not
+    /// passed the tick, and a shard waited for may be waiting on them.
+    #[test]
+    fn tick_records_outside_the_modules_call_do_not_wait() {
+        let out = Shared::default();
+        let merge = Merge::with_hold(Box::new(out.clone()), 2, 4 << 10);
+        let (mut early, mut late) = (merge.collector(0, 0), merge.collector(1, 0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let t = Timestamp::default();
+        let shard = std::thread::spawn(move || {
+            early.publish(t, 1);
+            for k in 0..10_000u64 {
+                early.order(u128::from(k));
+                early.write(t, b"r\n").unwrap();
+            }
+            let _ = done_tx.send(());
+            early
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("no wait outside the module's call");
+        let mut early = shard.join().unwrap();
+        assert!(merge.lock().queues[0].held > 4 << 10);
+        late.publish(t, 1);
+        late.settle();
+        late.close(t);
+        early.close(t);
+        drop((early, late, merge));
+        assert_eq!(lines(&out), 10_000 + 2);
     }
 }
