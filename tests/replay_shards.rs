@@ -344,3 +344,153 @@ fn a_module_giving_keys_out_of_order_or_none_still_gives_the_same_bytes() {
         same(&one, &run(shards), &format!("{shards} shards"));
     }
 }
+
+/// Two modules sharing one merged output (as modules on stdout do): `fragile` panics at the second
+/// tick on the shard that saw no packet, and is switched off there; `bulk` writes more than the
+/// merge may hold of one shard's records (1 MiB) at every tick, on every shard. The shard ahead
+/// waits inside a tick for the others' collectors to pass it, a disabled module's included.
+mod stalling {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+    use vxtap::modules::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
+    use vxtap::sinks::Sink;
+    use vxtap::{Packet, Timestamp};
+
+    #[derive(Debug, Deserialize)]
+    pub struct Fragile {
+        pub path: PathBuf,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Bulk {}
+
+    impl ModuleConfig for Fragile {
+        fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+            Ok(Box::new(Counting::default()))
+        }
+
+        /// The merge of the modules "on stdout" writes to the first one's sink: this file.
+        fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+            let file = std::fs::File::create(&self.path)
+                .map_err(|e| BuildError::new(format!("{}: {e}", self.path.display())))?;
+            Ok(Box::new(SharedOut(Some(std::io::BufWriter::new(file)))))
+        }
+    }
+
+    impl ModuleConfig for Bulk {
+        fn build(&self, _ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
+            Ok(Box::new(Writing))
+        }
+
+        fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
+            Ok(Box::new(SharedOut(None)))
+        }
+    }
+
+    struct SharedOut(Option<std::io::BufWriter<std::fs::File>>);
+
+    impl Sink for SharedOut {
+        fn write(&mut self, _now: Timestamp, record: &[u8]) -> std::io::Result<()> {
+            self.0.as_mut().map_or(Ok(()), |f| f.write_all(record))
+        }
+        fn flush(&mut self, _now: Timestamp) -> std::io::Result<()> {
+            self.0.as_mut().map_or(Ok(()), |f| f.flush())
+        }
+        fn is_stdout(&self) -> bool {
+            true
+        }
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        packets: u64,
+        ticks: u64,
+    }
+
+    impl Module for Counting {
+        fn on_packet(&mut self, _pkt: &Packet<'_>, _out: &mut Emitter<'_>) {
+            self.packets += 1;
+        }
+
+        fn on_tick(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {
+            self.ticks += 1;
+            assert!(
+                self.ticks < 2 || self.packets > 0,
+                "this test's module fails on the idle shard"
+            );
+        }
+    }
+
+    struct Writing;
+
+    impl Module for Writing {
+        fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+            for k in 0..12_000u64 {
+                out.order(u128::from(k));
+                out.line(format_args!("bulk {} {k:08} {:-<80}", now.nanos(), ""));
+            }
+        }
+    }
+}
+
+/// One flow's VXLAN datagrams, `n` of them 0.5 ms apart.
+fn one_flow_capture(n: u32) -> PathBuf {
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([172, 31, 0, 1], [172, 31, 0, 2], 64)
+        .udp(40_000, 53)
+        .write(&mut inner, &[0x5a; 64])
+        .unwrap();
+    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+    vxlan.extend_from_slice(&inner);
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(50_000, 4789)
+        .write(&mut frame, &vxlan)
+        .unwrap();
+    let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    for i in 0..n {
+        let (secs, usecs) = (1_700_000_000 + i / 2_000, (i % 2_000) * 500);
+        for v in [secs, usecs, frame.len() as u32, frame.len() as u32] {
+            file.extend_from_slice(&v.to_le_bytes());
+        }
+        file.extend_from_slice(&frame);
+    }
+    let path = temp("one-flow").join("one-flow.pcap");
+    std::fs::write(&path, &file).unwrap();
+    path
+}
+
+#[test]
+fn a_module_switched_off_on_an_idle_shard_does_not_stall_the_others() {
+    let dir = temp("stalling");
+    let capture = one_flow_capture(8_000);
+    let out = dir.join("out.txt");
+    let text = format!(
+        "[pipeline]\nshards = 2\n[[module]]\nkind = \"fragile\"\npath = \"{}\"\n\
+         [[module]]\nkind = \"bulk\"\n",
+        out.display()
+    );
+    let config = vxtap::Config::parse(&text, "test").unwrap();
+    let mut registry = vxtap::Registry::with_builtins();
+    registry.register::<stalling::Fragile>("fragile");
+    registry.register::<stalling::Bulk>("bulk");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let report = vxtap::ingest::replay::replay(config, registry, &[capture]);
+        let _ = done_tx.send(report.map(|r| r.pipeline.counts.dispatched));
+    });
+    let dispatched = done_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the replay stalled")
+        .unwrap();
+    assert_eq!(dispatched, 8_000);
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Four ticks (one a second of packet time), 12,000 records each, from each of two shards.
+    assert_eq!(count(&text, "bulk "), 4 * 12_000 * 2);
+}

@@ -95,6 +95,13 @@ impl Pipeline {
     }
 }
 
+/// Offline, at most this many batches per shard in flight (1 MiB of frames at most), whatever
+/// `queue_batches` says: the reader waits for a shard rather than dropping, so a deeper queue
+/// absorbs no burst, and each batch is memory held per shard (64 KiB of frames): at the default
+/// 64 the read-ahead was 4 MiB a shard, the largest fixed part of what a second shard adds to a
+/// replay's peak RSS. Measured no slower (docs/performance.md, "Bounding what two shards hold").
+const OFFLINE_QUEUE_BATCHES: usize = 16;
+
 impl Pipeline<Handoff> {
     /// A new ingest handle for one thread, steering each packet to its shard's thread. On a live feed
     /// a shard that is behind costs counted drops; offline the handle waits for it. A pipeline built
@@ -108,13 +115,16 @@ impl Pipeline<Handoff> {
             .iter()
             .zip(&self.dispatch.gone)
             .map(|(tx, gone)| {
-                let when_full = match self.shared.feed {
-                    Feed::Live => WhenFull::Drop,
-                    Feed::Offline => WhenFull::Wait {
-                        shard_gone: gone.clone(),
-                    },
+                let (when_full, batches) = match self.shared.feed {
+                    Feed::Live => (WhenFull::Drop, queue_batches),
+                    Feed::Offline => (
+                        WhenFull::Wait {
+                            shard_gone: gone.clone(),
+                        },
+                        queue_batches.min(OFFLINE_QUEUE_BATCHES),
+                    ),
                 };
-                Lane::handoff(tx.clone(), queue_batches + 1, when_full)
+                Lane::handoff(tx.clone(), batches + 1, when_full)
             })
             .collect();
         let ingress = Ingress::new(

@@ -127,7 +127,7 @@ impl Shard {
             let (module, sink) = match merges.and_then(|m| m.get(i)) {
                 Some(merge) => (
                     spec.factory.build(&ctx).map_err(refused)?,
-                    SlotSink::Merged(Box::new(merge.collector(i))),
+                    SlotSink::Merged(Box::new(merge.collector(ctx.shard, i))),
                 ),
                 None => {
                     let (module, sink) = build(spec, &ctx).map_err(refused)?;
@@ -365,17 +365,24 @@ impl Shard {
         during: &str,
         mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
     ) {
-        for slot in self.modules.iter_mut().filter(|s| !s.failed) {
-            let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
-            let module = slot.module.as_mut();
-            if catch_unwind(AssertUnwindSafe(|| {
-                call(module, &mut out);
-                out.flush_sink();
-            }))
-            .is_err()
-            {
-                disable(slot, self.index, during);
+        for slot in self.modules.iter_mut() {
+            if !slot.failed {
+                if let SlotSink::Merged(c) = &mut slot.sink {
+                    c.tick_call();
+                }
+                let mut out = Emitter::new(slot.sink.get(), &slot.counters, &mut self.scratch, now);
+                let module = slot.module.as_mut();
+                if catch_unwind(AssertUnwindSafe(|| {
+                    call(module, &mut out);
+                    out.flush_sink();
+                }))
+                .is_err()
+                {
+                    disable(slot, self.index, during);
+                }
             }
+            // A disabled module's collector too: other shards' collectors may wait at this tick
+            // for it to pass (`Merge`'s bound), and only the next batch would move it otherwise.
             collector_call(slot, &mut self.scratch, now, Collector::settle);
         }
     }

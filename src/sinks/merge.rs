@@ -22,11 +22,22 @@
 //! the tick's last and sorted whole. So a module that gives no key is still merged correctly, at the
 //! cost of its tick records being held and sorted; one that gives its keys in order streams.
 //!
-//! Memory is bounded by a chunk per collector and by how far the shards drift apart: the merge
-//! holds what a fast shard handed over until the slow ones pass it. Shards never wait for each
-//! other here (handing over takes the lock, writes what it can and returns); how far one can run
-//! ahead is bounded upstream, by the reader's allowance of batches per shard (`queue_batches`):
-//! the reader blocks on the slowest shard's full lane, not the merge on anyone.
+//! Memory is bounded by a chunk per collector and by what the merge holds: what a fast shard
+//! handed over until the slow ones pass it. At a tick, a flowlog interval's close, one shard may
+//! hand over its whole share (100–150 k records, ~25 MiB) before the other has begun its own; so a
+//! collector that hands over inside its module's own call of a tick or the end
+//! ([`Collector::tick_call`] to [`Collector::settle`]), or at its close, while the merge holds more
+//! than [`HOLD_BYTES`] of its records, waits until the others have caught up enough to write them.
+//! That wait cannot deadlock. A shard waits only at (tick, module) with every module before that
+//! one settled (all its collectors, of every merge, past that point), and only for collectors of
+//! other shards that are behind that point: those reach it on their own, since the ingest put the
+//! tick in every shard's queue before any packet after it and every collector, a disabled
+//! module's too, settles at each tick; and they wait, if at all, only for shards further behind.
+//! A collector never waits for one of its own shard (the same thread must move it), nor once a
+//! collector was dropped without closing (its shard's thread ended). Between ticks a collector never waits
+//! (the shard it would wait for may need a batch the reader cannot send while this shard's lane is
+//! full); how far it runs ahead there is bounded upstream, by the reader's allowance of batches per
+//! shard (`queue_batches`) and by the tick, which every lane's batch ends at.
 //!
 //! The hot path takes no lock: a collector appends to buffers of its own, and the merge's lock is
 //! taken once per chunk and twice per tick per collector (its hand-over, and its settle once its
@@ -36,7 +47,7 @@
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::{KafkaCounts, Sink, UploadCounts};
 use crate::base::Timestamp;
@@ -50,6 +61,13 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// Emptied chunks the merge keeps for reuse per collector, so handing over allocates nothing once
 /// the buffers have grown.
 const SPARE_PER_COLLECTOR: usize = 2;
+/// Bytes of one collector's records (text and index) the merge may hold before the collector, at
+/// a tick or at the end, waits for the others: about ten chunks, 6 k flowlog records. Small against
+/// what it replaced (one shard's whole interval close, up to ~25 MiB, in chunks that glibc keeps
+/// once freed), large enough that a shard waits once per several chunks, not per chunk. 4 MiB
+/// measured 5 MiB more peak RSS and no faster (docs/performance.md, "Bounding what two shards
+/// hold").
+const HOLD_BYTES: usize = 1 << 20;
 
 /// Where one record sits in the merged output: by input position, then every module's tick records
 /// (idx 0) before any module's records for the packet at that position, then by module, emission
@@ -156,6 +174,11 @@ impl Part {
         self.recs.clear();
     }
 
+    /// What the chunk's records take in the merge, for its bound.
+    fn size(&self) -> usize {
+        self.bytes.len() + self.recs.len() * std::mem::size_of::<Rec>()
+    }
+
     /// Moves the records from `from` on to the end of `to`.
     fn move_tail(&mut self, from: usize, to: &mut Part) {
         let Some(first) = self.recs.get(from) else {
@@ -224,6 +247,9 @@ impl Published {
 /// within each packet, so even the interleaving of modules is fixed).
 pub struct Merge {
     inner: Mutex<Inner>,
+    /// Signalled when records were written (or a collector went away): a collector waiting for
+    /// its held records to go below the bound checks again.
+    written: Condvar,
 }
 
 impl std::fmt::Debug for Merge {
@@ -241,6 +267,13 @@ struct Queue {
     frontier: Key,
     /// Ticks (and the end) it has passed.
     boundaries: u64,
+    /// `Part::size` of the chunks waiting.
+    held: usize,
+    /// The shard whose collector this is: it never waits for its own shard's collectors.
+    shard: usize,
+    /// The most `held` ever was.
+    #[cfg(test)]
+    peak: usize,
 }
 
 /// A tick (or the end) that the sink is flushed at once every record before it is written.
@@ -261,6 +294,11 @@ struct Inner {
     boundaries: VecDeque<Boundary>,
     first: u64,
     spare: Vec<Part>,
+    /// Bytes a collector may have waiting before it waits at a tick ([`HOLD_BYTES`]).
+    hold: usize,
+    /// A collector was dropped without closing (its shard ended early): it will never catch up,
+    /// so nobody waits for it any more.
+    gone: bool,
 }
 
 impl Merge {
@@ -273,6 +311,10 @@ impl Merge {
                 pos: 0,
                 frontier: Key::tick(0),
                 boundaries: 0,
+                held: 0,
+                shard: usize::MAX,
+                #[cfg(test)]
+                peak: 0,
             })
             .collect();
         Arc::new(Merge {
@@ -283,12 +325,23 @@ impl Merge {
                 boundaries: VecDeque::new(),
                 first: 0,
                 spare: Vec::new(),
+                hold: HOLD_BYTES,
+                gone: false,
             }),
+            written: Condvar::new(),
         })
     }
 
-    /// A collector for one shard's instance of the module at `module` in the config.
-    pub fn collector(self: &Arc<Merge>, module: usize) -> Collector {
+    /// [`Merge::new`] with another bound on what a collector may have waiting at a tick.
+    #[cfg(test)]
+    fn with_hold(sink: Box<dyn Sink>, parts: usize, hold: usize) -> Arc<Merge> {
+        let merge = Merge::new(sink, parts);
+        merge.lock().hold = hold;
+        merge
+    }
+
+    /// A collector for shard `shard`'s instance of the module at `module` in the config.
+    pub fn collector(self: &Arc<Merge>, shard: usize, module: usize) -> Collector {
         let id = {
             let mut inner = self.lock();
             let id = inner.collectors;
@@ -300,8 +353,13 @@ impl Merge {
                     pos: 0,
                     frontier: Key::tick(0),
                     boundaries: 0,
+                    held: 0,
+                    shard,
+                    #[cfg(test)]
+                    peak: 0,
                 });
             }
+            inner.queues[id].shard = shard;
             id
         };
         Collector {
@@ -322,17 +380,50 @@ impl Merge {
             group_streamed: false,
             pending: Published::default(),
             advanced: 0,
+            in_call: false,
             closed: false,
             warned: false,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits while collector `id` has more than the bound waiting to be written, for other shards
+    /// to catch up.
+    fn wait_below_hold<'a>(
+        &self,
+        mut inner: MutexGuard<'a, Inner>,
+        id: usize,
+    ) -> MutexGuard<'a, Inner> {
+        while inner.must_wait(id) {
+            inner = self.written.wait(inner).unwrap_or_else(|e| e.into_inner());
+        }
+        inner
     }
 }
 
 impl Inner {
+    /// Whether collector `id` holds more than the bound and only other shards keep its records
+    /// back. When a collector of its own shard does (one whose module has not passed the tick:
+    /// with flow events, a later module's records can come before an earlier module's tick), the
+    /// shard must go on to move it, so it holds instead of waiting.
+    fn must_wait(&self, id: usize) -> bool {
+        let q = &self.queues[id];
+        if self.gone || q.held <= self.hold {
+            return false;
+        }
+        let Some(c) = q.chunks.front() else {
+            return false;
+        };
+        let head = c.recs[q.pos].key;
+        !self
+            .queues
+            .iter()
+            .any(|o| o.shard == q.shard && o.chunks.is_empty() && o.frontier < head)
+    }
+
     /// Takes collector `id`'s chunk (in key order, nothing below `frontier` to follow), and the
     /// boundary it passed, if any; writes what that makes writable and returns an empty chunk to
     /// fill next.
@@ -363,6 +454,11 @@ impl Inner {
         let next = if chunk.recs.is_empty() {
             chunk
         } else {
+            q.held += chunk.size();
+            #[cfg(test)]
+            {
+                q.peak = q.peak.max(q.held);
+            }
             q.chunks.push_back(chunk);
             self.spare.pop().unwrap_or_default()
         };
@@ -430,6 +526,7 @@ impl Inner {
         if q.pos == chunk.recs.len() {
             q.pos = 0;
             if let Some(mut done) = q.chunks.pop_front() {
+                q.held -= done.size();
                 if self.spare.len() < SPARE_PER_COLLECTOR * self.queues.len() {
                     done.clear();
                     self.spare.push(done);
@@ -490,6 +587,9 @@ pub struct Collector {
     pending: Published,
     /// The input position the last `advance` reported.
     advanced: u64,
+    /// The module is in its own call of the tick or the end (`Collector::tick_call`): its tick
+    /// records may wait for the other shards when the merge holds too many of them.
+    in_call: bool,
     closed: bool,
     /// Misordered tick records were logged once.
     warned: bool,
@@ -516,7 +616,14 @@ impl Collector {
             module: self.key.module,
             ..Key::tick(next)
         };
-        self.hand_over(self.part.recs.len(), frontier, Some((Key::tick(next), now)));
+        self.hand_over(
+            self.part.recs.len(),
+            frontier,
+            Some((Key::tick(next), now)),
+            // Not here: the shard's later modules have not passed the tick yet, and what this
+            // collector holds may wait on them. Its records wait at the tick's settle instead.
+            false,
+        );
         self.key = frontier;
         self.group = 0;
         self.run = 0;
@@ -535,9 +642,18 @@ impl Collector {
                 order: [0; 2],
                 ..self.key
             };
-            self.hand_over(self.part.recs.len(), frontier, None);
+            self.hand_over(self.part.recs.len(), frontier, None, false);
         }
         std::mem::take(&mut self.pending)
+    }
+
+    /// The shard is about to call the module at the current tick (or the end), every module before
+    /// it in the config having settled: from now until [`Collector::settle`] its records may wait
+    /// for the other shards (see the module's doc). Records emitted at a tick outside such a call
+    /// (flow events, before any module's own call) never wait: the earlier modules, of this merge
+    /// or another, have not passed the tick, and a shard waited for could be waiting on them.
+    pub fn tick_call(&mut self) {
+        self.in_call = self.key.idx == 0;
     }
 
     /// The module has emitted everything it will at the current tick (or at the end): hands the
@@ -546,6 +662,7 @@ impl Collector {
     /// tick records held until this collector's next hand-over, a batch later: a flowlog before an
     /// accessscope held the whole of accessscope's interval close, ~70 k records, that way.
     pub fn settle(&mut self) -> Published {
+        let waits = std::mem::replace(&mut self.in_call, false);
         if self.key.idx == 0 && !self.closed {
             self.end_group();
             let frontier = Key {
@@ -553,7 +670,7 @@ impl Collector {
                 order: [0; 2],
                 ..self.key
             };
-            self.hand_over(self.part.recs.len(), frontier, None);
+            self.hand_over(self.part.recs.len(), frontier, None, waits);
         }
         std::mem::take(&mut self.pending)
     }
@@ -563,23 +680,36 @@ impl Collector {
     pub fn close(&mut self, now: Timestamp) -> Published {
         if !self.closed {
             self.end_group();
-            self.hand_over(self.part.recs.len(), Key::MAX, Some((Key::MAX, now)));
+            self.hand_over(self.part.recs.len(), Key::MAX, Some((Key::MAX, now)), true);
             self.closed = true;
         }
         std::mem::take(&mut self.pending)
     }
 
     /// Hands `part`'s records before `cut` over, with the promise that nothing below `frontier`
-    /// follows, and keeps the rest.
-    fn hand_over(&mut self, cut: usize, frontier: Key, boundary: Option<(Key, Timestamp)>) {
+    /// follows, and keeps the rest. With `may_wait` (inside the module's own call of a tick or the
+    /// end, or at the end itself; see the module's doc), waits while the merge holds more than the
+    /// bound of this collector's records.
+    fn hand_over(
+        &mut self,
+        cut: usize,
+        frontier: Key,
+        boundary: Option<(Key, Timestamp)>,
+        may_wait: bool,
+    ) {
         self.carry.clear();
         self.part.move_tail(cut, &mut self.carry);
         let chunk = std::mem::take(&mut self.part);
         let mut out = Published::default();
-        self.part = self
-            .merge
-            .lock()
-            .hand_over(self.id, chunk, frontier, boundary, &mut out);
+        let mut inner = self.merge.lock();
+        self.part = inner.hand_over(self.id, chunk, frontier, boundary, &mut out);
+        if out.written + out.failed > 0 {
+            self.merge.written.notify_all();
+        }
+        if may_wait {
+            inner = self.merge.wait_below_hold(inner, self.id);
+        }
+        drop(inner);
         self.pending.add(out);
         if !self.carry.recs.is_empty() {
             self.carry.move_tail(0, &mut self.part);
@@ -615,7 +745,7 @@ impl Collector {
             self.group = self.group.saturating_sub(cut);
             self.run -= cut;
         }
-        self.hand_over(cut, frontier, None);
+        self.hand_over(cut, frontier, None, self.in_call);
     }
 
     /// Checks a tick record about to be added against the previous one of the same tick.
@@ -672,6 +802,17 @@ impl Collector {
         self.group_streamed = false;
         self.group = self.part.recs.len();
         self.run = self.group;
+    }
+}
+
+impl Drop for Collector {
+    /// A collector that never closed (its shard's thread ended early) will not move its frontier
+    /// again: the others stop waiting for it, and hold what they must instead.
+    fn drop(&mut self) {
+        if !self.closed {
+            self.merge.lock().gone = true;
+            self.merge.written.notify_all();
+        }
     }
 }
 
@@ -742,7 +883,7 @@ mod tests {
     #[test]
     fn records_come_out_in_input_order_once_every_shard_has_handed_over() {
         let (out, merge) = merged(2);
-        let (mut a, mut b) = (merge.collector(0), merge.collector(0));
+        let (mut a, mut b) = (merge.collector(0, 0), merge.collector(1, 0));
         let t = Timestamp::default();
         a.at_packet(1);
         a.write(t, b"p1 first\n").unwrap();
@@ -781,8 +922,8 @@ mod tests {
     #[test]
     fn what_a_dead_shard_never_handed_over_does_not_hold_the_others_back_at_the_end() {
         let (out, merge) = merged(2);
-        let mut a = merge.collector(0);
-        let b = merge.collector(0);
+        let mut a = merge.collector(0, 0);
+        let b = merge.collector(1, 0);
         a.at_packet(1);
         a.write(Timestamp::default(), b"kept\n").unwrap();
         a.publish(Timestamp::default(), 2);
@@ -795,7 +936,7 @@ mod tests {
     #[test]
     fn one_collector_streams_a_ticks_records_in_key_order() {
         let (out, merge) = merged(1);
-        let mut a = merge.collector(0);
+        let mut a = merge.collector(0, 0);
         let t = Timestamp::default();
         a.publish(t, 1);
         let n = 3 * CHUNK_RECORDS as u128;
@@ -821,7 +962,7 @@ mod tests {
     #[test]
     fn a_settled_module_does_not_hold_the_next_modules_tick_records() {
         let (out, merge) = merged(2);
-        let (mut first, mut second) = (merge.collector(0), merge.collector(1));
+        let (mut first, mut second) = (merge.collector(0, 0), merge.collector(0, 1));
         let t = Timestamp::default();
         for c in [&mut first, &mut second] {
             c.at_packet(1);
@@ -858,7 +999,7 @@ mod tests {
     #[test]
     fn two_collectors_merge_a_ticks_records_by_key_then_bytes() {
         let (out, merge) = merged(2);
-        let (mut a, mut b) = (merge.collector(0), merge.collector(0));
+        let (mut a, mut b) = (merge.collector(0, 0), merge.collector(1, 0));
         let t = Timestamp::default();
         a.publish(t, 1);
         b.publish(t, 1);
@@ -900,7 +1041,7 @@ mod tests {
     #[test]
     fn advancing_between_batches_lets_the_others_records_out() {
         let (out, merge) = merged(2);
-        let (mut a, mut quiet) = (merge.collector(0), merge.collector(1));
+        let (mut a, mut quiet) = (merge.collector(0, 0), merge.collector(0, 1));
         let t = Timestamp::default();
         for seq in 1..=3 {
             a.at_packet(seq);
@@ -924,7 +1065,7 @@ mod tests {
     #[test]
     fn records_out_of_order_are_held_and_sorted() {
         let (out, merge) = merged(1);
-        let mut a = merge.collector(0);
+        let mut a = merge.collector(0, 0);
         let t = Timestamp::default();
         a.publish(t, 1);
         // No keys: bytes order, for more records than a chunk.
@@ -954,7 +1095,7 @@ mod tests {
     #[test]
     fn a_key_below_what_was_already_written_is_counted() {
         let merge = Merge::new(Box::new(Shared::default()), 1);
-        let mut a = merge.collector(0);
+        let mut a = merge.collector(0, 0);
         let t = Timestamp::default();
         a.publish(t, 1);
         for k in 0..2 * CHUNK_RECORDS as u128 {
@@ -973,7 +1114,7 @@ mod tests {
     fn the_same_bytes_whatever_the_number_of_shards() {
         let run = |shards: usize| -> String {
             let (out, merge) = merged(shards);
-            let mut cs: Vec<Collector> = (0..shards).map(|_| merge.collector(0)).collect();
+            let mut cs: Vec<Collector> = (0..shards).map(|s| merge.collector(s, 0)).collect();
             let t = Timestamp::default();
             let flows = 9_000u64;
             // Each flow's last packet position, per shard (flow % shards).
@@ -1035,5 +1176,165 @@ mod tests {
         for shards in 2..=4 {
             assert!(run(shards) == one, "{shards} shards differ from one");
         }
+    }
+
+    /// The bound: a shard that runs through a tick's records while the other has not begun its
+    /// own waits once the merge holds more than the bound of its records, instead of handing
+    /// them all over; and the bytes written are the same either way.
+    #[test]
+    fn a_shard_ahead_at_a_tick_waits_once_the_merge_holds_the_bound() {
+        let records = 20_000u64;
+        let run = |hold: usize| -> (String, usize) {
+            let out = Shared::default();
+            let merge = Merge::with_hold(Box::new(out.clone()), 2, hold);
+            let (mut fast, mut slow) = (merge.collector(0, 0), merge.collector(1, 0));
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let emit = move |c: &mut Collector, parity: u64| {
+                let t = Timestamp::default();
+                c.publish(t, 1);
+                c.tick_call();
+                for k in (parity..2 * records).step_by(2) {
+                    c.order(u128::from(k));
+                    c.write(t, format!("tick record {k}\n").as_bytes()).unwrap();
+                }
+                c.settle();
+                c.close(t);
+            };
+            std::thread::scope(|s| {
+                let fast = &mut fast;
+                s.spawn(move || {
+                    emit(fast, 0);
+                    let _ = done_tx.send(());
+                });
+                // The slow shard begins its tick once the fast one is done or, if that one waits,
+                // a while after.
+                let slow = &mut slow;
+                s.spawn(move || {
+                    let _ = done_rx.recv_timeout(std::time::Duration::from_millis(200));
+                    emit(slow, 1);
+                });
+            });
+            let peak = merge.lock().queues[0].peak;
+            drop((fast, slow, merge));
+            (text(&out), peak)
+        };
+        let (unbounded, held_all) = run(usize::MAX);
+        let hold = 128 << 10;
+        let (bounded, held) = run(hold);
+        let chunk = CHUNK_BYTES + CHUNK_RECORDS * std::mem::size_of::<Rec>();
+        assert!(held <= hold + chunk, "held {held} with a bound of {hold}");
+        assert!(
+            held_all > 4 * (hold + chunk),
+            "without a bound the fast shard's records are all held ({held_all} bytes)"
+        );
+        assert_eq!(bounded, unbounded);
+        // Flushed at the tick, before its records, and at the end.
+        let records: String = (0..2 * records)
+            .map(|k| format!("tick record {k}\n"))
+            .collect();
+        let want = format!("|\n{records}|\n");
+        assert_eq!(bounded, want);
+    }
+
+    /// Waiting cannot outlast the shard waited for: a collector dropped without closing (its
+    /// shard's thread ended) lets the waiting one go, and what both handed over is written.
+    #[test]
+    fn a_shard_that_ended_early_is_not_waited_for() {
+        let out = Shared::default();
+        let merge = Merge::with_hold(Box::new(out.clone()), 2, 4 << 10);
+        let (mut fast, gone) = (merge.collector(0, 0), merge.collector(1, 0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let shard = std::thread::spawn(move || {
+            let t = Timestamp::default();
+            fast.publish(t, 1);
+            fast.tick_call();
+            for k in 0..10_000u64 {
+                fast.order(u128::from(k));
+                fast.write(t, b"r\n").unwrap();
+            }
+            fast.settle();
+            fast.close(t);
+            let _ = done_tx.send(());
+        });
+        let wait = std::time::Duration::from_millis(200);
+        assert!(
+            done_rx.recv_timeout(wait).is_err(),
+            "waits while the other shard has not passed the tick"
+        );
+        drop(gone);
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("let go once the other shard's collector is gone");
+        shard.join().unwrap();
+        drop(merge);
+        assert_eq!(lines(&out), 10_000 + 2);
+    }
+
+    /// A collector never waits for one of its own shard (the same thread would have to move it):
+    /// a later module's tick records that come before an earlier module has settled, as flow
+    /// events can make them, are held beyond the bound instead.
+    #[test]
+    fn a_collector_does_not_wait_for_its_own_shard() {
+        let out = Shared::default();
+        let merge = Merge::with_hold(Box::new(out.clone()), 2, 4 << 10);
+        let (mut first, mut second) = (merge.collector(0, 0), merge.collector(0, 1));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let shard = std::thread::spawn(move || {
+            let t = Timestamp::default();
+            first.publish(t, 1);
+            second.publish(t, 1);
+            // As if the shard called the second module first (it calls them in config order).
+            second.tick_call();
+            for k in 0..10_000u64 {
+                second.order(u128::from(k));
+                second.write(t, b"second\n").unwrap();
+            }
+            first.write(t, b"first\n").unwrap();
+            first.settle();
+            second.settle();
+            first.close(t);
+            second.close(t);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the shard went on");
+        shard.join().unwrap();
+        drop(merge);
+        let text = text(&out);
+        assert!(text.starts_with("|\nfirst\nsecond\n"), "{}", &text[..40]);
+        assert_eq!(lines(&out), 10_000 + 3);
+    }
+
+    /// Tick records written outside the module's own call (flow events, before the modules' calls
+    /// in config order) never wait, whatever the merge holds: the modules before this one have not
+    /// passed the tick, and a shard waited for may be waiting on them.
+    #[test]
+    fn tick_records_outside_the_modules_call_do_not_wait() {
+        let out = Shared::default();
+        let merge = Merge::with_hold(Box::new(out.clone()), 2, 4 << 10);
+        let (mut early, mut late) = (merge.collector(0, 0), merge.collector(1, 0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let t = Timestamp::default();
+        let shard = std::thread::spawn(move || {
+            early.publish(t, 1);
+            for k in 0..10_000u64 {
+                early.order(u128::from(k));
+                early.write(t, b"r\n").unwrap();
+            }
+            let _ = done_tx.send(());
+            early
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("no wait outside the module's call");
+        let mut early = shard.join().unwrap();
+        assert!(merge.lock().queues[0].held > 4 << 10);
+        late.publish(t, 1);
+        late.settle();
+        late.close(t);
+        early.close(t);
+        drop((early, late, merge));
+        assert_eq!(lines(&out), 10_000 + 2);
     }
 }
