@@ -68,6 +68,7 @@ impl TableBench {
     /// A tick: ends the flows idle past their timeout.
     pub fn expire(&mut self, now: Timestamp) {
         self.table.expire(now, &mut self.events);
+        self.table.close_interval_if_due(now, &mut self.events);
     }
 
     /// Flows in the table.

@@ -783,6 +783,15 @@ impl FlowTable {
         bump(&self.counters.ended[reason as usize], 1);
     }
 
+    /// At a tick: if an interval ended by `now`, hands its counters over. The shard calls it in the
+    /// riders' turn of the tick, after the flows that timed out ended ([`FlowTable::expire`]); a
+    /// packet past the interval's end that comes before any tick closes it too.
+    pub(crate) fn close_interval_if_due(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
+        if self.intervals.as_mut().is_some_and(|iv| iv.due(now)) {
+            self.close_interval(now, events);
+        }
+    }
+
     /// An interval ended at `now`: every direction with packets in it is handed over, and counts
     /// again from zero.
     fn close_interval(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
@@ -993,14 +1002,16 @@ impl FlowTable {
             }
         }
         self.walk = passed;
+        if found.is_none() {
+            // Due seconds lie within one turn of the wheel from the last checked second only once
+            // ticks run; before the first (a table fed packets alone) any flow will do.
+            found = (0..len as usize).find_map(|w| self.wheel.find(w, |_| true));
+        }
         found
     }
 
     /// Ends every flow idle past its timeout at `now`, least recently seen first.
     pub(crate) fn expire(&mut self, now: Timestamp, events: &mut dyn FlowEvents) {
-        if self.intervals.as_mut().is_some_and(|iv| iv.due(now)) {
-            self.close_interval(now, events);
-        }
         let now_secs = now.secs();
         if now_secs < self.checked_through + 1 {
             self.publish_gauges();

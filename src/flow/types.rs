@@ -176,7 +176,7 @@ pub struct FlowCounters {
 }
 
 /// What a module asks of the flow table's per-direction interval counters
-/// ([`Module::flow_intervals`](crate::modules::Module::flow_intervals) answers with it).
+/// (`Module::flow_intervals` answers with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IntervalSpec {
     /// The interval, in seconds of packet time. Intervals are aligned to multiples of it, so every

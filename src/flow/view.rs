@@ -183,7 +183,7 @@ impl<'a> Flow<'a> {
 }
 
 /// One direction of a flow with packets since it was last handed over, as
-/// [`Module::on_flow_interval`](crate::modules::Module::on_flow_interval) is shown it.
+/// `Module::on_flow_interval` is shown it.
 /// Self-contained rather than a [`Flow`]: a flow that ended inside the interval is handed over at
 /// the interval's end, after it left the table, its counters joined with those of any later
 /// connection on the same 5-tuple (VPC Flow Logs count by 5-tuple and interval).

@@ -352,8 +352,37 @@ impl Shard {
     fn tick(&mut self, now: Timestamp) {
         self.next_tick = Some(now.next_boundary(self.tick_ns));
         self.end_flows(now, None);
-        self.each_module_at(now, "on_tick", |m, out| m.on_tick(now, out));
+        let on_tick = |m: &mut dyn Module, out: &mut Emitter<'_>| m.on_tick(now, out);
+        match self.flows.as_ref().and_then(|f| f.riders.first().copied()) {
+            // An interval that ends here is handed over in the first rider's own turn, once the
+            // modules before it have passed the tick: an ordered replay's merge may then hold that
+            // shard back while the others catch up (its bound), which it must not do while earlier
+            // modules are still open.
+            Some(first) => {
+                self.each_module_in(0..first, now, "on_tick", on_tick);
+                if let SlotSink::Merged(c) = &mut self.modules[first].sink {
+                    c.tick_call();
+                }
+                self.close_interval(now);
+                self.each_module_in(first..self.modules.len(), now, "on_tick", on_tick);
+            }
+            None => self.each_module_at(now, "on_tick", on_tick),
+        }
         self.tallies.publish(&self.counters.sessions);
+    }
+
+    /// Hands the flow table's interval counters over to the riders, if an interval ended by `now`.
+    fn close_interval(&mut self, now: Timestamp) {
+        let Some(flows) = &mut self.flows else { return };
+        let mut events = ModuleEvents {
+            modules: &mut self.modules,
+            which: &flows.modules,
+            riders: &flows.riders,
+            scratch: &mut self.scratch,
+            shard: self.index,
+            now,
+        };
+        flows.table.close_interval_if_due(now, &mut events);
     }
 
     /// A tick's or the end's call of every working module, in config order: its sink flushed
@@ -363,9 +392,20 @@ impl Shard {
         &mut self,
         now: Timestamp,
         during: &str,
+        call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
+    ) {
+        self.each_module_in(0..self.modules.len(), now, during, call);
+    }
+
+    /// `each_module_at` for the modules at positions `range`.
+    fn each_module_in(
+        &mut self,
+        range: std::ops::Range<usize>,
+        now: Timestamp,
+        during: &str,
         mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
     ) {
-        for slot in self.modules.iter_mut() {
+        for slot in &mut self.modules[range] {
             if !slot.failed {
                 if let SlotSink::Merged(c) = &mut slot.sink {
                     c.tick_call();

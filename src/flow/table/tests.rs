@@ -202,9 +202,12 @@ impl Feed {
         self.table.packet(&pkt, &mut self.rec);
     }
 
+    /// A tick as the shard gives it: flows past their timeouts end, then an interval that ended
+    /// is handed over.
     fn tick(&mut self, secs: u64) {
-        self.table
-            .expire(Timestamp::from_secs(1_000 + secs), &mut self.rec);
+        let now = Timestamp::from_secs(1_000 + secs);
+        self.table.expire(now, &mut self.rec);
+        self.table.close_interval_if_due(now, &mut self.rec);
     }
 
     fn take(&mut self) -> Vec<String> {
