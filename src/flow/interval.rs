@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::types::{Dir, IntervalCounts};
-use crate::base::{FlowKey, Session, Timestamp};
+use crate::base::{FlowKey, Session, TcpHeader, Timestamp};
 
 /// No parked flow.
 pub(super) const NONE: u32 = u32::MAX;
@@ -114,7 +114,8 @@ impl Intervals {
         c.bytes += bytes;
         c.last = c.last.max(ts);
         c.tcp_flags |= flags;
-        c.syn_ack |= flags & 0x12 == 0x12;
+        const SYN_ACK: u8 = TcpHeader::SYN | TcpHeader::ACK;
+        c.syn_ack |= flags & SYN_ACK == SYN_ACK;
     }
 
     /// Keeps an ended flow's counters until the interval's end.

@@ -1059,16 +1059,16 @@ impl FlowTable {
         self.publish_gauges();
     }
 
-    /// Ends every flow (the drain, the end of a replay), least recently seen first.
-    pub(crate) fn end_all(&mut self, reason: EndReason, events: &mut dyn FlowEvents) {
+    /// Ends every flow (the drain, the end of a replay), least recently seen first; interval
+    /// counters are handed over first, at `now` (the latest packet time).
+    pub(crate) fn end_all(
+        &mut self,
+        reason: EndReason,
+        now: Timestamp,
+        events: &mut dyn FlowEvents,
+    ) {
         // Everything counted goes out now, in one hand-over, before the flows end.
-        let last = self
-            .entries
-            .iter()
-            .map(|e| e.last)
-            .max()
-            .unwrap_or_default();
-        self.hand_over(last, IntervalClose::FlowEnd(reason), events);
+        self.hand_over(now, IntervalClose::FlowEnd(reason), events);
         let mut all = std::mem::take(&mut self.due);
         all.clear();
         for w in 0..self.wheel.len() {

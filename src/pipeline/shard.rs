@@ -261,17 +261,7 @@ impl Shard {
                     self.tick(pkt.ts);
                 }
                 self.last_ts = self.last_ts.max(pkt.ts);
-                if let Some(flows) = &mut self.flows {
-                    let mut events = ModuleEvents {
-                        modules: &mut self.modules,
-                        which: &flows.modules,
-                        riders: &flows.riders,
-                        scratch: &mut self.scratch,
-                        shard: self.index,
-                        now: pkt.ts,
-                    };
-                    flows.table.packet(pkt, &mut events);
-                }
+                self.with_flows(pkt.ts, |table, events| table.packet(pkt, events));
                 for slot in self.modules.iter_mut().filter(|s| s.on_packet && !s.failed) {
                     slot.counters.packet();
                     let mut out =
@@ -373,6 +363,18 @@ impl Shard {
 
     /// Hands the flow table's interval counters over to the riders, if an interval ended by `now`.
     fn close_interval(&mut self, now: Timestamp) {
+        self.with_flows(now, |table, events| {
+            table.close_interval_if_due(now, events)
+        });
+    }
+
+    /// Runs `f` on the flow table, if the shard keeps one, with the modules as its events at `now`.
+    #[inline]
+    fn with_flows(
+        &mut self,
+        now: Timestamp,
+        f: impl FnOnce(&mut FlowTable, &mut ModuleEvents<'_>),
+    ) {
         let Some(flows) = &mut self.flows else { return };
         let mut events = ModuleEvents {
             modules: &mut self.modules,
@@ -382,7 +384,7 @@ impl Shard {
             shard: self.index,
             now,
         };
-        flows.table.close_interval_if_due(now, &mut events);
+        f(&mut flows.table, &mut events);
     }
 
     /// A tick's or the end's call of every working module, in config order: its sink flushed
@@ -455,19 +457,10 @@ impl Shard {
 
     /// Ends the flows that timed out by `now` or, with `all`, every flow for that reason.
     fn end_flows(&mut self, now: Timestamp, all: Option<EndReason>) {
-        let Some(flows) = &mut self.flows else { return };
-        let mut events = ModuleEvents {
-            modules: &mut self.modules,
-            which: &flows.modules,
-            riders: &flows.riders,
-            scratch: &mut self.scratch,
-            shard: self.index,
-            now,
-        };
-        match all {
-            Some(reason) => flows.table.end_all(reason, &mut events),
-            None => flows.table.expire(now, &mut events),
-        }
+        self.with_flows(now, |table, events| match all {
+            Some(reason) => table.end_all(reason, now, events),
+            None => table.expire(now, events),
+        });
     }
 
     /// Applies settings from config reloads that arrived since the last call.
@@ -661,6 +654,27 @@ impl ModuleEvents<'_> {
             }
         }
     }
+
+    /// Calls every working module that rides the table's interval counters, with the same panic
+    /// isolation.
+    fn each_rider(
+        &mut self,
+        now: Timestamp,
+        during: &str,
+        mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
+    ) {
+        for &i in self.riders {
+            let slot = &mut self.modules[i];
+            if slot.failed {
+                continue;
+            }
+            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, now);
+            let module = slot.module.as_mut();
+            if catch_unwind(AssertUnwindSafe(|| call(module, &mut out))).is_err() {
+                disable(slot, self.shard, during);
+            }
+        }
+    }
 }
 
 impl FlowEvents for ModuleEvents<'_> {
@@ -695,38 +709,15 @@ impl FlowEvents for ModuleEvents<'_> {
     }
 
     fn interval(&mut self, interval: &DirInterval<'_>) {
-        for &i in self.riders {
-            let slot = &mut self.modules[i];
-            if slot.failed {
-                continue;
-            }
-            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, self.now);
-            let module = slot.module.as_mut();
-            if catch_unwind(AssertUnwindSafe(|| {
-                module.on_flow_interval(interval, &mut out)
-            }))
-            .is_err()
-            {
-                disable(slot, self.shard, "on_flow_interval");
-            }
-        }
+        let now = self.now;
+        self.each_rider(now, "on_flow_interval", |m, out| {
+            m.on_flow_interval(interval, out)
+        });
     }
 
     fn interval_end(&mut self, now: Timestamp) {
-        for &i in self.riders {
-            let slot = &mut self.modules[i];
-            if slot.failed {
-                continue;
-            }
-            let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, now);
-            let module = slot.module.as_mut();
-            if catch_unwind(AssertUnwindSafe(|| {
-                module.on_flow_interval_end(now, &mut out)
-            }))
-            .is_err()
-            {
-                disable(slot, self.shard, "on_flow_interval_end");
-            }
-        }
+        self.each_rider(now, "on_flow_interval_end", |m, out| {
+            m.on_flow_interval_end(now, out)
+        });
     }
 }

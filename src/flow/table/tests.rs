@@ -166,6 +166,8 @@ struct Feed {
     table: FlowTable,
     session: Arc<Session>,
     rec: Rec,
+    /// The latest packet time fed.
+    last: Timestamp,
 }
 
 impl Feed {
@@ -174,6 +176,7 @@ impl Feed {
             table: FlowTable::new(&config, 1),
             session: Arc::new(Session::plain("test", 7)),
             rec,
+            last: Timestamp::default(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Feed {
             orig_len: frame.len() as u32,
             layers: &layers,
         };
+        self.last = self.last.max(pkt.ts);
         self.table.packet(&pkt, &mut self.rec);
     }
 
@@ -199,6 +203,7 @@ impl Feed {
             orig_len: frame.len() as u32,
             layers: &layers,
         };
+        self.last = self.last.max(pkt.ts);
         self.table.packet(&pkt, &mut self.rec);
     }
 
@@ -208,6 +213,11 @@ impl Feed {
         let now = Timestamp::from_secs(1_000 + secs);
         self.table.expire(now, &mut self.rec);
         self.table.close_interval_if_due(now, &mut self.rec);
+    }
+
+    /// Ends every flow, as the shard does at the end, at the latest packet time fed.
+    fn end_all(&mut self, reason: EndReason) {
+        self.table.end_all(reason, self.last, &mut self.rec);
     }
 
     fn take(&mut self) -> Vec<String> {
@@ -372,7 +382,7 @@ fn streams_arrive_in_order_with_gaps_named() {
             "data to_client @10 \"end\"",
         ]
     );
-    f.table.end_all(EndReason::EndOfReplay, &mut f.rec);
+    f.end_all(EndReason::EndOfReplay);
     assert_eq!(f.take(), ["end end_of_replay packets=3/3 payload=11/13"]);
     assert_eq!(f.table.pool.held_bytes(), 0);
     assert_eq!(f.table.streams.len(), f.table.free_streams.len());
@@ -435,7 +445,7 @@ fn flows_end_least_recently_seen_first_and_ids_do_not_depend_on_arrival_order() 
     f.at(1, &udp(C, S, 40_002, 2000));
     f.at(2, &udp(C, S, 40_001, 2000));
     f.take();
-    f.table.end_all(EndReason::Shutdown, &mut f.rec);
+    f.end_all(EndReason::Shutdown);
     assert_eq!(
         f.take(),
         [
@@ -538,7 +548,7 @@ fn prepared_batches_give_the_same_events_as_single_packets() {
                 f.table.packet(pkt, &mut f.rec);
             }
         }
-        f.table.end_all(EndReason::EndOfReplay, &mut f.rec);
+        f.end_all(EndReason::EndOfReplay);
         f.take()
     };
     let plain = run(false);
@@ -601,7 +611,7 @@ fn interval_counters_are_handed_over_at_the_boundary_by_five_tuple() {
         ]
     );
     // The FIN counts in the new interval, handed over with everything at the end.
-    f.table.end_all(EndReason::EndOfReplay, &mut f.rec);
+    f.end_all(EndReason::EndOfReplay);
     assert_eq!(
         intervals_only(f.take()),
         ["interval end_of_replay 10.0.0.1:50000>10.0.0.2:443 packets=1 bytes=40 ms=20000..20000 flags=0x11 syn_ack=false"]
@@ -635,6 +645,6 @@ fn a_tick_past_the_boundary_ends_the_interval_and_an_evicted_flow_goes_at_once()
         ]
     );
     // Nothing counted since: nothing to hand over at the end.
-    f.table.end_all(EndReason::Shutdown, &mut f.rec);
+    f.end_all(EndReason::Shutdown);
     assert!(intervals_only(f.take()).is_empty());
 }

@@ -289,14 +289,27 @@ struct FlowLog {
 /// TCP flags as VPC Flow Logs report them: FIN (1), SYN (2) and RST (4) as they are, and ACK (16) only
 /// together with SYN, so a handshake reply shows as SYN-ACK (18) while plain ACKs add nothing.
 fn aws_tcp_flags(flags: u8) -> u8 {
+    aws_tcp_flags_joined(flags, flags & SYN_ACK == SYN_ACK)
+}
+
+const SYN_ACK: u8 = 0x12;
+
+/// The same for many packets' flags OR-ed together, given whether one of them had SYN and ACK
+/// together (which the OR cannot tell from a SYN and a later ACK).
+fn aws_tcp_flags_joined(or: u8, syn_ack: bool) -> u8 {
     const FIN_SYN_RST: u8 = 0x07;
-    const SYN_ACK: u8 = 0x12;
-    (flags & FIN_SYN_RST)
-        | if flags & SYN_ACK == SYN_ACK {
-            SYN_ACK
-        } else {
-            0
-        }
+    (or & FIN_SYN_RST) | if syn_ack { SYN_ACK } else { 0 }
+}
+
+/// Ingress when the session's own interface is the destination, egress when it is the source.
+fn direction(session: &Session, src: &std::net::IpAddr, dst: &std::net::IpAddr) -> Direction {
+    if session.addresses.contains(dst) {
+        Direction::Ingress
+    } else if session.addresses.contains(src) {
+        Direction::Egress
+    } else {
+        Direction::Unknown
+    }
 }
 
 fn session_meta(s: &Session) -> SessionMeta {
@@ -325,11 +338,14 @@ impl FlowLog {
                 self.interval_end = Some(next);
                 self.emit_no_data(out);
             }
-            None => {
-                self.started = now.nanos().max(1);
-                self.interval_end = Some(self.end_of_interval(now));
-            }
+            None => self.start(now),
         }
+    }
+
+    /// The first packet (or tick): the interval schedule starts.
+    fn start(&mut self, now: Timestamp) {
+        self.started = now.nanos().max(1);
+        self.interval_end = Some(self.end_of_interval(now));
     }
 
     /// The sessions with packets in the current interval (read before `emit_all` forgets them).
@@ -511,8 +527,7 @@ impl Module for FlowLog {
             // `on_packet` would have.
             if self.interval_end.is_none() {
                 if let Some(first) = packets.iter().find(|p| p.layers.ip.is_some()) {
-                    self.started = first.ts.nanos().max(1);
-                    self.interval_end = Some(self.end_of_interval(first.ts));
+                    self.start(first.ts);
                 }
             }
             return;
@@ -564,11 +579,11 @@ impl Module for FlowLog {
             Transport::Tcp { flags, .. } => aws_tcp_flags(flags),
             _ => 0,
         };
-        let (addresses, ip) = (&session.addresses, pkt.layers.ip.as_ref());
-        let direction = || match ip {
-            Some(ip) if addresses.contains(&ip.dst) => Direction::Ingress,
-            Some(ip) if addresses.contains(&ip.src) => Direction::Egress,
-            _ => Direction::Unknown,
+        let ip = pkt.layers.ip.as_ref();
+        let direction = || {
+            ip.map_or(Direction::Unknown, |ip| {
+                direction(session, &ip.src, &ip.dst)
+            })
         };
         // Bytes are the IP length the sender put on the wire (from the IP header), which AWS's and
         // vxtap's truncation leave intact.
@@ -626,22 +641,14 @@ impl Module for FlowLog {
             self.meta_for = Some(session.id);
         }
         let (key, c) = (d.key(), d.counts());
-        let direction = if session.addresses.contains(&key.dst) {
-            Direction::Ingress
-        } else if session.addresses.contains(&key.src) {
-            Direction::Egress
-        } else {
-            Direction::Unknown
-        };
-        let tcp_flags = (c.tcp_flags & 0x07) | if c.syn_ack { 0x12 } else { 0 };
         self.emit_counts(
             session.id,
             &FlowCounts {
                 key,
                 packets: u64::from(c.packets),
                 bytes: c.bytes,
-                tcp_flags,
-                direction,
+                tcp_flags: aws_tcp_flags_joined(c.tcp_flags, c.syn_ack),
+                direction: direction(session, &key.src, &key.dst),
             },
             c.first,
             c.last,
