@@ -28,12 +28,19 @@
 #   (i) base:    this build against another build's binary (BASE_BIN, e.g. main's target/release/vxtap),
 #                alternating runs, one shard, ENI-like capture: flowlog alone, and flowlog + accessscope
 #                (10 scopes); records compared byte for byte. Skipped without BASE_BIN.
+#   (j) long:    peak RSS over a long ENI-like capture streamed from the generator into
+#                `vxtap replay -` (LONG_FLOWS flows, about 1,800 s of packet time by default: three
+#                times the ten-minute established-TCP timeout, after which idle connections leave the
+#                table as fast as new ones come), sampled every second: the peak in the run's first
+#                half against its second half (flat: the second is no higher), for the L7 set and for
+#                stats + flowlog, default shards. Nothing is written to disk. Not in the default ONLY.
 # Every timed run records wall seconds, peak RSS and user + system CPU seconds; parts (b) and (i) also
 # report median CPU milliseconds (cpu_ms=), steadier than rates on a loaded machine.
 # Loopback only; bounded in packets and time (a few minutes in all). Not part of CI's test pass.
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
 #   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7,base OUT=target/bench
+#   LONG_FLOWS=5440000 (part (j), ONLY=long)
 #   BASE_BIN=/path/to/other/vxtap (part (i))
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 #   DRAIN_SETS="uniform:flowlog eni:stats eni:flowlog"
@@ -58,6 +65,7 @@ ENI_FLOWS=${ENI_FLOWS:-170000}
 ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
 ENI_SESSIONS=${ENI_SESSIONS:-3}
 DRAIN_SETS=${DRAIN_SETS:-uniform:flowlog eni:stats eni:flowlog}
+LONG_FLOWS=${LONG_FLOWS:-5440000}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -379,8 +387,8 @@ fi
 if wants l7; then
     # Issue 13: flowlog + dns + tls + http against Suricata 7 with its default EVE logging (alerts,
     # flows, dns, tls, http...) on the ENI-like capture, which carries real DNS/TLS/HTTP payloads;
-    # default threads for both (vxtap replay: one shard, its CLI default; Suricata: its default
-    # runmode, every core), peak RSS at two file sizes. Then what each module costs alone, one
+    # default threads for both (vxtap replay: one shard per core, its default; Suricata: its
+    # default runmode, every core), peak RSS at two file sizes. Then what each module costs alone, one
     # shard, on the half-size capture ("l7-module" lines: CPU seconds, user + system, which the
     # other builds on the machine disturb less than wall time).
     say "(h) l7: flowlog + dns + tls + http vs Suricata with its default EVE logging, ENI-like capture"
@@ -432,6 +440,38 @@ if wants l7; then
         done
         cpu=$(awk '{print $3 + $4}' "$OUT/l7-$kind.cpu" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
         result "l7-module kind=$kind cpu_secs=$cpu peak_rss_kib=$(awk '{print $2}' "$OUT/l7-$kind.cpu" | median) capture=eni-half runs=$RUNS"
+    done
+fi
+
+if wants long; then
+    # Issue 13's "RSS flat in file size" past the captures a disk holds: a capture long enough
+    # for the flow table to reach its steady state (idle connections are held for the ten-minute
+    # established timeout) and stay there for twice as long again.
+    say "(j) long: peak RSS over $LONG_FLOWS flows streamed into vxtap replay -"
+    printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n' >"$OUT/long-l7.toml"
+    printf '[[module]]\nkind = "flowlog"\n[[module]]\nkind = "dns"\n[[module]]\nkind = "tls"\n[[module]]\nkind = "http"\n' \
+        >>"$OUT/long-l7.toml"
+    printf '[ingest]\nvxlan = ["127.0.0.1:0"]\n\n[[module]]\nkind = "stats"\ninterval_secs = 10\n\n' >"$OUT/long-flowlog.toml"
+    cat bench/flowlog.toml >>"$OUT/long-flowlog.toml"
+    for set in l7 flowlog; do
+        samples="$OUT/long-$set.rss"
+        : >"$samples"
+        "$EX/gen_eni_capture" /dev/stdout --flows "$LONG_FLOWS" --concurrent "$ENI_CONCURRENT" \
+            --sessions "$ENI_SESSIONS" 2>"$OUT/long-$set.summary" |
+            "$BIN/vxtap" --log-level warn replay --config "$OUT/long-$set.toml" - >/dev/null 2>>"$OUT/long.log" &
+        pid=$!
+        # Bounded: the generator's flow count bounds the run; a sample a second until vxtap exits.
+        while kill -0 "$pid" 2>/dev/null; do
+            awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null >>"$samples" || true
+            sleep 1
+        done
+        wait "$pid"
+        packet_secs=$(sed -n 's/.*packet time \([0-9.]*\) s.*/\1/p' "$OUT/long-$set.summary" | head -1)
+        packets=$(sed -n 's/.* flows, \([0-9]*\) packets,.*/\1/p' "$OUT/long-$set.summary" | head -1)
+        n=$(grep -c . "$samples" || true)
+        first=$(head -n "$((n / 2))" "$samples" | sort -g | tail -1)
+        second=$(tail -n "$((n - n / 2))" "$samples" | sort -g | tail -1)
+        result "long $set flows=$LONG_FLOWS packets=$packets packet_secs=$packet_secs samples=$n peak_rss_first_half_kib=$first peak_rss_second_half_kib=$second growth_kib=$((second - first)) capture=eni-stream"
     done
 fi
 
