@@ -196,7 +196,7 @@ fn live_gives_the_same_records_as_replay() {
     std::thread::sleep(Duration::from_secs(4));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     stderr.read_to_string(&mut log).unwrap();
     assert!(out.status.success(), "{log}");
     let live = String::from_utf8(out.stdout).unwrap();

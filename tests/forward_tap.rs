@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -179,13 +179,6 @@ fn stop(child: &mut Child, signal: i32) {
     let _ = child.wait();
 }
 
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-fwd-tap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn each_session_has_its_own_tap_device_with_only_its_frames() {
     let ns = match prerequisites() {
@@ -198,7 +191,8 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
             return;
         }
     };
-    let dir = temp_dir();
+    let tmp = common::temp_dir("vxtap-fwd-tap-");
+    let dir = tmp.path();
     let eni = "eni-0a1b2c3d4e5f60718";
     let (dev_a, dev_b) = (device(eni), device("second"));
     let config = dir.join("vxtap.toml");
@@ -316,5 +310,4 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
         ns.link_exists(&dev_b).is_none(),
         "{dev_b} removed with vxtap"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
