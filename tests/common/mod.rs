@@ -138,6 +138,16 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .unwrap_or_else(|e| panic!("a temporary directory {prefix}*: {e}"))
 }
 
+/// A file for one test (a config, a capture), named `<prefix>XXXXXX<suffix>` in the system's temporary
+/// directory and removed when the handle drops, however the test ends.
+pub fn temp_file(prefix: &str, suffix: &str) -> tempfile::NamedTempFile {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()
+        .unwrap_or_else(|e| panic!("a temporary file {prefix}*{suffix}: {e}"))
+}
+
 /// A live pipeline with UDP listeners, as `vxtap run` builds it.
 pub struct Live {
     pub pipeline: LivePipeline,
