@@ -124,26 +124,27 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 /// Starts tcpdump on `dev` in the namespace (frames the device receives only) and waits until it
 /// listens.
-fn tcpdump(ns: &Namespace, dev: &str, file: &Path) -> Child {
-    let mut child = ns
-        .exec("tcpdump")
-        .args([
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-Q",
-            "in",
-            "-s",
-            "0",
-            "-i",
-            dev,
-            "-w",
-        ])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn tcpdump(ns: &Namespace, dev: &str, file: &Path) -> common::Reaped {
+    let mut child = common::Reaped::new(
+        ns.exec("tcpdump")
+            .args([
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-Q",
+                "in",
+                "-s",
+                "0",
+                "-i",
+                dev,
+                "-w",
+            ])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = child.stderr.take().unwrap();
     let mut log = String::new();
     let mut buf = [0u8; 512];
@@ -207,14 +208,15 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
         ),
     )
     .unwrap();
-    let mut vxtap = ns
-        .exec(VXTAP)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut vxtap = common::Reaped::new(
+        ns.exec(VXTAP)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = vxtap.stderr.take().unwrap();
     let log = common::wait_until_running(&mut stderr);
     // Keep draining the log so that vxtap never blocks on a full pipe.
