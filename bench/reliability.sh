@@ -63,10 +63,13 @@ verdict() { # verdict NAME CONDITION-EXIT-STATUS DETAIL
 nsx() { ip netns exec "$NS" "$@"; }
 
 old_rmem=$(cat /proc/sys/net/core/rmem_max)
+corpus=
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
+    # The fuzz part's working copy of a corpus, when the script stops in the middle of a target.
+    [ -z "$corpus" ] || rm -rf "$corpus"
 }
 trap cleanup EXIT
 
@@ -339,7 +342,7 @@ if wants fuzz; then
     mkdir -p "$dir"
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
     for t in $FUZZ_TARGETS; do
-        corpus=$(mktemp -d)
+        corpus=$(mktemp -d -t vxtap-fuzz-corpus-XXXXXX)
         cp -r "fuzz/corpus/$t/." "$corpus"
         start=$(date +%s)
         status=0
@@ -358,6 +361,7 @@ if wants fuzz; then
         if [ "${execs:-0}" -ge "$FUZZ_RUNS" ]; then st=0; else st=1; fi
         verdict "fuzz $t: at least $FUZZ_RUNS executions" $st "${execs:-0} in ${wall}s"
         rm -rf "$corpus"
+        corpus=
     done
 fi
 

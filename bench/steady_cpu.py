@@ -21,28 +21,33 @@ def cpu(pid):
 res = {b: [] for b in bins}
 for r in range(rounds):
     for b in (bins if r % 2 == 0 else bins[::-1]):
-        d = tempfile.mkdtemp()
-        cfg = os.path.join(d, "v.toml")
-        open(cfg, "w").write('[ingest]\nvxlan = ["127.0.0.1:0"]\nworkers = 2\nreceive_buffer_bytes = 134217728\n\n[[module]]\nkind = "stats"\ninterval_secs = 10\n\n' + extra)
-        p = subprocess.Popen([b, "--log-format", "json", "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        addr = None; lines = []
-        for line in p.stderr:
-            v = json.loads(line); lines.append(v)
-            if v.get("message") == "Listening.": addr = v["addr"]
-            if v.get("message") == "vxtap is running.": break
-        rest = []
-        t = threading.Thread(target=lambda: rest.extend(json.loads(l) for l in p.stderr)); t.start()
-        time.sleep(0.5)
-        c0 = cpu(p.pid)
-        s = subprocess.run([bins[0], "send", "--to", addr, "--pps", pps, pcap], capture_output=True, text=True)
-        time.sleep(0.5)
-        c1 = cpu(p.pid)
-        p.send_signal(signal.SIGINT); p.wait(); t.join()
-        st = next(v for v in rest if v.get("message") == "Stopped.")
-        mode = "inline" if any("run-to-completion" in str(v.get("message")) for v in lines) else "handoff"
-        us = (c1 - c0) / st["received"] * 1e6
-        res[b].append(us)
-        print(f"round {r} {b} ({mode}): received={st['received']} dispatched={st['dispatched']} drops={st['drops']} cpu={c1-c0:.2f}s = {us:.3f} us/datagram", flush=True)
+        # Removed after the run, as is the process, if anything below fails.
+        with tempfile.TemporaryDirectory(prefix="vxtap-steady-") as d:
+            cfg = os.path.join(d, "v.toml")
+            open(cfg, "w").write('[ingest]\nvxlan = ["127.0.0.1:0"]\nworkers = 2\nreceive_buffer_bytes = 134217728\n\n[[module]]\nkind = "stats"\ninterval_secs = 10\n\n' + extra)
+            p = subprocess.Popen([b, "--log-format", "json", "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                addr = None; lines = []
+                for line in p.stderr:
+                    v = json.loads(line); lines.append(v)
+                    if v.get("message") == "Listening.": addr = v["addr"]
+                    if v.get("message") == "vxtap is running.": break
+                rest = []
+                t = threading.Thread(target=lambda: rest.extend(json.loads(l) for l in p.stderr)); t.start()
+                time.sleep(0.5)
+                c0 = cpu(p.pid)
+                s = subprocess.run([bins[0], "send", "--to", addr, "--pps", pps, pcap], capture_output=True, text=True)
+                time.sleep(0.5)
+                c1 = cpu(p.pid)
+                p.send_signal(signal.SIGINT); p.wait(); t.join()
+                st = next(v for v in rest if v.get("message") == "Stopped.")
+                mode = "inline" if any("run-to-completion" in str(v.get("message")) for v in lines) else "handoff"
+                us = (c1 - c0) / st["received"] * 1e6
+                res[b].append(us)
+                print(f"round {r} {b} ({mode}): received={st['received']} dispatched={st['dispatched']} drops={st['drops']} cpu={c1-c0:.2f}s = {us:.3f} us/datagram", flush=True)
+            finally:
+                if p.poll() is None:
+                    p.kill(); p.wait()
 for b in bins:
     v = sorted(res[b]); print(f"MEDIAN {b}: {v[len(v)//2]:.3f} us/datagram")
 m = [sorted(res[b])[len(res[b])//2] for b in bins]

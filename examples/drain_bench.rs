@@ -293,8 +293,8 @@ impl<'a> Sender<'a> {
 fn run_once(args: &Args, which: Receiver, payloads: &[Vec<u8>]) -> io::Result<RunResult> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let dir = std::env::temp_dir().join(format!("vxtap-drain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed when this returns, an early `?` included.
+    let dir = tempfile::Builder::new().prefix("vxtap-drain-").tempdir()?;
     let mut child = match which {
         Receiver::Bare | Receiver::BareMeta => Command::new(&args.bare)
             .args([
@@ -307,7 +307,7 @@ fn run_once(args: &Args, which: Receiver, payloads: &[Vec<u8>]) -> io::Result<Ru
             .stderr(Stdio::null())
             .spawn()?,
         Receiver::Vxtap | Receiver::Vxtap2 => {
-            let config = dir.join("vxtap.toml");
+            let config = dir.path().join("vxtap.toml");
             std::fs::write(
                 &config,
                 format!(
@@ -406,7 +406,6 @@ fn run_once(args: &Args, which: Receiver, payloads: &[Vec<u8>]) -> io::Result<Ru
             )
         }
     };
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(RunResult {
         received,
         secs,

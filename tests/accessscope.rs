@@ -185,11 +185,8 @@ fn totals(records: &str) -> BTreeMap<String, (u64, u64)> {
 
 #[test]
 fn live_gives_the_same_findings_as_replay() {
-    let dir = std::env::temp_dir().join(unique(&format!(
-        "vxtap-accessscope-live-{}",
-        std::process::id()
-    )));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-accessscope-live-");
+    let dir = tmp.path();
     // Live, every datagram comes from 127.0.0.1: the sessions are told their ENIs' addresses.
     let config = format!(
         "[sessions]\nallow = [\"0.0.0.0/0\"]\n\
@@ -225,10 +222,9 @@ fn live_gives_the_same_findings_as_replay() {
         counts_line(&report.counts)
     );
     let mut live_records = String::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
+    for e in std::fs::read_dir(dir).unwrap() {
         live_records.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let replayed = totals(&replay_records());
     assert_eq!(replayed.len(), 5);
     assert_eq!(totals(&live_records), replayed);
@@ -236,11 +232,8 @@ fn live_gives_the_same_findings_as_replay() {
 
 #[test]
 fn check_config_reports_what_a_mirror_cannot_observe() {
-    let dir = std::env::temp_dir().join(unique(&format!(
-        "vxtap-accessscope-cc-{}",
-        std::process::id()
-    )));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-accessscope-cc-");
+    let dir = tmp.path();
     let scope = dir.join("through-nat.json");
     std::fs::write(
         &scope,
@@ -295,5 +288,4 @@ fn check_config_reports_what_a_mirror_cannot_observe() {
         )),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

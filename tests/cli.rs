@@ -16,10 +16,10 @@ fn vxtap(args: &[&str]) -> Output {
     Command::new(VXTAP).args(args).output().unwrap()
 }
 
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vxtap-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// `text` written to `name` in `dir` (the test's temporary directory): the name appears in the
+/// messages checked.
+fn temp_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -36,8 +36,13 @@ fn version() {
 
 #[test]
 fn check_config_accepts_the_default_and_rejects_mistakes_with_their_place() {
+    let tmp = common::temp_dir("vxtap-cli-");
     let default = vxtap(&["default-config"]);
-    let good = temp_file("good.toml", &String::from_utf8(default.stdout).unwrap());
+    let good = temp_file(
+        &tmp,
+        "good.toml",
+        &String::from_utf8(default.stdout).unwrap(),
+    );
     let out = vxtap(&["check-config", good.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -47,6 +52,7 @@ fn check_config_accepts_the_default_and_rejects_mistakes_with_their_place() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
 
     let bad = temp_file(
+        &tmp,
         "bad.toml",
         "[ingest]\nworkers = 1\n\n[[module]]\nkind = \"stats\"\ninterval_sec = 5\n",
     );
@@ -58,7 +64,7 @@ fn check_config_accepts_the_default_and_rejects_mistakes_with_their_place() {
         "{err}"
     );
 
-    let unknown = temp_file("unknown.toml", "[[module]]\nkind = \"nosuch\"\n");
+    let unknown = temp_file(&tmp, "unknown.toml", "[[module]]\nkind = \"nosuch\"\n");
     let err = String::from_utf8_lossy(&vxtap(&["check-config", unknown.to_str().unwrap()]).stderr)
         .to_string();
     assert!(
@@ -82,7 +88,9 @@ fn run_reports_sessions_and_counts_and_exits_cleanly_on_ctrl_c() {
         .local_addr()
         .unwrap()
         .port();
+    let tmp = common::temp_dir("vxtap-cli-");
     let config = temp_file(
+        &tmp,
         "run.toml",
         &format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 2\nreceive_buffer_bytes = 0\n\
@@ -90,12 +98,14 @@ fn run_reports_sessions_and_counts_and_exits_cleanly_on_ctrl_c() {
              [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
         ),
     );
-    let mut child = Command::new(VXTAP)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped::new(
+        Command::new(VXTAP)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = child.stderr.take().unwrap();
     let mut log = common::wait_until_running(&mut stderr);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -5,6 +5,8 @@
 //! Without cfn-lint (PyPI `cfn-lint`) the lint is skipped with a notice, except under CI=true, where
 //! it fails.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -133,16 +135,14 @@ fn launch_config() -> String {
 fn launch_template_config_passes_check_config() {
     let config = launch_config();
     assert!(config.contains("allow = [\"10.20.0.0/16\"]"), "{config}");
-    let dir = std::env::temp_dir().join(format!("vxtap-cfn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("vxtap.toml");
+    let tmp = common::temp_dir("vxtap-cfn-");
+    let file = tmp.path().join("vxtap.toml");
     std::fs::write(&file, &config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .arg("check-config")
         .arg(&file)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
         "check-config on the launch template's config:\n{config}\n{}{}",

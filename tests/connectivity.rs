@@ -161,8 +161,8 @@ fn live_gives_the_same_records_as_replay() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(format!("vxtap-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-live-");
+    let dir = tmp.path();
     let golden_config =
         std::fs::read_to_string(Path::new(ROOT).join("tests/golden/connectivity.toml")).unwrap();
     // The same sessions, as they arrive live: every datagram comes from 127.0.0.1.
@@ -196,12 +196,11 @@ fn live_gives_the_same_records_as_replay() {
     std::thread::sleep(Duration::from_secs(4));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     stderr.read_to_string(&mut log).unwrap();
     assert!(out.status.success(), "{log}");
     let live = String::from_utf8(out.stdout).unwrap();
     assert_eq!(comparable(&live), comparable(&replay("1")), "{live}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// flowlog writes one NODATA record for the configured session that delivered nothing for the
@@ -209,8 +208,8 @@ fn live_gives_the_same_records_as_replay() {
 /// minutes the capture starts and ends in.
 #[test]
 fn flowlog_writes_nodata_for_a_silent_static_session() {
-    let dir = std::env::temp_dir().join(format!("vxtap-nodata-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-nodata-");
+    let dir = tmp.path();
     let sessions =
         std::fs::read_to_string(Path::new(ROOT).join("tests/golden/connectivity.toml")).unwrap();
     let sessions = &sessions[..sessions.find("[[module]]").unwrap()];
@@ -245,15 +244,14 @@ fn flowlog_writes_nodata_for_a_silent_static_session() {
         );
         assert!(stdout.lines().any(|l| l.contains("eni-0shop")));
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A SYN flood from 20,000 random spoofed sources through both modules with small caps: each holds
 /// what its caps allow, counts everything it refused in `drops`, and still reports the flood.
 #[test]
 fn spoofed_flood_stays_within_the_caps_and_counts_what_it_refused() {
-    let dir = std::env::temp_dir().join(format!("vxtap-flood-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = common::temp_dir("vxtap-flood-");
+    let dir = tmp.path();
     let config = format!(
         "[pipeline]\nshards = 1\n\
          [[module]]\nkind = \"connectivity\"\nmax_pending = 1000\nmax_records = 500\n\
@@ -326,7 +324,6 @@ fn spoofed_flood_stays_within_the_caps_and_counts_what_it_refused() {
         .collect::<String>();
     assert!(notice.contains("\"note\":\"syn_flood\""), "{notice}");
     assert!(notice.contains("\"count\":20000"), "{notice}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Offline, a shard's time is its own packets' time: a shard whose last packet is a SYN never sees
@@ -360,21 +357,15 @@ fn waits_cut_by_the_end_of_a_replay_count_with_any_number_of_shards() {
         vxtap::pipeline::Encap::Vxlan,
         common::vxlan(1005, &late),
     ));
+    let tmp = common::temp_dir("vxtap-tail-");
     let events = |shards: usize| {
         let config = format!(
             "[pipeline]\nshards = {shards}\n[[module]]\nkind = \"connectivity\"\nudp_timeout_secs = 0\n\
              [module.output]\ndir = \"{}\"\n",
-            std::env::temp_dir()
-                .join(format!("vxtap-tail-{}-{shards}", std::process::id()))
-                .display()
+            tmp.path().join(shards.to_string()).display()
         );
         common::run_offline(&config, &datagrams)[0].1
     };
     assert_eq!(events(1), 40, "one unanswered record per client");
     assert_eq!(events(4), 40);
-    for shards in [1, 4] {
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("vxtap-tail-{}-{shards}", std::process::id())),
-        );
-    }
 }

@@ -1,6 +1,8 @@
 //! The control plane against a running `vxtap run`: real HTTP on loopback, real signals, a real
 //! NOTIFY_SOCKET, promtool reading /metrics.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -13,24 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("vxtap-control-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-control-{tag}-"))
 }
 
 /// Every test config listens on loopback with kernel-chosen ports, so tests run in parallel.
@@ -68,7 +54,8 @@ struct Daemon {
     admin: SocketAddr,
     config: PathBuf,
     stdout: PathBuf,
-    _dir: TempDir,
+    /// Removed after [`Daemon`]'s drop has killed and reaped the child.
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -83,10 +70,10 @@ impl Daemon {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let dir = TempDir::new(tag);
-        let config = dir.0.join("vxtap.toml");
+        let dir = temp_dir(tag);
+        let config = dir.path().join("vxtap.toml");
         std::fs::write(&config, format!("{base}\n[health]\n{health}\n{extra}")).unwrap();
-        let stdout = dir.0.join("stdout");
+        let stdout = dir.path().join("stdout");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vxtap"));
         cmd.args([
             "--log-format",
@@ -466,8 +453,8 @@ fn recv_notify(sock: &UnixDatagram, want: &str, timeout: Duration) -> String {
 
 #[test]
 fn notify_socket_gets_ready_status_watchdog_and_stopping() {
-    let dir = TempDir::new("notify");
-    let path = dir.0.join("notify.sock");
+    let dir = temp_dir("notify");
+    let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     let d = Daemon::start(
         "notify",

@@ -32,9 +32,8 @@ fn syn_counter_example_counts_syns_per_port() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(format!("vxtap-example-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("example.toml");
+    let tmp = common::temp_dir("vxtap-example-");
+    let config = tmp.path().join("example.toml");
     std::fs::write(
         &config,
         format!(
@@ -45,12 +44,14 @@ fn syn_counter_example_counts_syns_per_port() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(example_binary())
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cargo test builds the examples");
+    let mut child = common::Reaped::new(
+        Command::new(example_binary())
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cargo test builds the examples"),
+    );
 
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = format!("127.0.0.1:{port}");
@@ -73,7 +74,7 @@ fn syn_counter_example_counts_syns_per_port() {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -85,5 +86,4 @@ fn syn_counter_example_counts_syns_per_port() {
         stdout.trim(),
         "syn_counter session=127.0.0.1/3 port=443 syns=3"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

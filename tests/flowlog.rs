@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use vxtap::base::Timestamp;
@@ -14,11 +14,8 @@ use vxtap::pipeline::Encap;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/third-party/");
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-flowlog-{}", unique(name)));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-flowlog-{name}-"))
 }
 
 fn read_text(p: &Path) -> String {
@@ -112,9 +109,10 @@ fn module(dir: &Path, extra: &str) -> String {
 
 #[test]
 fn icmp_between_two_vxlan_endpoints_matches_zeek() {
-    let dir = temp_dir("icmp");
-    let r = run(&module(&dir, ""), &capture("vxlan.pcap"));
-    let mut got = records(&dir, Some(V2_HEADER));
+    let tmp = temp_dir("icmp");
+    let dir = tmp.path();
+    let r = run(&module(dir, ""), &capture("vxlan.pcap"));
+    let mut got = records(dir, Some(V2_HEADER));
     got.sort();
     // Zeek: 10.0.0.1 -> 10.0.0.2 ICMP, 4 packets / 336 IP bytes each way. Each direction arrives in its
     // own (learned) session, so each record is one direction of one interface; nothing configured
@@ -134,17 +132,18 @@ fn icmp_between_two_vxlan_endpoints_matches_zeek() {
 
 #[test]
 fn gwlb_dns_counts_ip_bytes_from_the_header_despite_truncation() {
-    let dir = temp_dir("dns");
+    let tmp = temp_dir("dns");
+    let dir = tmp.path();
     let format =
         "${version} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} \
 ${packets} ${bytes} ${start} ${end} ${type} ${tcp-flags} ${flow-direction} ${log-status}";
     let config = format!(
         "[[sessions.static]]\nsource = \"127.0.0.1\"\nvni = 4242\neni = \"eni-0dns\"\naddresses = [\"172.16.11.201\"]\n{}",
-        module(&dir, &format!("format = \"{format}\""))
+        module(dir, &format!("format = \"{format}\""))
     );
     run(&config, &capture("geneve-vxlan-dns-truncated.pcap"));
     let got = records(
-        &dir,
+        dir,
         Some("version interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end type tcp-flags flow-direction log-status"),
     );
     // `version` is 5, the highest among the fields (flow-direction). Zeek: 1 packet / 82 IP bytes out, 1 packet / 102 IP bytes back; the answer was cut by the
@@ -187,13 +186,14 @@ const ALL_FIELDS: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${
 
 #[test]
 fn aws_mirrored_http_every_field() {
-    let dir = temp_dir("http");
+    let tmp = temp_dir("http");
+    let dir = tmp.path();
     let config = format!(
         "{HTTP_SESSION}{}",
-        module(&dir, &format!("format = \"{ALL_FIELDS}\""))
+        module(dir, &format!("format = \"{ALL_FIELDS}\""))
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let got = records(&dir, Some(&ALL_FIELDS.replace("${", "").replace('}', "")));
+    let got = records(dir, Some(&ALL_FIELDS.replace("${", "").replace('}', "")));
     // Client: SYN, ACK, GET, 3 ACKs (one with FIN): 7 packets, 60+52+139+52+52+52+52 IP bytes, flags
     // SYN|FIN = 3. Server: SYN-ACK, ACK, 200, the 9,036-byte jumbo, FIN: 5 packets, 60+52+280+9036+52
     // IP bytes, flags SYN-ACK|FIN = 19. The client is the ENI's own address, so its packets are egress.
@@ -234,9 +234,10 @@ fn intervals_are_aligned_to_packet_time_and_split_records() {
         tcp_at(t + 20, 0, 40000, 20),
         tcp_at(t + 80, 0, 40000, 30),
     ];
-    let dir = temp_dir("intervals60");
-    run(&module(&dir, "interval_secs = 60"), &packets);
-    let got: Vec<Vec<String>> = records(&dir, Some(V2_HEADER))
+    let tmp = temp_dir("intervals60");
+    let dir = tmp.path();
+    run(&module(dir, "interval_secs = 60"), &packets);
+    let got: Vec<Vec<String>> = records(dir, Some(V2_HEADER))
         .iter()
         .map(|l| fields(l).iter().map(|s| s.to_string()).collect())
         .collect();
@@ -251,9 +252,10 @@ fn intervals_are_aligned_to_packet_time_and_split_records() {
         ]
     );
 
-    let dir = temp_dir("intervals600");
-    run(&module(&dir, "interval_secs = 600"), &packets);
-    let summary: Vec<_> = records(&dir, Some(V2_HEADER))
+    let tmp = temp_dir("intervals600");
+    let dir = tmp.path();
+    run(&module(dir, "interval_secs = 600"), &packets);
+    let summary: Vec<_> = records(dir, Some(V2_HEADER))
         .iter()
         .map(|l| fields(l)[8..12].join(" "))
         .collect();
@@ -275,9 +277,10 @@ fn idle_flows_are_emitted_early_and_everything_held_on_flush() {
         // The last packets: nothing closes this interval but the flush at the end of the input.
         tcp_at(t + 30, 0, 3, 0),
     ];
-    let dir = temp_dir("idle");
-    let r = run(&module(&dir, "idle_timeout_secs = 10"), &packets);
-    let summary: Vec<_> = records(&dir, Some(V2_HEADER))
+    let tmp = temp_dir("idle");
+    let dir = tmp.path();
+    let r = run(&module(dir, "idle_timeout_secs = 10"), &packets);
+    let summary: Vec<_> = records(dir, Some(V2_HEADER))
         .iter()
         .map(|l| {
             let f = fields(l);
@@ -307,13 +310,14 @@ fn a_full_table_sends_the_oldest_record_early_and_loses_nothing() {
     }
     // The next interval starts with an empty table.
     packets.push(tcp_at(t + 60, 0, 104, 0));
-    let dir = temp_dir("skip");
+    let tmp = temp_dir("skip");
+    let dir = tmp.path();
     let config = format!(
         "[[sessions.static]]\nsource = \"10.9.0.1\"\nvni = 7\neni = \"eni-0full\"\naccount_id = \"123456789012\"\n{}",
-        module(&dir, "max_flows = 2")
+        module(dir, "max_flows = 2")
     );
     let r = run(&config, &packets);
-    let got = records(&dir, Some(V2_HEADER));
+    let got = records(dir, Some(V2_HEADER));
     let record = |port: u16, packets: u32, at: u64| {
         format!(
             "2 123456789012 eni-0full 10.0.0.1 10.0.0.2 {port} 443 6 {packets} {} {at} {at} ACCEPT OK",
@@ -348,13 +352,14 @@ fn a_one_entry_table_still_records_every_packet() {
         tcp_at(t, 1, 101, 0),
         tcp_at(t, 2, 100, 0),
     ];
-    let dir = temp_dir("skip1");
+    let tmp = temp_dir("skip1");
+    let dir = tmp.path();
     let config = format!(
         "[[sessions.static]]\nsource = \"10.9.0.1\"\nvni = 7\neni = \"eni-0full\"\naccount_id = \"123456789012\"\n{}",
-        module(&dir, "max_flows = 1")
+        module(dir, "max_flows = 1")
     );
     let r = run(&config, &packets);
-    let got = records(&dir, Some(V2_HEADER));
+    let got = records(dir, Some(V2_HEADER));
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(got.iter().all(|l| l.ends_with("ACCEPT OK")), "{got:#?}");
     assert_eq!(r.counters.1, 0);
@@ -367,12 +372,13 @@ fn two_shards_write_their_own_files_and_every_flow_is_recorded_once() {
     for port in 0..64u16 {
         packets.push(tcp_at(t, u64::from(port), 20000 + port, 0));
     }
-    let dir = temp_dir("shards");
+    let tmp = temp_dir("shards");
+    let dir = tmp.path();
     run(
-        &module(&dir, "").replace("shards = 1", "shards = 2"),
+        &module(dir, "").replace("shards = 1", "shards = 2"),
         &packets,
     );
-    let files = common::files_under(&dir);
+    let files = common::files_under(dir);
     let names: Vec<_> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
@@ -380,7 +386,7 @@ fn two_shards_write_their_own_files_and_every_flow_is_recorded_once() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].starts_with("flowlog-shard0_20231114T221320Z_"));
     assert!(names[1].starts_with("flowlog-shard1_20231114T221320Z_"));
-    let mut ports: Vec<u16> = records(&dir, Some(V2_HEADER))
+    let mut ports: Vec<u16> = records(dir, Some(V2_HEADER))
         .iter()
         .map(|l| fields(l)[5].parse().unwrap())
         .collect();
@@ -390,16 +396,17 @@ fn two_shards_write_their_own_files_and_every_flow_is_recorded_once() {
 
 #[test]
 fn aws_logs_layout_gzip_and_json_lines() {
-    let dir = temp_dir("s3");
+    let tmp = temp_dir("s3");
+    let dir = tmp.path();
     let config = format!(
         "{HTTP_SESSION}[pipeline]\nshards = 1\n[[module]]\nkind = \"flowlog\"\naccount_id = \"123456789012\"\nregion = \"us-east-1\"\n[module.output]\ndir = \"{}\"\ngzip = true\nlayout = \"aws_logs\"\n",
         dir.display()
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let files = common::files_under(&dir);
+    let files = common::files_under(dir);
     assert_eq!(files.len(), 1, "{files:?}");
     let rel = files[0]
-        .strip_prefix(&dir)
+        .strip_prefix(dir)
         .unwrap()
         .to_str()
         .unwrap()
@@ -410,24 +417,25 @@ fn aws_logs_layout_gzip_and_json_lines() {
         "AWSLogs/123456789012/vpcflowlogs/us-east-1/2021/08/28/\
 123456789012_vpcflowlogs_us-east-1_fl-vxtap-0_20210828T1544Z_0001.log.gz"
     );
-    let got = records(&dir, Some(V2_HEADER));
+    let got = records(dir, Some(V2_HEADER));
     assert_eq!(got.len(), 2);
     assert!(got[1].starts_with(
         "2 123456789012 eni-0123456789abcdef0 172.16.11.201 54.86.237.188 40354 80 6 7 459 "
     ));
 
-    let dir = temp_dir("json");
+    let tmp = temp_dir("json");
+    let dir = tmp.path();
     let config = format!(
         "{HTTP_SESSION}{}",
         module(
-            &dir,
+            dir,
             "encoding = \"json\"\nformat = \"${version} ${account-id} ${srcaddr} ${packets} ${bytes} ${tcp-flags} ${traffic-path} ${log-status}\""
         )
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let files = common::files_under(&dir);
+    let files = common::files_under(dir);
     assert!(files[0].to_str().unwrap().ends_with(".json"));
-    let got = records(&dir, None);
+    let got = records(dir, None);
     let v: Vec<serde_json::Value> = got
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -468,7 +476,8 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = temp_dir("stdout");
+    let tmp = temp_dir("stdout");
+    let dir = tmp.path();
     let config = dir.join("vxtap.toml");
     // The embedded default's flowlog table, on a loopback port.
     std::fs::write(
@@ -492,7 +501,7 @@ fn vxtap_run_prints_records_on_stdout_and_flushes_them_at_stop() {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     let after = Timestamp::now().secs();
     let mut stderr = stderr;
     stderr.read_to_string(&mut log).unwrap();
@@ -542,18 +551,19 @@ fn ipv6_flows_count_the_payload_length_plus_the_fixed_header() {
             vxlan(9, &frame),
         )
     };
-    let dir = temp_dir("ipv6");
+    let tmp = temp_dir("ipv6");
+    let dir = tmp.path();
     // vxtap's own snap length cuts the frame; bytes still come from the IPv6 header.
     let config = format!(
         "[truncation]\nsnaplen = 60\n{}",
-        module(&dir, "format = \"${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${type} ${flow-direction}\"")
+        module(dir, "format = \"${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${type} ${flow-direction}\"")
     );
     run(&config, &[d(0), d(1), d(2)]);
     // 40 (IPv6 header) + 8 (UDP) + 30 = 78 bytes per packet. The learned session's only known address
     // is its outer source, so the direction is unknown.
     assert_eq!(
         records(
-            &dir,
+            dir,
             Some("srcaddr dstaddr srcport dstport protocol packets bytes type flow-direction")
         ),
         ["fd00::1 fd00::2 5353 53 17 3 234 IPv6 -"]
@@ -626,15 +636,18 @@ fn records_are_the_same_when_flowlog_rides_the_flow_table() {
     }
     packets.sort_by_key(|p| p.0);
 
-    let alone = temp_dir("ride-alone");
-    let config = format!("[flow]\nudp_timeout_secs = 5\n{}", module(&alone, ""));
+    let alone_tmp = temp_dir("ride-alone");
+    let alone = alone_tmp.path();
+    let config = format!("[flow]\nudp_timeout_secs = 5\n{}", module(alone, ""));
     run(&config, &packets);
-    let riding = temp_dir("ride-riding");
-    let dns = temp_dir("ride-dns");
+    let riding_tmp = temp_dir("ride-riding");
+    let riding = riding_tmp.path();
+    let dns_tmp = temp_dir("ride-dns");
+    let dns = dns_tmp.path();
     // flowlog's own table of one entry would split every record: riding, it is not used.
     let config = format!(
         "[flow]\nudp_timeout_secs = 5\n{}[[module]]\nkind = \"dns\"\n[module.output]\ndir = \"{}\"\n",
-        module(&riding, "max_flows = 1"),
+        module(riding, "max_flows = 1"),
         dns.display()
     );
     run(&config, &packets);
@@ -667,9 +680,9 @@ fn records_are_the_same_when_flowlog_rides_the_flow_table() {
         ),
         format!("10.0.0.1:5353>10.0.0.2:53 1 {}..{}", first + 80, first + 80),
     ];
-    assert_eq!(summary(&alone), expected);
+    assert_eq!(summary(alone), expected);
     assert_eq!(
-        records(&riding, Some(V2_HEADER)),
-        records(&alone, Some(V2_HEADER))
+        records(riding, Some(V2_HEADER)),
+        records(alone, Some(V2_HEADER))
     );
 }

@@ -10,7 +10,7 @@ mod common;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -172,11 +172,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-fwd-{}-{}", unique(name), std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-fwd-{name}-"))
 }
 
 /// Reads from `stream` until EOF or an error, for at most `limit`.
@@ -264,7 +261,8 @@ fn pcap_over_ip_streams_what_the_pcap_module_writes() {
     if !tshark::available() {
         return;
     }
-    let dir = temp_dir("poi");
+    let tmp = temp_dir("poi");
+    let dir = tmp.path();
     let port = free_port();
     let recorder = unique("poi");
     let live = Live::start(&live_config(
@@ -288,14 +286,14 @@ fn pcap_over_ip_streams_what_the_pcap_module_writes() {
     stream.extend(reader.join().unwrap());
     let stream_file = dir.join("stream.pcap-over-ip");
     std::fs::write(&stream_file, &stream).unwrap();
-    let from_stream = via_tshark(&stream_file, &dir);
+    let from_stream = via_tshark(&stream_file, dir);
     assert_eq!(from_stream.len(), traffic.len());
 
     let mut from_pcap = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "pcapng") {
-            from_pcap.extend(via_tshark(&path, &dir));
+            from_pcap.extend(via_tshark(&path, dir));
         }
     }
     from_pcap.sort();
@@ -304,7 +302,6 @@ fn pcap_over_ip_streams_what_the_pcap_module_writes() {
         from_stream == from_pcap,
         "the stream and the pcap files differ"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,26 +124,27 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 /// Starts tcpdump on `dev` in the namespace (frames the device receives only) and waits until it
 /// listens.
-fn tcpdump(ns: &Namespace, dev: &str, file: &Path) -> Child {
-    let mut child = ns
-        .exec("tcpdump")
-        .args([
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-Q",
-            "in",
-            "-s",
-            "0",
-            "-i",
-            dev,
-            "-w",
-        ])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn tcpdump(ns: &Namespace, dev: &str, file: &Path) -> common::Reaped {
+    let mut child = common::Reaped::new(
+        ns.exec("tcpdump")
+            .args([
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-Q",
+                "in",
+                "-s",
+                "0",
+                "-i",
+                dev,
+                "-w",
+            ])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = child.stderr.take().unwrap();
     let mut log = String::new();
     let mut buf = [0u8; 512];
@@ -179,13 +180,6 @@ fn stop(child: &mut Child, signal: i32) {
     let _ = child.wait();
 }
 
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-fwd-tap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn each_session_has_its_own_tap_device_with_only_its_frames() {
     let ns = match prerequisites() {
@@ -198,7 +192,8 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
             return;
         }
     };
-    let dir = temp_dir();
+    let tmp = common::temp_dir("vxtap-fwd-tap-");
+    let dir = tmp.path();
     let eni = "eni-0a1b2c3d4e5f60718";
     let (dev_a, dev_b) = (device(eni), device("second"));
     let config = dir.join("vxtap.toml");
@@ -213,14 +208,15 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
         ),
     )
     .unwrap();
-    let mut vxtap = ns
-        .exec(VXTAP)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut vxtap = common::Reaped::new(
+        ns.exec(VXTAP)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = vxtap.stderr.take().unwrap();
     let log = common::wait_until_running(&mut stderr);
     // Keep draining the log so that vxtap never blocks on a full pipe.
@@ -316,5 +312,4 @@ fn each_session_has_its_own_tap_device_with_only_its_frames() {
         ns.link_exists(&dev_b).is_none(),
         "{dev_b} removed with vxtap"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -103,9 +103,10 @@ fn captures_mirror_and_plain_traffic_on_a_veth_in_a_namespace() {
     let Some(ns) = namespaces_or_skip("if") else {
         return;
     };
-    let config = std::env::temp_dir().join(format!("vxtap-if-{}.toml", std::process::id()));
+    let config_file = common::temp_file("vxtap-if-", ".toml");
+    let config = config_file.path();
     std::fs::write(
-        &config,
+        config,
         format!(
             "[ingest]\nvxlan = []\n[[ingest.interface]]\nname = \"{}\"\nsession = \"span\"\n\
              [[module]]\nkind = \"stats\"\ninterval_secs = 60\n",
@@ -113,13 +114,15 @@ fn captures_mirror_and_plain_traffic_on_a_veth_in_a_namespace() {
         ),
     )
     .unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.b, VXTAP, "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped::new(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.b, VXTAP, "run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = child.stderr.take().unwrap();
     let mut log = common::wait_until_running(&mut stderr);
     assert!(log.contains("Capturing."), "{log}");
@@ -154,7 +157,6 @@ fn captures_mirror_and_plain_traffic_on_a_veth_in_a_namespace() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     stderr.read_to_string(&mut log).unwrap();
     let status = child.wait().unwrap();
-    let _ = std::fs::remove_file(&config);
     assert!(status.success(), "{log}");
 
     let summary = log
@@ -192,18 +194,18 @@ fn captures_mirror_and_plain_traffic_on_a_veth_in_a_namespace() {
 
 #[test]
 fn a_missing_interface_is_a_clear_error() {
-    let config = std::env::temp_dir().join(format!("vxtap-if-missing-{}.toml", std::process::id()));
+    let config_file = common::temp_file("vxtap-if-missing-", ".toml");
+    let config = config_file.path();
     std::fs::write(
-        &config,
+        config,
         "[ingest]\nvxlan = []\n[[ingest.interface]]\nname = \"nosuch0\"\n",
     )
     .unwrap();
     let out = Command::new(VXTAP)
         .args(["run", "--config"])
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&config);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

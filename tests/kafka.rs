@@ -228,11 +228,8 @@ struct Message {
     default_partition: Option<u64>,
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-kafka-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-kafka-{name}-"))
 }
 
 const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/aws-mirror.pcap");
@@ -326,15 +323,16 @@ fn a_replay_to_kafka_gives_the_records_of_a_file_output_keyed_by_session() {
     let Some(tansu) = Tansu::start() else { return };
     tansu.create_topic("vxtap.flowlog", 3);
     tansu.create_topic("vxtap.dns", 3);
-    let dir = temp_dir("replay");
-    let expected = file_records(&dir);
+    let tmp = temp_dir("replay");
+    let dir = tmp.path();
+    let expected = file_records(dir);
     let flows = &expected["flowlog"];
     let dns = &expected["dns"];
     assert!(flows.len() >= 10 && !dns.is_empty(), "{expected:?}");
 
     let summary = replay(
         &modules(&kafka_output(&tansu.broker(), "compression = \"gzip\"\n")),
-        &dir,
+        dir,
     );
     let line = summary_of(&summary, "vxtap.flowlog");
     assert_eq!(
@@ -384,7 +382,6 @@ fn a_replay_to_kafka_gives_the_records_of_a_file_output_keyed_by_session() {
             "the key is the record's session"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -392,8 +389,9 @@ fn records_wait_for_a_broker_that_comes_late() {
     let Some(mut tansu) = Tansu::find() else {
         return;
     };
-    let dir = temp_dir("late");
-    let expected = file_records(&dir);
+    let tmp = temp_dir("late");
+    let dir = tmp.path();
+    let expected = file_records(dir);
     let flows = &expected["flowlog"];
     // The broker comes up (and its topics are made) while the replay's producer is retrying.
     let broker = tansu.broker();
@@ -402,7 +400,7 @@ fn records_wait_for_a_broker_that_comes_late() {
         "retry_initial_ms = 100\nretry_max_secs = 1\ntimeout_secs = 2\ndrain_timeout_secs = 40\n",
     ));
     let replayed = std::thread::scope(|s| {
-        let run = s.spawn(|| replay(&config, &dir));
+        let run = s.spawn(|| replay(&config, dir));
         std::thread::sleep(Duration::from_secs(2));
         assert!(!run.is_finished(), "the replay waits for its records");
         tansu.up();
@@ -420,7 +418,6 @@ fn records_wait_for_a_broker_that_comes_late() {
     assert!(number_before(line, "failed attempts") > 0, "{line}");
     let got = tansu.consume("vxtap.flowlog", flows.len());
     assert_eq!(values(&got), sorted(flows.clone()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -428,8 +425,9 @@ fn past_the_buffer_cap_records_are_dropped_and_counted() {
     let Some(mut tansu) = Tansu::find() else {
         return;
     };
-    let dir = temp_dir("cap");
-    let expected = file_records(&dir);
+    let tmp = temp_dir("cap");
+    let dir = tmp.path();
+    let expected = file_records(dir);
     let flows = &expected["flowlog"];
     let total: usize = flows.iter().map(|l| l.len() + "10.0.1.10/1001".len()).sum();
     assert!(total > 4096, "enough records for more than two batches");
@@ -441,7 +439,7 @@ fn past_the_buffer_cap_records_are_dropped_and_counted() {
          retry_max_secs = 1\ntimeout_secs = 2\ndrain_timeout_secs = 40\n",
     ));
     let replayed = std::thread::scope(|s| {
-        let run = s.spawn(|| replay(&config, &dir));
+        let run = s.spawn(|| replay(&config, dir));
         std::thread::sleep(Duration::from_secs(2));
         tansu.up();
         tansu.create_topic("vxtap.flowlog", 1);
@@ -458,14 +456,14 @@ fn past_the_buffer_cap_records_are_dropped_and_counted() {
     let got = tansu.consume("vxtap.flowlog", delivered as usize);
     let got: Vec<String> = got.into_iter().map(|m| m.value).collect();
     assert_eq!(got, flows[..delivered as usize]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn records_a_broker_never_takes_are_counted_at_exit() {
     let Some(tansu) = Tansu::find() else { return };
-    let dir = temp_dir("never");
-    let expected = file_records(&dir);
+    let tmp = temp_dir("never");
+    let dir = tmp.path();
+    let expected = file_records(dir);
     let flows = &expected["flowlog"];
     // Nothing listens on the broker's port: the replay waits drain_timeout_secs, then gives up.
     let config = modules(&kafka_output(
@@ -473,7 +471,7 @@ fn records_a_broker_never_takes_are_counted_at_exit() {
         "retry_initial_ms = 100\nretry_max_secs = 1\ntimeout_secs = 1\ndrain_timeout_secs = 2\n",
     ));
     let started = Instant::now();
-    let summary = replay(&config, &dir);
+    let summary = replay(&config, dir);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "a bounded wait"
@@ -486,14 +484,14 @@ fn records_a_broker_never_takes_are_counted_at_exit() {
         "{line}"
     );
     assert_eq!(number_before(line, "dropped"), flows.len() as u64, "{line}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn vxtap_run_counts_its_deliveries_in_metrics() {
     let Some(tansu) = Tansu::start() else { return };
     tansu.create_topic("flows", 1);
-    let dir = temp_dir("daemon");
+    let tmp = temp_dir("daemon");
+    let dir = tmp.path();
     let config = dir.join("vxtap.toml");
     std::fs::write(
         &config,
@@ -539,5 +537,4 @@ fn vxtap_run_counts_its_deliveries_in_metrics() {
         ),
         Some(0)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,18 +28,16 @@ const CAPTURES: [(&str, &str); 4] = [
 
 /// `vxtap replay` with dns and http on one shard (so record order is fixed): the records, parsed.
 fn replay(file: &str) -> (String, Vec<Value>) {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let config = std::env::temp_dir().join(format!("vxtap-l7-{}-{n}.toml", std::process::id()));
+    let config = common::temp_file("vxtap-l7-", ".toml");
     std::fs::write(
-        &config,
+        config.path(),
         "[pipeline]\nshards = 1\n\n[[module]]\nkind = \"dns\"\n\n[[module]]\nkind = \"http\"\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .current_dir(ROOT)
         .args(["replay", "--log-level", "error", "--config"])
-        .arg(&config)
+        .arg(config.path())
         .arg(file)
         .output()
         .unwrap();

@@ -3,6 +3,8 @@
 //! and DNS queries over the per-flow bound are handled as documented, DNS over TCP gives up on a
 //! direction after a gap.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -100,8 +102,8 @@ fn replay(name: &str, frames: &[Vec<u8>], modules: &str) -> Vec<Value> {
 
 /// [`replay`] with each frame's time given, in microseconds from the capture's first second.
 fn replay_timed(name: &str, frames: &[(u32, Vec<u8>)], modules: &str) -> Vec<Value> {
-    let dir = std::env::temp_dir().join(format!("vxtap-l7-edges-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir(&format!("vxtap-l7-edges-{name}-"));
+    let dir = tmp.path();
     let pcap: PathBuf = dir.join(format!("{name}.pcap"));
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
@@ -389,8 +391,8 @@ fn a_gap_in_chunk_framing_interrupts_and_the_next_status_line_resyncs() {
 
 #[test]
 fn config_mistakes_name_their_key() {
-    let dir = std::env::temp_dir().join(format!("vxtap-l7-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-l7-config-");
+    let dir = tmp.path();
     for (text, expect) in [
         (
             "[[module]]\nkind = \"dns\"\ntimeout_ms = 0\n",

@@ -5,6 +5,8 @@
 //! fuzz targets (fuzz/); this reaches the framing, pairing and resync code around them, which
 //! needs the flow layer to drive it.
 
+mod common;
+
 use std::process::Command;
 
 use etherparse::PacketBuilder;
@@ -174,8 +176,8 @@ fn frames(seed: u64) -> Vec<Vec<u8>> {
 }
 
 fn replay(frames: &[Vec<u8>], tag: &str) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!("vxtap-l7-robust-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir(&format!("vxtap-l7-robust-{tag}-"));
+    let dir = tmp.path();
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);

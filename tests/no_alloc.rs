@@ -10,6 +10,8 @@
 //! It runs without libtest's harness (`harness = false`) so that no other test, and no harness thread,
 //! allocates during the measured stretch.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -190,24 +192,24 @@ kind = "tls"
 # nothing, and http stops the streams it asked for.
 [[module]]
 kind = "dns"
-output = { type = "file", dir = "target/no_alloc-dns" }
+output = { type = "file", dir = "@OUT@/dns" }
 
 [[module]]
 kind = "http"
-output = { type = "file", dir = "target/no_alloc-http" }
+output = { type = "file", dir = "@OUT@/http" }
 
 # With flow-aware modules on the shard, flowlog counts through the flow table's interval counters:
 # a store into a line the flow's entry brought along, nothing allocated.
 [[module]]
 kind = "flowlog"
-output = { type = "file", dir = "target/no_alloc-flowlog" }
+output = { type = "file", dir = "@OUT@/flowlog" }
 
 # Every TCP flow to 443 here is a finding: judged at its start, counted into its aggregate per packet.
 [[module]]
 kind = "accessscope"
 scopes = ["tests/scopes/tcp-443-from-vpc.json"]
 vpc_cidrs = ["10.0.0.0/8"]
-output = { type = "file", dir = "target/no_alloc-accessscope" }
+output = { type = "file", dir = "@OUT@/accessscope" }
 "#;
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
@@ -414,9 +416,14 @@ fn live_pipeline(text: &str) -> Pipeline {
 }
 
 fn main() {
+    // The file outputs (`@OUT@` in CONFIG) go to a temporary directory, removed when main returns or
+    // unwinds: they were under target/, where each run's files were added to the last run's (dns alone
+    // writes some 85 MB a run, a malformed record for each mDNS-port datagram of the stream).
+    let out = common::temp_dir("vxtap-no-alloc-");
+    let config = CONFIG.replace("@OUT@", &out.path().display().to_string());
     // Live, as the UDP workers run it: a full shard queue then drops (and is counted) rather than
     // making ingest wait, which the held warm-up below relies on.
-    let pipeline = live_pipeline(CONFIG);
+    let pipeline = live_pipeline(&config);
     let mut ingress = pipeline.ingress();
     let mut stream = datagrams();
     let per_round = stream.len() as u64;
@@ -482,13 +489,13 @@ fn main() {
         "no_alloc: {received} datagrams ({dispatched} dispatched) after warm-up: 0 allocations on \
          the ingest thread and the shards"
     );
-    run_to_completion(&mut stream);
+    run_to_completion(&config, &mut stream);
 }
 
 /// The same claim for run-to-completion dispatch, where the receive worker runs the modules itself:
 /// nothing on that one thread allocates per packet either.
-fn run_to_completion(stream: &mut [Datagram]) {
-    let shards = live_shards(&CONFIG.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
+fn run_to_completion(config: &str, stream: &mut [Datagram]) {
+    let shards = live_shards(&config.replace("shards = 2", "shards = 1\ndispatch = \"inline\""));
     let (pipeline, mut ingresses) = shards.run_to_completion();
     let mut ingress = ingresses.pop().expect("one handle per shard");
     assert!(ingress.is_inline());

@@ -23,11 +23,8 @@ fn read_fields(file: &Path, fields: &[&str]) -> Vec<Vec<String>> {
     tshark::fields(file, "", fields, true)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-pcap-{}", unique(name)));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-pcap-{name}-"))
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -68,14 +65,15 @@ fn pcapng_names_each_session_as_an_interface() {
     if !tshark::available() {
         return;
     }
-    let dir = temp_dir("sessions");
+    let tmp = temp_dir("sessions");
+    let dir = tmp.path();
     let config = format!(
         "{LABELLED_SESSION}[pipeline]\nshards = 1\n{}",
-        pcap_module(&dir, "", "")
+        pcap_module(dir, "", "")
     );
     let counters = run(&config, &capture("vxlan.pcap"));
     assert_eq!(counters, [(10, 10, 0, 0)]);
-    let files = files_in(&dir);
+    let files = files_in(dir);
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_str().unwrap();
     // 1467818432 = 2016-07-06 15:20:32 UTC, the first packet's time.
@@ -121,13 +119,14 @@ fn truncation_shows_as_captured_versus_original_length() {
         return;
     }
     // The module's own snap length cuts the jumbo frame; the original length stays 9,050.
-    let dir = temp_dir("snap");
+    let tmp = temp_dir("snap");
+    let dir = tmp.path();
     let config = format!(
         "[pipeline]\nshards = 1\n{}",
-        pcap_module(&dir, "snaplen = 128", "")
+        pcap_module(dir, "snaplen = 128", "")
     );
     run(&config, &capture("vxlan-encapsulated-http.pcap"));
-    let files = files_in(&dir);
+    let files = files_in(dir);
     let rows = read_fields(&files[0], &["frame.len", "frame.cap_len"]);
     assert_eq!(rows.len(), 12);
     assert!(rows.iter().any(|r| r == &["9050", "128"]), "{rows:?}");
@@ -135,12 +134,13 @@ fn truncation_shows_as_captured_versus_original_length() {
 
     // The GWLB capture's 176-byte snap length cut both DNS packets before vxtap saw them: their
     // original lengths come from the IP headers (14 + 82 and 14 + 102 bytes).
-    let dir = temp_dir("cut");
+    let tmp = temp_dir("cut");
+    let dir = tmp.path();
     run(
-        &format!("[pipeline]\nshards = 1\n{}", pcap_module(&dir, "", "")),
+        &format!("[pipeline]\nshards = 1\n{}", pcap_module(dir, "", "")),
         &capture("geneve-vxlan-dns-truncated.pcap"),
     );
-    let files = files_in(&dir);
+    let files = files_in(dir);
     let rows = read_fields(&files[0], &["frame.len", "frame.cap_len", "udp.srcport"]);
     assert_eq!(rows.len(), 2);
     // Outer frames of 182 and 202 bytes cut to 176: 6 and 26 bytes short.
@@ -153,13 +153,14 @@ fn classic_pcap_one_file_per_session_and_a_session_filter() {
     if !tshark::available() {
         return;
     }
-    let dir = temp_dir("classic");
+    let tmp = temp_dir("classic");
+    let dir = tmp.path();
     let config = format!(
         "{LABELLED_SESSION}[pipeline]\nshards = 2\n{}",
-        pcap_module(&dir, "format = \"pcap\"", "")
+        pcap_module(dir, "format = \"pcap\"", "")
     );
     run(&config, &capture("vxlan.pcap"));
-    let files = files_in(&dir);
+    let files = files_in(dir);
     let names: Vec<_> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
@@ -185,13 +186,14 @@ fn classic_pcap_one_file_per_session_and_a_session_filter() {
     assert!(names.iter().all(|n| n.ends_with(".pcap")));
 
     // Only the labelled session, by ENI id.
-    let dir = temp_dir("filter");
+    let tmp = temp_dir("filter");
+    let dir = tmp.path();
     let config = format!(
         "{LABELLED_SESSION}[pipeline]\nshards = 1\n{}",
-        pcap_module(&dir, "sessions = [\"eni-0aaa\"]", "")
+        pcap_module(dir, "sessions = [\"eni-0aaa\"]", "")
     );
     run(&config, &capture("vxlan.pcap"));
-    let rows = read_fields(&files_in(&dir)[0], &["frame.interface_name"]);
+    let rows = read_fields(&files_in(dir)[0], &["frame.interface_name"]);
     assert_eq!(rows.len(), 5, "4 echo requests and one ARP");
     assert!(rows.iter().all(|r| r[0] == "eni-0aaa"));
 }
@@ -217,12 +219,13 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
     if !tshark::available() {
         return;
     }
-    let dir = temp_dir("ring");
+    let tmp = temp_dir("ring");
+    let dir = tmp.path();
     // 300 packets of 1,054 bytes (+32 per block) over 3 s; files of at most 20 kB; keep 60 kB.
     let config = format!(
         "[pipeline]\nshards = 1\n{}",
         pcap_module(
-            &dir,
+            dir,
             "",
             "rotate_bytes = 20000\nrotate_secs = 0\nmax_total_bytes = 60000\nbuffer_bytes = 4096"
         )
@@ -230,7 +233,7 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
     let packets = tcp_stream(300, 1000, 1_700_000_000);
     let counters = run(&config, &packets);
     assert_eq!(counters, [(300, 300, 0, 0)]);
-    let files = files_in(&dir);
+    let files = files_in(dir);
     // 300 * 1,088 bytes = 326 kB in 20 kB files: 18 files written, the ring keeps the newest.
     let sizes: Vec<u64> = files.iter().map(|f| f.metadata().unwrap().len()).collect();
     assert!(sizes.iter().sum::<u64>() <= 60_000, "{sizes:?}");
@@ -262,13 +265,14 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
     assert!(seen < 300);
 
     // Time rotation: one file per 1 s of packet time, UTC-aligned.
-    let dir = temp_dir("time");
+    let tmp = temp_dir("time");
+    let dir = tmp.path();
     let config = format!(
         "[pipeline]\nshards = 1\n{}",
-        pcap_module(&dir, "", "rotate_secs = 1")
+        pcap_module(dir, "", "rotate_secs = 1")
     );
     run(&config, &packets);
-    let names: Vec<_> = files_in(&dir)
+    let names: Vec<_> = files_in(dir)
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
         .collect();
@@ -280,21 +284,22 @@ fn rotation_by_size_and_time_with_a_total_size_cap() {
             "vxtap-shard0_20231114T221322Z_0003.pcapng"
         ]
     );
-    for f in files_in(&dir) {
+    for f in files_in(dir) {
         assert_eq!(read_fields(&f, &["frame.number"]).len(), 100);
     }
 }
 
 /// A tmpfs of `size` bytes, unmounted when dropped. Root can write through any permission bits, so
 /// a small filesystem is the honest way to make writes fail.
-struct TinyFs(PathBuf);
+/// The mount point is a temporary directory, removed (empty again) after the unmount.
+struct TinyFs(tempfile::TempDir);
 
 impl TinyFs {
     fn mount(size: &str) -> TinyFs {
         let dir = temp_dir("tmpfs");
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
+            .arg(dir.path())
             .output()
             .unwrap();
         assert!(
@@ -304,12 +309,15 @@ impl TinyFs {
         );
         TinyFs(dir)
     }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 impl Drop for TinyFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
+        let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
 
@@ -319,12 +327,13 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
         return;
     }
     let fs = TinyFs::mount("64k");
-    let flows = temp_dir("flows-beside-full-disk");
+    let flows_tmp = temp_dir("flows-beside-full-disk");
+    let flows = flows_tmp.path();
     // pcap on the tiny disk; flowlog and stats elsewhere. 1 s rotation: the pcap output retries on
     // each new second of packet time.
     let config = format!(
         "[pipeline]\nshards = 1\n{}\n[[module]]\nkind = \"flowlog\"\n[module.output]\ndir = \"{}\"\n\n[[module]]\nkind = \"stats\"\n",
-        pcap_module(&fs.0, "", "rotate_secs = 1\nbuffer_bytes = 8192"),
+        pcap_module(fs.path(), "", "rotate_secs = 1\nbuffer_bytes = 8192"),
         flows.display()
     );
     // 100 packets (about 108 kB) in the first second: the disk fills.
@@ -335,13 +344,13 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
     assert!(pcap.2 > 0, "write errors are counted: {pcap:?}");
     assert_eq!(flowlog.0, 100, "the other modules saw everything");
     assert_eq!(stats.0, 100);
-    let text = std::fs::read_to_string(&files_in(&flows)[0]).unwrap();
+    let text = std::fs::read_to_string(&files_in(flows)[0]).unwrap();
     assert!(
         text.contains(" 10.0.0.1 10.0.0.2 40000 443 6 100 104000 "),
         "{text}"
     );
     // What reached the disk reads cleanly: the failed write was undone to the last whole block.
-    let files = files_in(&fs.0);
+    let files = files_in(fs.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let rows = read_fields(&files[0], &["frame.len"]);
     // Every packet is in the file or counted as an error (those lost from the buffer by the failed
@@ -350,7 +359,7 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
     assert!(!rows.is_empty());
 
     // Free the disk; the next second of packets opens a new file and is written.
-    for f in files_in(&fs.0) {
+    for f in files_in(fs.path()) {
         std::fs::remove_file(f).unwrap();
     }
     packets = tcp_stream(100, 1000, 1_700_000_000);
@@ -358,7 +367,7 @@ fn a_full_disk_stops_the_capture_not_vxtap() {
     let counters = run(&config, &packets);
     let pcap = counters[0];
     assert_eq!(pcap.0, 105);
-    let files = files_in(&fs.0);
+    let files = files_in(fs.path());
     assert_eq!(files.len(), 2, "{files:?}");
     let later = read_fields(&files[1], &["frame.len"]);
     assert_eq!(later.len(), 5, "written again after the rotation");
@@ -371,7 +380,8 @@ fn kill_9_mid_write_leaves_files_tshark_reads() {
     if !tshark::available() {
         return;
     }
-    let dir = temp_dir("kill9");
+    let tmp = temp_dir("kill9");
+    let dir = tmp.path();
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -5,6 +5,8 @@
 //! To accept new output after an intended change: `VXTAP_BLESS=1 cargo test --test replay`, then
 //! review the diff of tests/golden/.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -335,8 +337,8 @@ fn third_party_captures() {
 
 #[test]
 fn unreadable_files_are_reported_and_the_rest_replayed() {
-    let dir = std::env::temp_dir().join(unique("vxtap-replay-bad"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = common::temp_dir("vxtap-replay-bad-");
+    let dir = tmp.path();
     let text = dir.join("notes.txt");
     std::fs::write(&text, "not a capture").unwrap();
     let missing = dir.join("missing.pcap");
@@ -353,7 +355,6 @@ fn unreadable_files_are_reported_and_the_rest_replayed() {
         summary.contains("missing.pcap: No such file or directory"),
         "{summary}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The CLI as a user runs it: the stats module's JSON records on stdout, the summary on stderr.
@@ -395,17 +396,18 @@ fn cli_replay_with_stats_records() {
 /// `cargo run --example make_pcaps` rebuilds pcaps/ byte for byte.
 #[test]
 fn sample_captures_are_reproducible() {
-    let dir = std::env::temp_dir().join(unique("vxtap-make-pcaps"));
+    let tmp = common::temp_dir("vxtap-make-pcaps-");
+    let dir = tmp.path();
     let status = Command::new(env!("CARGO"))
         .current_dir(ROOT)
         .args(["run", "--quiet", "--example", "make_pcaps", "--"])
-        .arg(&dir)
+        .arg(dir)
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
     let mut total = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
         let fresh = std::fs::read(entry.path()).unwrap();
@@ -422,7 +424,6 @@ fn sample_captures_are_reproducible() {
         total < 1 << 20,
         "the sample captures stay small: {total} bytes"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Raw IP captures (tcpdump on a tun device, or LINKTYPE_RAW exports) reach modules as Ethernet frames,
@@ -452,10 +453,10 @@ fn raw_ip_captures_become_ethernet_frames() {
         }
         file.extend_from_slice(data);
     }
-    let path = std::env::temp_dir().join(format!("{}.pcap", unique("vxtap-raw")));
+    let pcap = common::temp_file("vxtap-raw-", ".pcap");
+    let path = pcap.path().to_path_buf();
     std::fs::write(&path, &file).unwrap();
     let (log, report) = run(std::slice::from_ref(&path), 1, "");
-    std::fs::remove_file(&path).unwrap();
     let name = path.file_name().unwrap().to_str().unwrap();
     assert_eq!(report.plain_sessions, [name]);
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("1700")).collect();
@@ -468,8 +469,9 @@ fn raw_ip_captures_become_ethernet_frames() {
     );
 }
 
-/// A classic pcap (little-endian, microseconds, Ethernet) of `(seconds, frame)` records.
-fn write_pcap(records: &[(u32, Vec<u8>)]) -> PathBuf {
+/// A classic pcap (little-endian, microseconds, Ethernet) of `(seconds, frame)` records, removed when
+/// the returned handle drops.
+fn write_pcap(records: &[(u32, Vec<u8>)]) -> tempfile::NamedTempFile {
     let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     file.extend_from_slice(&65535u32.to_le_bytes());
     file.extend_from_slice(&1u32.to_le_bytes());
@@ -479,9 +481,9 @@ fn write_pcap(records: &[(u32, Vec<u8>)]) -> PathBuf {
         }
         file.extend_from_slice(frame);
     }
-    let path = std::env::temp_dir().join(format!("{}.pcap", unique("vxtap-gen")));
-    std::fs::write(&path, &file).unwrap();
-    path
+    let pcap = common::temp_file("vxtap-gen-", ".pcap");
+    std::fs::write(pcap.path(), &file).unwrap();
+    pcap
 }
 
 /// An Ethernet/IPv4/UDP datagram from `source` to port 4789 carrying a VXLAN header with `vni` and a
@@ -510,7 +512,7 @@ fn mirror_frame(source: [u8; 4], vni: u32) -> Vec<u8> {
 #[test]
 fn idle_learned_sessions_expire_on_packet_time() {
     let t0 = 1_700_000_000;
-    let path = write_pcap(&[
+    let pcap = write_pcap(&[
         (t0, mirror_frame([10, 0, 0, 1], 1)),
         (t0 + 5, mirror_frame([10, 0, 0, 1], 1)),
         // Session 10.0.0.2/2 arrives while the first is still fresh: the table (one slot) is full.
@@ -518,12 +520,12 @@ fn idle_learned_sessions_expire_on_packet_time() {
         // Two minutes later the first has been idle longer than its 60 s timeout.
         (t0 + 125, mirror_frame([10, 0, 0, 2], 2)),
     ]);
+    let path = pcap.path().to_path_buf();
     let (log, report) = run(
         std::slice::from_ref(&path),
         1,
         "[sessions]\nmax_learned = 1\nidle_timeout_secs = 60\n",
     );
-    std::fs::remove_file(&path).unwrap();
     let c = &report.pipeline.counts;
     assert_eq!(c.dispatched, 3, "{report}");
     assert_eq!(c.drops_by_reason(), [("session_table_full", 1)], "{report}");

@@ -1,6 +1,8 @@
 //! `vxtap replay` streams: replaying a capture much larger than its peak memory works, and the
 //! counts come out right.
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::process::Command;
 
@@ -26,8 +28,9 @@ fn record(flow: u16) -> Vec<u8> {
 #[test]
 fn memory_stays_flat_while_replaying_a_large_capture() {
     const RECORDS: u32 = 80_000;
-    let path = std::env::temp_dir().join(format!("vxtap-large-{}.pcap", std::process::id()));
-    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    let pcap = common::temp_file("vxtap-large-", ".pcap");
+    let path = pcap.path();
+    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
     out.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         .unwrap();
     out.write_all(&65535u32.to_le_bytes()).unwrap();
@@ -46,14 +49,14 @@ fn memory_stays_flat_while_replaying_a_large_capture() {
         out.write_all(r).unwrap();
     }
     out.into_inner().unwrap().sync_all().unwrap();
-    let size = std::fs::metadata(&path).unwrap().len();
+    let size = std::fs::metadata(path).unwrap().len();
     assert!(size > 110 << 20, "{size}");
 
     // Reaped below with wait4(2), which also gives its peak RSS.
     #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_vxtap"))
         .args(["replay", "--log-level", "error"])
-        .arg(&path)
+        .arg(path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -67,7 +70,6 @@ fn memory_stays_flat_while_replaying_a_large_capture() {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our child, not yet waited for; the pointers are to live locals.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(rc, pid);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,

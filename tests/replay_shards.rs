@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
@@ -34,17 +35,21 @@ const LINE_MODULES: &str = "\
 [[module]]\nkind = \"detect\"\nport_scan_threshold = 15\naddress_scan_threshold = 25\n\
 syn_flood_threshold = 100\nicmp_flood_threshold = 100\n";
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vxtap-shards-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-shards-{name}-"))
 }
 
-/// The ENI-like capture, small: 4,000 flows, at most 600 at once, 3 sessions.
+/// The ENI-like capture, small: 4,000 flows, at most 600 at once, 3 sessions. A static is never
+/// dropped, so a temporary directory would outlive the run: the capture is written afresh on each run
+/// to one path in cargo's scratch directory for integration tests (target/tmp), replacing the last
+/// run's through a rename (a concurrent run reads a whole file), never adding another.
 static ENI: LazyLock<PathBuf> = LazyLock::new(|| {
-    let path = temp("eni").join("eni.pcap");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mut file = tempfile::Builder::new()
+        .prefix("replay_shards-eni-")
+        .tempfile_in(dir)
+        .unwrap();
+    let mut out = std::io::BufWriter::new(file.as_file_mut());
     eni::write_pcap(
         eni::EniConfig {
             flows: 4_000,
@@ -55,7 +60,10 @@ static ENI: LazyLock<PathBuf> = LazyLock::new(|| {
         &mut out,
     )
     .unwrap();
+    out.flush().unwrap();
     drop(out);
+    let path = dir.join("replay_shards-eni.pcap");
+    file.persist(&path).unwrap();
     path
 });
 
@@ -130,10 +138,11 @@ fn same(one: &[u8], other: &[u8], what: &str) {
 
 #[test]
 fn stdout_is_the_same_bytes_with_one_to_four_shards() {
-    let dir = temp("stdout");
+    let tmp = temp("stdout");
+    let dir = tmp.path();
     let mut files = captures();
     files.push(ENI.clone());
-    let one = replay(&dir, LINE_MODULES, &files, Some(1));
+    let one = replay(dir, LINE_MODULES, &files, Some(1));
     let text = String::from_utf8(one.clone()).unwrap();
     // Every module wrote something, or the comparison would prove nothing about it.
     for (module, needle) in [
@@ -152,23 +161,24 @@ fn stdout_is_the_same_bytes_with_one_to_four_shards() {
         "the ENI capture's flows"
     );
     for shards in [2, 3, 4] {
-        let other = replay(&dir, LINE_MODULES, &files, Some(shards));
+        let other = replay(dir, LINE_MODULES, &files, Some(shards));
         same(&one, &other, &format!("{shards} shards"));
     }
     // The default is one shard per core, and the same bytes.
-    same(&one, &replay(&dir, LINE_MODULES, &files, None), "default");
+    same(&one, &replay(dir, LINE_MODULES, &files, None), "default");
 }
 
 #[test]
 fn each_capture_alone_gives_the_same_bytes_with_two_and_three_shards() {
-    let dir = temp("each");
+    let tmp = temp("each");
+    let dir = tmp.path();
     let mut files = captures();
     files.push(ENI.clone());
     for file in files {
         let files = [file];
-        let one = replay(&dir, LINE_MODULES, &files, Some(1));
+        let one = replay(dir, LINE_MODULES, &files, Some(1));
         for shards in [2, 3] {
-            let other = replay(&dir, LINE_MODULES, &files, Some(shards));
+            let other = replay(dir, LINE_MODULES, &files, Some(shards));
             same(
                 &one,
                 &other,
@@ -181,7 +191,8 @@ fn each_capture_alone_gives_the_same_bytes_with_two_and_three_shards() {
 #[test]
 fn file_outputs_have_the_same_names_and_bytes_with_any_number_of_shards() {
     let run = |shards: u16| {
-        let dir = temp(&format!("files{shards}"));
+        let tmp = temp(&format!("files{shards}"));
+        let dir = tmp.path();
         let out = |name: &str| {
             format!(
                 "[module.output]\ntype = \"file\"\ndir = \"{}\"\nrotate_secs = 60\n",
@@ -198,9 +209,9 @@ fn file_outputs_have_the_same_names_and_bytes_with_any_number_of_shards() {
             out("tls"),
             out("stats"),
         );
-        let stdout = replay(&dir, &config, std::slice::from_ref(&*ENI), Some(shards));
+        let stdout = replay(dir, &config, std::slice::from_ref(&*ENI), Some(shards));
         assert!(stdout.is_empty(), "every record went to a file");
-        outputs(&dir)
+        outputs(dir)
     };
     let one = run(1);
     let names: Vec<&String> = one.keys().collect();
@@ -305,7 +316,8 @@ mod disorderly {
 
 #[test]
 fn a_module_giving_keys_out_of_order_or_none_still_gives_the_same_bytes() {
-    let dir = temp("disorderly");
+    let tmp = temp("disorderly");
+    let dir = tmp.path();
     let run = |shards: u16| {
         let path = dir.join(format!("out{shards}.txt"));
         let text = format!(
@@ -436,7 +448,7 @@ mod stalling {
 }
 
 /// One flow's VXLAN datagrams, `n` of them 0.5 ms apart.
-fn one_flow_capture(n: u32) -> PathBuf {
+fn one_flow_capture(n: u32) -> tempfile::NamedTempFile {
     let mut inner = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4([172, 31, 0, 1], [172, 31, 0, 2], 64)
@@ -461,14 +473,15 @@ fn one_flow_capture(n: u32) -> PathBuf {
         }
         file.extend_from_slice(&frame);
     }
-    let path = temp("one-flow").join("one-flow.pcap");
-    std::fs::write(&path, &file).unwrap();
-    path
+    let pcap = common::temp_file("vxtap-shards-one-flow-", ".pcap");
+    std::fs::write(pcap.path(), &file).unwrap();
+    pcap
 }
 
 #[test]
 fn a_module_switched_off_on_an_idle_shard_does_not_stall_the_others() {
-    let dir = temp("stalling");
+    let tmp = temp("stalling");
+    let dir = tmp.path();
     let capture = one_flow_capture(8_000);
     let out = dir.join("out.txt");
     let text = format!(
@@ -482,7 +495,8 @@ fn a_module_switched_off_on_an_idle_shard_does_not_stall_the_others() {
     registry.register::<stalling::Bulk>("bulk");
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let report = vxtap::ingest::replay::replay(config, registry, &[capture]);
+        let report =
+            vxtap::ingest::replay::replay(config, registry, &[capture.path().to_path_buf()]);
         let _ = done_tx.send(report.map(|r| r.pipeline.counts.dispatched));
     });
     let dispatched = done_rx

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -144,11 +144,8 @@ fn credentials() {
     });
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vxtap-s3-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-s3-{name}-"))
 }
 
 /// Every file under `dir`, relative to it, sorted.
@@ -254,10 +251,11 @@ fn replay(config: &str, dir: &Path) {
 fn a_flowlog_replay_uploads_its_aws_logs_files() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("flows");
-    let base = temp_dir("replay");
+    let base_tmp = temp_dir("replay");
+    let base = base_tmp.path();
     // The same replay into a plain file output: what the module writes.
     let local = base.join("local");
-    replay(&format!("{SESSION}dir = \"{}\"\n", local.display()), &base);
+    replay(&format!("{SESSION}dir = \"{}\"\n", local.display()), base);
     let spool = base.join("spool");
     replay(
         &format!(
@@ -266,7 +264,7 @@ fn a_flowlog_replay_uploads_its_aws_logs_files() {
             spool.display(),
             moto.endpoint()
         ),
-        &base,
+        base,
     );
     let written = files_under(&local);
     assert_eq!(
@@ -284,7 +282,6 @@ fn a_flowlog_replay_uploads_its_aws_logs_files() {
         assert!(gunzip(body).lines().count() == 3, "header and two records");
     }
     assert!(files_under(&spool).is_empty(), "uploaded files are deleted");
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
@@ -292,13 +289,14 @@ fn files_left_in_the_spool_are_uploaded_at_start() {
     let Some(moto) = Moto::start() else { return };
     credentials();
     moto.create_bucket("restart");
-    let dir = temp_dir("restart");
+    let tmp = temp_dir("restart");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("2024/01/02")).expect("dirs");
     std::fs::write(dir.join("2024/01/02/old_0001.log"), "left by a crash\n").expect("file");
     std::fs::write(dir.join("flat_0002.log.gz"), b"gzip bytes").expect("file");
     // Open when the process died: never uploaded.
     std::fs::write(dir.join("open_0003.log.partial"), "half").expect("file");
-    let mut out = FileOutputConfig::new(&dir);
+    let mut out = FileOutputConfig::new(dir);
     out.s3 = Some(s3_config(&moto, "restart"));
     out.prepare_dir(&[".log", ".log.gz"]).expect("spool");
     let uploader = out.uploader().expect("an uploader");
@@ -316,8 +314,7 @@ fn files_left_in_the_spool_are_uploaded_at_start() {
             ("fleet/flat_0002.log.gz".to_owned(), b"gzip bytes".to_vec()),
         ]
     );
-    assert_eq!(files_under(&dir), ["open_0003.log.partial"]);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(files_under(dir), ["open_0003.log.partial"]);
 }
 
 #[test]
@@ -327,8 +324,9 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
     };
     credentials();
     moto.create_bucket("outage");
-    let dir = temp_dir("outage");
-    let mut out = FileOutputConfig::new(&dir);
+    let tmp = temp_dir("outage");
+    let dir = tmp.path();
+    let mut out = FileOutputConfig::new(dir);
     out.rotate_secs = 60;
     out.layout = Layout::Dated;
     out.s3 = Some(s3_config(&moto, "outage"));
@@ -344,7 +342,7 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
         .expect("flush");
     wait_for("failed attempts", LIMIT, || uploader.totals().failed >= 2);
     assert_eq!(uploader.totals().uploaded, 0);
-    assert_eq!(files_under(&dir).len(), 2, "both stay spooled");
+    assert_eq!(files_under(dir).len(), 2, "both stay spooled");
     let counted = sink.take_uploads();
     assert!(counted.failed >= 2 && counted.uploaded == 0, "{counted:?}");
     let spooled = || {
@@ -360,7 +358,7 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
     wait_for("the spool to drain", LIMIT, || {
         uploader.totals().uploaded == 2
     });
-    assert!(files_under(&dir).is_empty(), "deleted once stored");
+    assert!(files_under(dir).is_empty(), "deleted once stored");
     let objects = moto.objects("outage");
     let texts: Vec<_> = objects
         .iter()
@@ -381,7 +379,6 @@ fn an_outage_keeps_files_in_the_spool_until_s3_is_back() {
     );
     assert_eq!(sink.take_uploads().uploaded, 2);
     assert_eq!(spooled(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -389,14 +386,15 @@ fn a_large_file_goes_up_in_parts() {
     let Some(moto) = Moto::start() else { return };
     credentials();
     moto.create_bucket("parts");
-    let dir = temp_dir("parts");
+    let tmp = temp_dir("parts");
+    let dir = tmp.path();
     // 12 MiB and a bit, in 5 MiB parts: three parts, the last one short.
     let body: Vec<u8> = (0..(12 << 20) + 1000)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(dir.join("big_0001.log"), &body).expect("file");
     std::fs::write(dir.join("small_0002.log"), b"small\n").expect("file");
-    let mut out = FileOutputConfig::new(&dir);
+    let mut out = FileOutputConfig::new(dir);
     out.s3 = Some(S3Config {
         spool_max_bytes: 0,
         multipart_threshold_bytes: 5 << 20,
@@ -409,7 +407,7 @@ fn a_large_file_goes_up_in_parts() {
     wait_for("both files to go up", LIMIT, || {
         uploader.totals().uploaded == 2
     });
-    assert!(files_under(&dir).is_empty());
+    assert!(files_under(dir).is_empty());
     // A multipart object's ETag ends in -<parts>; a single PUT's does not.
     let etags = moto.boto3(
         "parts",
@@ -425,7 +423,6 @@ fn a_large_file_goes_up_in_parts() {
         objects[1],
         ("fleet/small_0002.log".to_owned(), b"small\n".to_vec())
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -433,14 +430,15 @@ fn a_reload_uploads_each_spooled_file_once() {
     let Some(moto) = Moto::start() else { return };
     credentials();
     moto.create_bucket("reload");
-    let dir = temp_dir("reload");
+    let tmp = temp_dir("reload");
+    let dir = tmp.path();
     for i in 0..30 {
         std::fs::write(dir.join(format!("f_{i:04}.log")), format!("file {i}\n")).expect("file");
     }
     // A reload builds the output anew over the same spool while the old one still sends what it
     // holds: two uploaders rescanning one directory.
     let output = || {
-        let mut out = FileOutputConfig::new(&dir);
+        let mut out = FileOutputConfig::new(dir);
         out.s3 = Some(s3_config(&moto, "reload"));
         out
     };
@@ -451,7 +449,7 @@ fn a_reload_uploads_each_spooled_file_once() {
         old.uploader().expect("an uploader"),
         new.uploader().expect("an uploader"),
     );
-    wait_for("the spool to drain", LIMIT, || files_under(&dir).is_empty());
+    wait_for("the spool to drain", LIMIT, || files_under(dir).is_empty());
     wait_for("the counts to settle", LIMIT, || {
         a.totals().uploaded + b.totals().uploaded >= 30
     });
@@ -462,7 +460,6 @@ fn a_reload_uploads_each_spooled_file_once() {
         "each file sent and counted once"
     );
     assert_eq!(moto.objects("reload").len(), 30);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -471,8 +468,9 @@ fn the_spool_cap_drops_the_oldest_file_and_counts_it() {
         return;
     };
     credentials();
-    let dir = temp_dir("cap");
-    let mut out = FileOutputConfig::new(&dir);
+    let tmp = temp_dir("cap");
+    let dir = tmp.path();
+    let mut out = FileOutputConfig::new(dir);
     out.rotate_bytes = 100;
     out.rotate_secs = 0;
     let mut config = s3_config(&moto, "cap");
@@ -488,22 +486,22 @@ fn the_spool_cap_drops_the_oldest_file_and_counts_it() {
         file.append(t0, &[b'a' + i; 100]).expect("append");
     }
     file.close();
-    assert_eq!(uploader.totals().dropped, 1, "{:?}", files_under(&dir));
-    let left = files_under(&dir);
+    assert_eq!(uploader.totals().dropped, 1, "{:?}", files_under(dir));
+    let left = files_under(dir);
     assert_eq!(
         left,
         ["c_20231114T221320Z_0002.log", "c_20231114T221320Z_0003.log"]
     );
     assert_eq!(file.take_uploads().dropped, 1, "reported once");
     assert_eq!(file.take_uploads().dropped, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("daemon");
-    let dir = temp_dir("daemon");
+    let tmp = temp_dir("daemon");
+    let dir = tmp.path();
     let spool = dir.join("spool");
     std::fs::create_dir_all(&spool).expect("spool");
     std::fs::write(spool.join("flowlog-shard0_old_0001.log"), "left over\n").expect("file");
@@ -551,5 +549,4 @@ fn vxtap_run_uploads_its_spool_at_start_and_counts_it_in_metrics() {
     let body = vxtap.get("/metrics").expect("metrics");
     let gauge = format!("vxtap_s3_spool_bytes{{dir=\"{}\"}} 0", spool.display());
     assert!(body.lines().any(|l| l == gauge), "{gauge} in\n{body}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

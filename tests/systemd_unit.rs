@@ -5,6 +5,8 @@
 //! cargo just built. Without systemd-analyze the checks are skipped with a notice, except under CI=true,
 //! where they fail.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,15 +25,15 @@ fn systemd_analyze(args: &[&str]) -> Option<Output> {
     }
 }
 
-fn unit_copy(tag: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("vxtap-unit-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The unit pointing at the built binary, in a directory removed when the returned handle drops.
+fn unit_copy(tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = common::temp_dir(&format!("vxtap-unit-{tag}-"));
     let unit = UNIT.replace("/usr/local/bin/vxtap", env!("CARGO_BIN_EXE_vxtap"));
     assert_ne!(
         unit, UNIT,
         "the unit's ExecStart names /usr/local/bin/vxtap"
     );
-    let path = dir.join("vxtap.service");
+    let path = dir.path().join("vxtap.service");
     std::fs::write(&path, unit).unwrap();
     (dir, path)
 }
@@ -46,11 +48,10 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn unit_verifies_cleanly() {
-    let (dir, path) = unit_copy("verify");
+    let (_dir, path) = unit_copy("verify");
     let Some(out) = systemd_analyze(&["verify", path.to_str().unwrap()]) else {
         return;
     };
-    let _ = std::fs::remove_dir_all(dir);
     assert!(
         out.status.success(),
         "systemd-analyze verify: {}",
@@ -78,7 +79,7 @@ fn tap_drop_in_verifies_and_adds_only_what_tap_needs() {
         !UNIT.contains("CAP_NET_ADMIN"),
         "the default unit stays without capabilities"
     );
-    let (dir, path) = unit_copy("tap");
+    let (_dir, path) = unit_copy("tap");
     let mut unit = std::fs::read_to_string(&path).unwrap();
     unit.push('\n');
     unit.push_str(drop_in);
@@ -86,7 +87,6 @@ fn tap_drop_in_verifies_and_adds_only_what_tap_needs() {
     let Some(out) = systemd_analyze(&["verify", path.to_str().unwrap()]) else {
         return;
     };
-    let _ = std::fs::remove_dir_all(dir);
     assert!(
         out.status.success(),
         "systemd-analyze verify: {}",

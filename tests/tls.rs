@@ -24,10 +24,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const JA4_DIR: &str = "pcaps/third-party/ja4/";
 const JA4_FILES: [&str; 3] = ["tls-sni.pcapng", "tls12.pcap", "tls-alpn-h2.pcap"];
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(&format!("vxtap-tls-{name}")));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    common::temp_dir(&format!("vxtap-tls-{name}-"))
 }
 
 fn config_file(dir: &Path, text: &str) -> PathBuf {
@@ -51,10 +49,11 @@ fn replay(files: &[&str]) -> (Vec<Value>, String) {
 
 /// As [`replay`], on `shards` shards, with the records as written.
 fn replay_raw(files: &[&str], shards: usize) -> (String, String) {
-    let dir = temp_dir("replay");
+    let tmp = temp_dir("replay");
+    let dir = tmp.path();
     // Records of several shards reach standard output in no fixed order: one shard for goldens.
     let config = config_file(
-        &dir,
+        dir,
         &format!("[pipeline]\nshards = {shards}\n[[module]]\nkind = \"tls\"\n"),
     );
     let out = Command::new(env!("CARGO_BIN_EXE_vxtap"))
@@ -162,9 +161,10 @@ fn ja4_of_every_reference_client_hello_sent_live_as_vxlan() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = temp_dir("live");
+    let tmp = temp_dir("live");
+    let dir = tmp.path();
     let config = config_file(
-        &dir,
+        dir,
         &format!(
             "[ingest]\nvxlan = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
              [health]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -198,7 +198,7 @@ fn ja4_of_every_reference_client_hello_sent_live_as_vxlan() {
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on our own child; SIGINT drains and ends every flow.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     let mut stderr = stderr;
     stderr.read_to_string(&mut log).unwrap();
     assert!(out.status.success(), "{log}");

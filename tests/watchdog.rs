@@ -73,10 +73,8 @@ fn notifications(sock: &UnixDatagram, window: Duration) -> Vec<String> {
 
 #[test]
 fn a_stuck_shard_turns_the_node_unhealthy_and_starves_the_watchdog() {
-    let dir = std::env::temp_dir().join(format!("vxtap-watchdog-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
+    let tmp = common::temp_dir("vxtap-watchdog-");
+    let path = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     // The only test in this binary, so no other thread reads the environment meanwhile.
     std::env::set_var("NOTIFY_SOCKET", &path);
@@ -135,5 +133,4 @@ fn a_stuck_shard_turns_the_node_unhealthy_and_starves_the_watchdog() {
     unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
     let report = daemon.join().unwrap().expect("daemon ran");
     assert_eq!((report.counts.received, report.counts.dispatched), (1, 1));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -148,17 +148,20 @@ fn steady_state_allocations_after(
     during
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("vxtap-noalloc-{name}-{}", std::process::id()))
+/// The module's output directory, removed when the handle drops, however the test ends.
+fn temp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("vxtap-noalloc-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
 fn flowlog_steady_state_allocates_nothing() {
     let dir = temp("flowlog");
-    let config = format!("[output]\ndir = \"{}\"\n", dir.display());
+    let config = format!("[output]\ndir = \"{}\"\n", dir.path().display());
     // 128 flow directions, 100 rounds: 12,800 packets.
     assert_eq!(steady_state_allocations(&config, "flowlog", 100), 0);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -167,10 +170,9 @@ fn pcap_steady_state_allocates_nothing() {
     // Buffer writes happen (about 30 kB of blocks per round against a 16 kB buffer) but no rotation.
     let config = format!(
         "[output]\ndir = \"{}\"\nbuffer_bytes = 16384\nrotate_secs = 0\n",
-        dir.display()
+        dir.path().display()
     );
     assert_eq!(steady_state_allocations(&config, "pcap", 100), 0);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

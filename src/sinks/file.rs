@@ -665,10 +665,12 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("vxtap-file-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// An empty directory, removed when the handle drops, however the test ends.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("vxtap-file-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn files(dir: &Path) -> Vec<PathBuf> {
@@ -692,11 +694,12 @@ mod tests {
 
     #[test]
     fn rotates_by_size_and_by_packet_time_with_the_header_in_every_file() {
-        let dir = tmp("rotate");
-        let mut config = FileOutputConfig::new(&dir);
+        let tmp = tmp("rotate");
+        let dir = tmp.path();
+        let mut config = FileOutputConfig::new(dir);
         config.rotate_bytes = 30;
         config.rotate_secs = 60;
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
         let mut f = FileSink::new(series(&config));
         let t0 = Timestamp::from_secs(1_700_000_000); // 22:13:20 UTC
         for i in 0..5 {
@@ -706,7 +709,7 @@ mod tests {
         f.write(Timestamp::from_secs(1_700_000_040), b"later\n")
             .unwrap();
         drop(f);
-        let names: Vec<_> = files(&dir)
+        let names: Vec<_> = files(dir)
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
             .collect();
@@ -719,7 +722,7 @@ mod tests {
                 "t_20231114T221400Z_0004.log"
             ]
         );
-        let text: Vec<_> = files(&dir)
+        let text: Vec<_> = files(dir)
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect();
@@ -727,14 +730,14 @@ mod tests {
         assert_eq!(text[1], "HEADER\nrecord 2\nrecord 3\n");
         assert_eq!(text[2], "HEADER\nrecord 4\n");
         assert_eq!(text[3], "HEADER\nlater\n");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn gzip_files_are_partial_until_complete() {
         use std::io::Read;
-        let dir = tmp("gzip");
-        let mut config = FileOutputConfig::new(&dir);
+        let tmp = tmp("gzip");
+        let dir = tmp.path();
+        let mut config = FileOutputConfig::new(dir);
         config.gzip = true;
         config.layout = Layout::Dated;
         let mut f = FileSink::new(series(&config));
@@ -757,6 +760,5 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "HEADER\none\n");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

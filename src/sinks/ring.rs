@@ -148,12 +148,15 @@ mod tests {
 
     #[test]
     fn oldest_closed_files_go_first_and_open_ones_stay() {
-        let dir = std::env::temp_dir().join(format!("vxtap-ring-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("vxtap-ring-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let old = dir.join("old.pcap");
         std::fs::write(&old, [0u8; 600]).unwrap();
         std::fs::write(dir.join("other.txt"), [0u8; 5000]).unwrap();
-        let cap = SizeCap::new(1000, &dir, &[".pcap"]);
+        let cap = SizeCap::new(1000, dir, &[".pcap"]);
         assert!(old.exists(), "under the cap");
         let (a, b) = (dir.join("a.pcap"), dir.join("b.pcap"));
         cap.opened(&a);
@@ -166,6 +169,5 @@ mod tests {
         assert!(!old.exists(), "1200 > 1000: the oldest goes");
         assert!(a.exists() && b.exists());
         assert!(dir.join("other.txt").exists(), "not ours");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -127,6 +127,27 @@ pub fn unique(name: &str) -> String {
     )
 }
 
+/// A directory for one test's files in the system's temporary directory, removed with everything in it
+/// when the handle drops, whether the test passed or panicked. `prefix` names the test (`vxtap-pcap-ring-`)
+/// so that a directory left by a killed run says where it came from. A vxtap process writing into it
+/// must have ended before the handle drops.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("a temporary directory {prefix}*: {e}"))
+}
+
+/// A file for one test (a config, a capture), named `<prefix>XXXXXX<suffix>` in the system's temporary
+/// directory and removed when the handle drops, however the test ends.
+pub fn temp_file(prefix: &str, suffix: &str) -> tempfile::NamedTempFile {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()
+        .unwrap_or_else(|e| panic!("a temporary file {prefix}*{suffix}: {e}"))
+}
+
 /// A live pipeline with UDP listeners, as `vxtap run` builds it.
 pub struct Live {
     pub pipeline: LivePipeline,
@@ -338,17 +359,57 @@ pub fn wait_until_running(stderr: &mut impl std::io::Read) -> String {
 pub fn spawn_vxtap(
     config: &std::path::Path,
     stdout: std::process::Stdio,
-) -> (std::process::Child, std::process::ChildStderr, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vxtap"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(stdout)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the vxtap binary starts");
+) -> (Reaped, std::process::ChildStderr, String) {
+    let mut child = Reaped::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vxtap"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the vxtap binary starts"),
+    );
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let log = wait_until_running(&mut stderr);
     (child, stderr, log)
+}
+
+/// A child process that is killed and reaped when dropped, so that a failing test neither leaves it
+/// running nor lets it write into a temporary directory being removed: declared after the test's
+/// [`temp_dir`], it drops first.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    pub fn new(child: std::process::Child) -> Reaped {
+        Reaped(Some(child))
+    }
+
+    /// The child, no longer killed on drop: for `wait_with_output`, which consumes it.
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("present until taken")
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("present until taken")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("present until taken")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Every file under `dir` (its subdirectories too), sorted by path.

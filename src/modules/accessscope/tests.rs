@@ -1,31 +1,54 @@
 //! One test per statement kind, on the compiled scopes and a session built by hand; the records
 //! themselves are checked end to end in tests/accessscope.rs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::*;
 use crate::base::SessionKey;
 
+/// A module config with the temporary directory holding its scope files, removed when this drops.
+/// The files are read when the config is first validated or compiled, so they live as long as it.
+struct Scoped {
+    config: AccessScopeConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Scoped {
+    type Target = AccessScopeConfig;
+    fn deref(&self) -> &AccessScopeConfig {
+        &self.config
+    }
+}
+
 /// Writes each scope into its own file and returns the module config that reads them.
-fn config(scopes: &[&str], extra: &str) -> AccessScopeConfig {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "vxtap-accessscope-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+fn config(scopes: &[&str], extra: &str) -> Scoped {
+    let dir = tempfile::Builder::new()
+        .prefix("vxtap-accessscope-")
+        .tempdir()
+        .unwrap();
     let files: Vec<String> = scopes
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let f = dir.join(format!("scope{i}.json"));
+            let f = dir.path().join(format!("scope{i}.json"));
             std::fs::write(&f, s).unwrap();
             format!("{:?}", f.display().to_string())
         })
         .collect();
     let text = format!("scopes = [{}]\n{extra}", files.join(", "));
-    toml::from_str(&text).unwrap()
+    Scoped {
+        config: toml::from_str(&text).unwrap(),
+        _dir: dir,
+    }
+}
+
+/// An inventory file with `json` in it, removed when the handle drops.
+fn inventory(prefix: &str, json: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".json")
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), json).unwrap();
+    file
 }
 
 fn compiled(scopes: &[&str], extra: &str) -> Arc<Compiled> {
@@ -169,14 +192,12 @@ fn protocols_are_tcp_or_udp() {
 
 #[test]
 fn resource_ids_name_the_mirrored_eni_and_inventory_peers() {
-    let inv = std::env::temp_dir().join(format!("vxtap-accessscope-inv-{}", std::process::id()));
-    std::fs::write(
-        &inv,
+    let inv = inventory(
+        "vxtap-accessscope-inv-",
         r#"{"NetworkInterfaces":[{"NetworkInterfaceId":"eni-db","SubnetId":"subnet-db","VpcId":"vpc-a",
             "Attachment":{"InstanceId":"i-db"},"Groups":[{"GroupId":"sg-db"}],"PrivateIpAddress":"10.0.2.20"}]}"#,
-    )
-    .unwrap();
-    let extra = format!("inventory = {:?}\n", inv.display().to_string());
+    );
+    let extra = format!("inventory = {:?}\n", inv.path().display().to_string());
     for (source, dest, client, server, expect) in [
         // The mirrored ENI by each of its ids, as client.
         (
@@ -317,7 +338,7 @@ fn check_config_says_what_cannot_be_observed_and_how_it_is_treated() {
         "vpc_cidrs = [\"10.0.0.0/16\"]\n",
     );
     c.validate().unwrap();
-    let notices: Vec<String> = ModuleConfig::notices(&c)
+    let notices: Vec<String> = ModuleConfig::notices(&*c)
         .into_iter()
         .map(|n| n.split_once("scope0.json: ").unwrap().1.to_owned())
         .collect();
@@ -348,7 +369,7 @@ fn check_config_says_what_cannot_be_observed_and_how_it_is_treated() {
     // An observable scope has nothing to say.
     let quiet = config(&[&header(r#"{"Protocols":["tcp"]}"#)], "");
     quiet.validate().unwrap();
-    assert!(ModuleConfig::notices(&quiet).is_empty());
+    assert!(ModuleConfig::notices(&*quiet).is_empty());
 }
 
 #[test]
@@ -393,19 +414,17 @@ fn public_means_routable_through_an_internet_gateway() {
 
 #[test]
 fn a_learned_session_finds_its_ids_in_the_inventory_by_address() {
-    let inv = std::env::temp_dir().join(format!("vxtap-accessscope-inv2-{}", std::process::id()));
-    std::fs::write(
-        &inv,
+    let inv = inventory(
+        "vxtap-accessscope-inv2-",
         r#"{"NetworkInterfaces":[{"NetworkInterfaceId":"eni-web","Groups":[{"GroupId":"sg-web2"}],
             "PrivateIpAddress":"10.0.1.10"}]}"#,
-    )
-    .unwrap();
+    );
     let c = compiled(
         &[
             r#"{"MatchPaths":[{"Source":{"ResourceStatement":{"Resources":["sg-web2"],
               "ResourceTypes":["AWS::EC2::Instance"]}}}]}"#,
         ],
-        &format!("inventory = {:?}\n", inv.display().to_string()),
+        &format!("inventory = {:?}\n", inv.path().display().to_string()),
     );
     // Learned: no ENI id, no AWS ids; its address is the outer source.
     let learned = Session::new(
