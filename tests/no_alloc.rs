@@ -188,8 +188,9 @@ icmp_flood_threshold = 1000000000
 [[module]]
 kind = "tls"
 
-# Flow-aware too, and these packets are neither DNS nor HTTP: their probes refuse them, allocating
-# nothing, and http stops the streams it asked for.
+# Flow-aware too. dns reads the UDP datagrams from port 5353 as mDNS and writes a record flagged
+# malformed for each (their payload is not DNS): a record's path, allocating nothing once warm. http's
+# probe refuses the TCP payloads and it stops the streams it asked for.
 [[module]]
 kind = "dns"
 output = { type = "file", dir = "@OUT@/dns" }
