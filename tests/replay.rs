@@ -343,18 +343,26 @@ fn unreadable_files_are_reported_and_the_rest_replayed() {
     std::fs::write(&text, "not a capture").unwrap();
     let missing = dir.join("missing.pcap");
     let files = [text.clone(), capture("plain-sll.pcap"), missing.clone()];
-    let (_, report) = run(&files, 1, "");
-    assert!(!report.complete());
-    assert_eq!(report.pipeline.counts.dispatched, 12);
-    let summary = report.to_string();
-    assert!(
-        summary.contains("not a pcap or pcapng file (magic 6e6f7420)"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains("missing.pcap: No such file or directory"),
-        "{summary}"
-    );
+    // One shard: this thread reads. Two: the shard threads read in turns.
+    for shards in [1, 2] {
+        let (_, report) = run(&files, shards, "");
+        assert!(!report.complete());
+        assert_eq!(report.pipeline.counts.dispatched, 12, "{shards} shards");
+        let summary = report.to_string();
+        assert!(
+            summary.contains("not a pcap or pcapng file (magic 6e6f7420)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("missing.pcap: No such file or directory"),
+            "{summary}"
+        );
+        let files: Vec<_> = report.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            files,
+            [text.clone(), capture("plain-sll.pcap"), missing.clone()]
+        );
+    }
 }
 
 /// The CLI as a user runs it: the stats module's JSON records on stdout, the summary on stderr.

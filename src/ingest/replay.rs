@@ -8,11 +8,10 @@
 //! merged in input order ([`PipelineBuilder::merge_outputs`](crate::pipeline::PipelineBuilder::merge_outputs)),
 //! so that output is also the same bytes whatever the number of shards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
@@ -20,7 +19,8 @@ use super::pcap::{self, CaptureError, CaptureReader, Item};
 use crate::base::{DropReason, Feed, Session};
 use crate::config::Config;
 use crate::modules::Registry;
-use crate::pipeline::{Ingress, Pipeline, PipelineError, PipelineReport};
+use crate::pipeline::{Ingress, Pipeline, PipelineError, PipelineReport, PlainSessions, ReadTurn};
+use crate::session::SessionTable;
 use crate::wire::link::{find_datagram, LinkType};
 
 /// Why a replay could not run at all. Errors inside one file are reported per file instead.
@@ -120,36 +120,112 @@ impl fmt::Display for ReplayReport {
 
 /// Replays `files` in order through a pipeline built from `config` and `registry`, on packet time,
 /// then flushes every module. `config.pipeline.shards` is used as given.
+///
+/// With one shard, this thread reads and the shard's thread runs the modules. With more, the shard
+/// threads read too, in turns, whenever one has nothing queued
+/// ([`Shards::start_handoff_reading`](crate::pipeline::Shards::start_handoff_reading)), so that no
+/// thread beyond one per shard competes for the cores; this thread only waits for the end.
 pub fn replay(
     config: Config,
     registry: Registry,
     files: &[PathBuf],
 ) -> Result<ReplayReport, ReplayError> {
-    let pipeline = Pipeline::builder(config)
+    let shards = Pipeline::builder(config)
         .registry(registry)
         .feed(Feed::Offline)
         .merge_outputs(true)
-        .build()?
-        .start_handoff()?;
-    let mut ingress = pipeline.ingress();
-    let mut feeder = Feeder::default();
-    let mut summaries = Vec::with_capacity(files.len());
-    for path in files {
-        summaries.push(feeder.feed_file(&pipeline, &mut ingress, path));
+        .build()?;
+    if shards.count() < 2 {
+        let pipeline = shards.start_handoff()?;
+        let mut source = Source::new(&pipeline, files);
+        while source.read(usize::MAX, false) {}
+        let read = source.end();
+        return Ok(read.report(pipeline.finish()));
     }
-    drop(ingress);
-    let pipeline = pipeline.finish();
-    Ok(ReplayReport {
-        files: summaries,
-        pipeline,
-        plain_sessions: feeder.plain_names,
-    })
+    let slot: Arc<Mutex<Turns>> = Arc::new(Mutex::new(Turns::Starting));
+    let turn: ReadTurn = {
+        let slot = slot.clone();
+        Arc::new(move || take_turn(&slot))
+    };
+    let pipeline = shards.start_handoff_reading(turn)?;
+    *lock(&slot) = Turns::Reading(Box::new(Source::new(&pipeline, files)));
+    // Returns once the shards have read everything, processed it and finished their modules.
+    let report = pipeline.finish();
+    let read = match std::mem::replace(&mut *lock(&slot), Turns::Starting) {
+        Turns::Done(read) => read,
+        // Every shard thread ended before the input did (they all panicked): what was read so far.
+        Turns::Reading(source) => source.end(),
+        Turns::Starting => Read::default(),
+    };
+    Ok(read.report(report))
 }
 
-/// Feeds capture records into an [`Ingress`]: the part of replay shared with anything else that reads
-/// captures into a pipeline.
+/// Records a shard thread reads in one turn: enough that taking the lock is rare, few enough that
+/// the other shards are not kept waiting for their packets (about a tenth of a millisecond).
+const TURN_RECORDS: usize = 512;
+
+/// The reading side of a replay, as the shard threads pass it around.
+enum Turns {
+    /// The pipeline is starting: nothing to read yet.
+    Starting,
+    Reading(Box<Source>),
+    /// Everything was read and the ingest handle dropped (which is what ends the shards).
+    Done(Read),
+}
+
+fn lock(slot: &Mutex<Turns>) -> MutexGuard<'_, Turns> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One turn at reading, if no other thread is reading and every shard has room for what a record
+/// may send it (the thread taking the turn must never wait for a shard: it may be that shard).
+fn take_turn(slot: &Mutex<Turns>) -> bool {
+    let Ok(mut turns) = slot.try_lock() else {
+        return false;
+    };
+    let Turns::Reading(source) = &mut *turns else {
+        return false;
+    };
+    if source.read(TURN_RECORDS, true) {
+        return true;
+    }
+    if !source.ingress.has_room(1) {
+        // Read to the end, but the end's mark does not fit yet.
+        return false;
+    }
+    let Turns::Reading(source) = std::mem::replace(&mut *turns, Turns::Starting) else {
+        unreachable!("matched above");
+    };
+    *turns = Turns::Done(source.end());
+    true
+}
+
+/// What the reading side reports once it has ended.
 #[derive(Debug, Default)]
-pub struct Feeder {
+struct Read {
+    files: Vec<FileSummary>,
+    plain_sessions: Vec<String>,
+}
+
+impl Read {
+    fn report(self, pipeline: PipelineReport) -> ReplayReport {
+        ReplayReport {
+            files: self.files,
+            pipeline,
+            plain_sessions: self.plain_sessions,
+        }
+    }
+}
+
+/// The files to replay, the one being read, and the ingest handle they go through: read a number
+/// of records at a time, by whichever thread has the turn.
+struct Source {
+    ingress: Ingress,
+    sessions: Arc<SessionTable>,
+    plain: PlainSessions,
+    files: VecDeque<PathBuf>,
+    open: Option<OpenFile>,
+    summaries: Vec<FileSummary>,
     /// Rebuilt Ethernet frames for link types without an Ethernet header; reused.
     scratch: Vec<u8>,
     plain_names: Vec<String>,
@@ -158,89 +234,114 @@ pub struct Feeder {
     next_sweep: u64,
 }
 
+/// The file being read.
+struct OpenFile {
+    reader: CaptureReader<Box<dyn std::io::Read + Send>>,
+    summary: FileSummary,
+    /// Its session for plain frames, made at the first one.
+    plain: Option<Arc<Session>>,
+    /// Whether an unusable record was reported already (the first is logged, the rest counted).
+    warned: bool,
+}
+
 /// How often, in packet time, idle learned sessions are forgotten: as often as a live run does on the
 /// wall clock, so a long capture does not fill the session table where a live run would not.
 const SWEEP_SECS: u64 = 10;
 
-impl Feeder {
-    /// Opens and feeds one file (`-` is standard input); problems are in the returned summary.
-    pub fn feed_file(
-        &mut self,
-        pipeline: &Pipeline,
-        ingress: &mut Ingress,
-        path: &Path,
-    ) -> FileSummary {
-        let mut summary = FileSummary {
-            path: path.to_owned(),
-            ..FileSummary::default()
-        };
-        let result = if path == Path::new("-") {
-            // A capture streamed on stdin: `tcpdump -w - ... | vxtap replay -`.
-            let stdin = std::io::stdin().lock();
-            CaptureReader::with_window(stdin, path, pcap::READ_BUFFER)
-                .and_then(|mut reader| self.feed(pipeline, ingress, &mut reader, &mut summary))
-        } else {
-            CaptureReader::open(path)
-                .and_then(|mut reader| self.feed(pipeline, ingress, &mut reader, &mut summary))
-        };
-        if let Err(e) = result {
-            summary.error = Some(e.to_string());
+impl Source {
+    fn new(pipeline: &Pipeline, files: &[PathBuf]) -> Source {
+        Source {
+            ingress: pipeline.ingress(),
+            sessions: pipeline.sessions().clone(),
+            plain: pipeline.plain_sessions(),
+            files: files.iter().cloned().collect(),
+            open: None,
+            summaries: Vec::with_capacity(files.len()),
+            scratch: Vec::new(),
+            plain_names: Vec::new(),
+            used_names: BTreeMap::new(),
+            next_sweep: 0,
         }
-        if let Some(error) = &summary.error {
-            tracing::error!(message = "Cannot replay the whole capture.", file = %path.display(), %error);
-        }
-        summary
     }
 
-    /// Feeds every record of `reader`.
-    pub fn feed<R: Read>(
-        &mut self,
-        pipeline: &Pipeline,
-        ingress: &mut Ingress,
-        reader: &mut CaptureReader<R>,
-        summary: &mut FileSummary,
-    ) -> Result<(), CaptureError> {
-        let mut plain: Option<Arc<Session>> = None;
-        let mut warned = false;
-        let path = reader.path().to_owned();
-        while let Some(item) = reader.next_item()? {
-            summary.records += 1;
-            let record = match item {
-                Item::Frame(r) => {
-                    self.sweep(pipeline, ingress, r.ts.secs());
-                    r
+    /// Reads up to `records` records, file after file, and sends what it read on; false once every
+    /// file is read. With `turns`, also stops before a record that might have to wait for a shard.
+    fn read(&mut self, records: usize, turns: bool) -> bool {
+        let mut n = 0;
+        let more = loop {
+            if n == records || (turns && !self.ingress.has_room(2)) {
+                break true;
+            }
+            let Some(file) = self.open.as_mut() else {
+                match self.files.pop_front() {
+                    Some(path) => self.open(&path),
+                    None => break false,
                 }
+                continue;
+            };
+            let item = match file.reader.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    self.close(None);
+                    continue;
+                }
+                Err(e) => {
+                    self.close(Some(e.to_string()));
+                    continue;
+                }
+            };
+            n += 1;
+            file.summary.records += 1;
+            let record = match item {
+                Item::Frame(r) => r,
                 Item::Bad { why } => {
-                    summary.bad_records += 1;
-                    ingress.refuse(0, DropReason::BadCaptureRecord);
-                    if !warned {
-                        warned = true;
-                        tracing::warn!(message = "Unusable capture record.", file = %path.display(), record = summary.records, why);
+                    file.summary.bad_records += 1;
+                    self.ingress.refuse(0, DropReason::BadCaptureRecord);
+                    if !std::mem::replace(&mut file.warned, true) {
+                        tracing::warn!(message = "Unusable capture record.", file = %file.summary.path.display(), record = file.summary.records, why);
                     }
                     continue;
                 }
             };
+            let now = record.ts.secs();
+            if now >= self.next_sweep {
+                let first = self.next_sweep == 0;
+                self.next_sweep = now + SWEEP_SECS;
+                if !first && self.sessions.expire_idle(now) > 0 {
+                    // Lets the ingest handle drop its cached copies of the expired sessions.
+                    self.ingress.send_pending();
+                }
+            }
             let Some(l3) = pcap::l3(record.link, record.data) else {
-                summary.bad_records += 1;
-                ingress.refuse(record.data.len(), DropReason::BadCaptureRecord);
-                if !warned {
-                    warned = true;
-                    tracing::warn!(message = "Capture record without a readable link header.", file = %path.display(), record = summary.records, link_type = record.link.code());
+                file.summary.bad_records += 1;
+                self.ingress
+                    .refuse(record.data.len(), DropReason::BadCaptureRecord);
+                if !std::mem::replace(&mut file.warned, true) {
+                    tracing::warn!(message = "Capture record without a readable link header.", file = %file.summary.path.display(), record = file.summary.records, link_type = record.link.code());
                 }
                 continue;
             };
             if let Some(d) = find_datagram(record.link, record.data) {
-                summary.encapsulated += 1;
-                ingress.datagram(record.ts, d.source, d.encap, d.payload());
+                file.summary.encapsulated += 1;
+                self.ingress
+                    .datagram(record.ts, d.source, d.encap, d.payload());
                 continue;
             }
-            summary.plain += 1;
-            let session = plain.get_or_insert_with(|| {
-                let name = self.plain_name(&path);
-                pipeline.plain_session(&name)
-            });
+            file.summary.plain += 1;
+            let session = match &file.plain {
+                Some(s) => s,
+                None => {
+                    let name = plain_name(
+                        &file.summary.path,
+                        &mut self.used_names,
+                        &mut self.plain_names,
+                    );
+                    file.plain.insert(self.plain.session(&name))
+                }
+            };
             if record.link == LinkType::Ethernet {
-                ingress.plain_frame(record.ts, session, record.data, record.orig_len);
+                self.ingress
+                    .plain_frame(record.ts, session, record.data, record.orig_len);
             } else {
                 let link_header = (record.data.len() - l3.bytes.len()) as u32;
                 self.scratch.clear();
@@ -249,38 +350,94 @@ impl Feeder {
                     .orig_len
                     .saturating_sub(link_header)
                     .saturating_add(14);
-                ingress.plain_frame(record.ts, session, &self.scratch, orig);
+                self.ingress
+                    .plain_frame(record.ts, session, &self.scratch, orig);
+            }
+        };
+        // Every shard gets what was read for it now: the thread with the next turn may be waiting
+        // for its packets, not for more of the file.
+        self.ingress.send_pending();
+        more
+    }
+
+    /// Starts reading `path` (`-` is standard input); a file that cannot be opened is reported at
+    /// once.
+    fn open(&mut self, path: &Path) {
+        let mut summary = FileSummary {
+            path: path.to_owned(),
+            ..FileSummary::default()
+        };
+        let reader = if path == Path::new("-") {
+            // A capture streamed on stdin: `tcpdump -w - ... | vxtap replay -`.
+            let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
+            CaptureReader::with_window(stdin, path, pcap::READ_BUFFER)
+        } else {
+            std::fs::File::open(path)
+                .map_err(|source| CaptureError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+                .and_then(|f| {
+                    let f: Box<dyn std::io::Read + Send> = Box::new(f);
+                    CaptureReader::with_window(f, path, pcap::READ_BUFFER)
+                })
+        };
+        match reader {
+            Ok(reader) => {
+                self.open = Some(OpenFile {
+                    reader,
+                    summary,
+                    plain: None,
+                    warned: false,
+                })
+            }
+            Err(e) => {
+                summary.error = Some(e.to_string());
+                self.report(summary);
             }
         }
-        Ok(())
     }
 
-    fn sweep(&mut self, pipeline: &Pipeline, ingress: &mut Ingress, now: u64) {
-        if now < self.next_sweep {
-            return;
-        }
-        let first = self.next_sweep == 0;
-        self.next_sweep = now + SWEEP_SECS;
-        if !first && pipeline.sessions().expire_idle(now) > 0 {
-            // Lets this ingress drop its cached copies of the expired sessions.
-            ingress.send_pending();
+    /// Ends the file being read, with why it stopped early if it did.
+    fn close(&mut self, error: Option<String>) {
+        if let Some(mut file) = self.open.take() {
+            file.summary.error = error;
+            self.report(file.summary);
         }
     }
 
-    /// The plain session's name: the file name, made unique if two files share it.
-    fn plain_name(&mut self, path: &Path) -> String {
-        let base = if path == Path::new("-") {
-            "stdin".to_owned()
-        } else {
-            path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        };
-        let n = self.used_names.entry(base.clone()).or_insert(0);
-        *n += 1;
-        let name = if *n == 1 { base } else { format!("{base}#{n}") };
-        self.plain_names.push(name.clone());
-        name
+    fn report(&mut self, summary: FileSummary) {
+        if let Some(error) = &summary.error {
+            tracing::error!(message = "Cannot replay the whole capture.", file = %summary.path.display(), %error);
+        }
+        self.summaries.push(summary);
     }
+
+    /// The end of the input: the ingest handle goes, which tells every shard, and what was read
+    /// is kept for the report.
+    fn end(mut self) -> Read {
+        self.close(None);
+        drop(self.ingress);
+        Read {
+            files: self.summaries,
+            plain_sessions: self.plain_names,
+        }
+    }
+}
+
+/// A plain session's name: the file's name, made unique if two files share it.
+fn plain_name(path: &Path, used: &mut BTreeMap<String, usize>, names: &mut Vec<String>) -> String {
+    let base = if path == Path::new("-") {
+        "stdin".to_owned()
+    } else {
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let n = used.entry(base.clone()).or_insert(0);
+    *n += 1;
+    let name = if *n == 1 { base } else { format!("{base}#{n}") };
+    names.push(name.clone());
+    name
 }

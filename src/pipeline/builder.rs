@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::lane::Lane;
 use super::running::{Handoff, Pipeline, RunToCompletion, Shared};
 use super::shard::Shard;
-use super::{Accounting, Ingress, PipelineError};
+use super::{Accounting, Ingress, PipelineError, ReadTurn};
 use crate::base::Feed;
 use crate::config::{Config, Dispatch};
 use crate::modules::{ModuleContext, Registry};
@@ -138,7 +138,7 @@ impl PipelineBuilder {
             sessions,
             accounting: Arc::new(Accounting::default()),
             controls,
-            next_plain_id: AtomicU32::new(u32::MAX),
+            next_plain_id: Arc::new(AtomicU32::new(u32::MAX)),
             feed: self.feed,
             ordered: merge,
         };
@@ -184,6 +184,21 @@ impl Shards {
     /// Hand-off dispatch: starts one thread per shard. Ingest threads then get their handles from
     /// [`Pipeline::ingress`] and steer every packet to its shard themselves.
     pub fn start_handoff(self) -> Result<Pipeline<Handoff>, PipelineError> {
+        self.start_threads(None)
+    }
+
+    /// Hand-off dispatch where the shard threads also read the input, taking turns at `turn`
+    /// whenever one has nothing queued, instead of a reader thread of its own. With at least as
+    /// many shards as cores, a reader thread is one runnable thread more than there are cores:
+    /// it and the shards then wait for each other's turn on a core, and cores sit idle while a
+    /// shard that could run waits for input (an L7 replay on two cores: a quarter of their time).
+    /// Here the reading is done by a thread that would otherwise wait. Offline only (the input
+    /// must be able to wait); take no [`Pipeline::ingress`] besides the one `turn` uses.
+    pub fn start_handoff_reading(self, turn: ReadTurn) -> Result<Pipeline<Handoff>, PipelineError> {
+        self.start_threads(Some(turn))
+    }
+
+    fn start_threads(self, turn: Option<ReadTurn>) -> Result<Pipeline<Handoff>, PipelineError> {
         let Shards { shared, shards } = self;
         let mut handoff = Handoff::default();
         for shard in shards {
@@ -192,11 +207,12 @@ impl Shards {
             let (tx, rx) = crossbeam_channel::bounded(shared.config.pipeline.queue_batches * 64);
             let gone = Arc::new(AtomicBool::new(false));
             let flag = ShardGone(gone.clone());
+            let turn = turn.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vxtap-shard-{}", shard.index()))
                 .spawn(move || {
                     let _flag = flag;
-                    shard.run_thread(rx)
+                    shard.run_thread(rx, turn)
                 })
                 .map_err(PipelineError::Spawn)?;
             handoff.senders.push(tx);

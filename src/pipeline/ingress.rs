@@ -118,6 +118,14 @@ impl Ingress {
         self.resolver.refresh();
     }
 
+    /// Whether every lane can take `batches` more batches without waiting for its shard: what a
+    /// shard thread reading in turns checks before each record, as the thread that would have to
+    /// free a batch may be its own. One record takes at most two (a tick ends every lane's batch,
+    /// then the packet starts one); the end of the input one.
+    pub(crate) fn has_room(&self, batches: usize) -> bool {
+        self.router.lanes.iter().all(|l| l.room() >= batches)
+    }
+
     /// This worker's counters.
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         &self.router.counters

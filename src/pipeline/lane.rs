@@ -99,6 +99,24 @@ impl Lane {
         }
     }
 
+    /// How many batches the lane can fill and send before it would have to wait for its shard (a
+    /// run-to-completion lane never waits, nor does one whose shard's thread has ended: its packets
+    /// are counted as dropped at once).
+    pub(crate) fn room(&self) -> usize {
+        match self {
+            Lane::Inline { .. } => usize::MAX,
+            Lane::Handoff(HandoffLane {
+                when_full: WhenFull::Wait { shard_gone },
+                ..
+            }) if shard_gone.load(Ordering::Acquire) => usize::MAX,
+            Lane::Handoff(lane) => {
+                lane.max_batches - lane.allocated
+                    + lane.free_rx.len()
+                    + usize::from(lane.current.is_some())
+            }
+        }
+    }
+
     /// The shard this lane runs itself, if it is a run-to-completion lane.
     pub(crate) fn inline_shard(&mut self) -> Option<&mut Shard> {
         match self {

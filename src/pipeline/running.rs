@@ -26,7 +26,7 @@ pub(crate) struct Shared {
     pub(crate) controls: Vec<Sender<Reconfigure>>,
     pub(crate) shard_counters: Vec<Arc<ShardCounters>>,
     pub(crate) snaplen: Arc<AtomicU32>,
-    pub(crate) next_plain_id: AtomicU32,
+    pub(crate) next_plain_id: Arc<AtomicU32>,
     pub(crate) feed: Feed,
     /// Outputs merged in input order (replay): one ingest, which ticks for every shard.
     pub(crate) ordered: bool,
@@ -141,6 +141,20 @@ impl Pipeline<Handoff> {
     }
 }
 
+/// Makes sessions for plain frames, each with an id of its own ([`Pipeline::plain_sessions`]).
+#[derive(Debug, Clone)]
+pub struct PlainSessions {
+    next_id: Arc<AtomicU32>,
+}
+
+impl PlainSessions {
+    /// A session named `name` (e.g. a capture file's).
+    pub fn session(&self, name: &str) -> Arc<Session> {
+        let id = self.next_id.fetch_sub(1, Ordering::Relaxed);
+        Arc::new(Session::plain(name, id))
+    }
+}
+
 impl<D: DispatchMode> Pipeline<D> {
     pub(crate) fn new(shared: Shared, dispatch: D) -> Pipeline<D> {
         Pipeline { shared, dispatch }
@@ -216,8 +230,15 @@ impl<D: DispatchMode> Pipeline<D> {
 
     /// A session for plain (unencapsulated) frames, named after their source, e.g. a capture file.
     pub fn plain_session(&self, name: &str) -> Arc<Session> {
-        let id = self.shared.next_plain_id.fetch_sub(1, Ordering::Relaxed);
-        Arc::new(Session::plain(name, id))
+        self.plain_sessions().session(name)
+    }
+
+    /// What makes [`Pipeline::plain_session`]s, for a thread that does not hold the pipeline (a
+    /// shard thread taking its turn at reading a capture).
+    pub fn plain_sessions(&self) -> PlainSessions {
+        PlainSessions {
+            next_id: self.shared.next_plain_id.clone(),
+        }
     }
 
     /// Waits for every shard to process what it was sent and finish its modules, and reports. Every

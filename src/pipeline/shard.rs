@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrayvec::ArrayVec;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rustc_hash::FxHashMap;
 
 use super::batch::{Batch, Mark, BATCH_PACKETS};
 use super::tallies::{SessionTallies, SessionTally};
+use super::ReadTurn;
 use crate::base::counter::bump;
 use crate::base::{Packet, SessionKey, Timestamp};
 use crate::config::FlowConfig;
@@ -21,6 +22,12 @@ use crate::flow::table::{FlowEvents, FlowTable, MAX_FLOW_MODULES};
 use crate::flow::{Chunk, Dir, DirInterval, EndReason, Flow, FlowCounters, IntervalSpec};
 use crate::modules::{BuildError, Emitter, Module, ModuleContext, ModuleCounters, ModuleSpec};
 use crate::sinks::{Collector, Merge, Published, Sink};
+
+/// How long a shard thread that reads in turns waits for a batch before it tries for a turn
+/// again: while another thread reads, or while a shard that is behind has no room. Short, as a
+/// turn (512 records) takes about a tenth of a millisecond; the wait ends at once when a batch
+/// comes.
+const TURN_POLL: Duration = Duration::from_micros(100);
 
 /// Counters of one shard, read by the control plane.
 #[derive(Debug, Default)]
@@ -196,12 +203,23 @@ impl Shard {
     /// Hand-off: the shard's own thread. Processes batches as they come and sends each back to its
     /// worker; while none come, it still beats and, on a live feed, ticks on the wall clock. Ends,
     /// after finishing its modules, when every sender is gone.
-    pub(crate) fn run_thread(mut self, rx: Receiver<Box<Batch>>) {
+    /// With a `turn`, the thread reads the input itself whenever nothing is queued for it, and
+    /// otherwise looks again every [`TURN_POLL`] for a turn or a batch.
+    pub(crate) fn run_thread(mut self, rx: Receiver<Box<Batch>>, turn: Option<ReadTurn>) {
         let idle = Duration::from_nanos(self.tick_ns);
         loop {
             self.beat(Timestamp::now());
             self.apply_control();
-            match rx.recv_timeout(idle) {
+            let next = match &turn {
+                None => rx.recv_timeout(idle),
+                Some(turn) => match rx.try_recv() {
+                    Ok(batch) => Ok(batch),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) if turn() => continue,
+                    Err(TryRecvError::Empty) => rx.recv_timeout(TURN_POLL),
+                },
+            };
+            match next {
                 Ok(mut batch) => {
                     // Settings that arrived while this shard waited apply from this batch on.
                     self.apply_control();
