@@ -40,6 +40,9 @@ fn log_for(tap: &str) -> Log {
 #[serde(deny_unknown_fields)]
 struct PacketLogConfig {
     tap: String,
+    /// Also asks for flow events, so that the shards keep flow tables (and read in turns).
+    #[serde(default)]
+    flows: bool,
 }
 
 struct VecSink(Log);
@@ -56,7 +59,10 @@ impl Sink for VecSink {
 
 impl ModuleConfig for PacketLogConfig {
     fn build(&self, ctx: &ModuleContext) -> Result<Box<dyn Module>, BuildError> {
-        Ok(Box::new(PacketLog { shard: ctx.shard }))
+        Ok(Box::new(PacketLog {
+            shard: ctx.shard,
+            flows: self.flows,
+        }))
     }
     fn sink(&self, _ctx: &ModuleContext) -> Result<Box<dyn Sink>, BuildError> {
         Ok(Box::new(VecSink(log_for(&self.tap))))
@@ -65,6 +71,7 @@ impl ModuleConfig for PacketLogConfig {
 
 struct PacketLog {
     shard: usize,
+    flows: bool,
 }
 
 fn ts(t: Timestamp) -> String {
@@ -113,6 +120,10 @@ impl Module for PacketLog {
         });
     }
 
+    fn wants_flows(&self) -> bool {
+        self.flows
+    }
+
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         out.line(format_args!("tick shard={} {}", self.shard, ts(now)));
     }
@@ -139,9 +150,15 @@ fn unique(name: &str) -> String {
 /// Replays `files` with the packet log (and `extra` config) on `shards` shards; returns the log and
 /// the report.
 fn run(files: &[PathBuf], shards: usize, extra: &str) -> (String, ReplayReport) {
+    run_flows(files, shards, extra, false)
+}
+
+/// `run`, with the packet log asking for flow events when `flows`: two or more shards that keep
+/// flow tables read the files in turns, without a reader thread.
+fn run_flows(files: &[PathBuf], shards: usize, extra: &str, flows: bool) -> (String, ReplayReport) {
     let tap = unique("log");
     let text = format!(
-        "[pipeline]\nshards = {shards}\ntick_ms = 1000\n{extra}\n[[module]]\nkind = \"packet_log\"\ntap = \"{tap}\"\n"
+        "[pipeline]\nshards = {shards}\ntick_ms = 1000\n{extra}\n[[module]]\nkind = \"packet_log\"\ntap = \"{tap}\"\nflows = {flows}\n"
     );
     let config = Config::parse(&text, "test.toml").unwrap();
     let report = replay(config, registry(), files).unwrap();
@@ -304,10 +321,16 @@ fn mixed_files_in_one_replay() {
         capture("plain.pcapng"),
         capture("plain.pcapng"),
     ];
-    let (_, report) = run(&files, 2, "");
+    // A reader thread, then the shards reading in turns: the same packets, sessions and log.
+    let (log, report) = run(&files, 2, "");
     assert_eq!(report.pipeline.counts.received, 53 + 48 + 48);
     assert_eq!(report.plain_sessions, ["plain.pcapng", "plain.pcapng#2"]);
     assert_eq!(report.session_names().len(), 6);
+    let (turns, by_turns) = run_flows(&files, 2, "", true);
+    assert_eq!(by_turns.pipeline.counts, report.pipeline.counts);
+    assert_eq!(by_turns.plain_sessions, report.plain_sessions);
+    assert_eq!(by_turns.session_names(), report.session_names());
+    assert_eq!(turns, log);
 }
 
 #[test]
@@ -343,9 +366,9 @@ fn unreadable_files_are_reported_and_the_rest_replayed() {
     std::fs::write(&text, "not a capture").unwrap();
     let missing = dir.join("missing.pcap");
     let files = [text.clone(), capture("plain-sll.pcap"), missing.clone()];
-    // One shard: this thread reads. Two: the shard threads read in turns.
+    // One shard: this thread reads. Two with flow tables: the shard threads read in turns.
     for shards in [1, 2] {
-        let (_, report) = run(&files, shards, "");
+        let (_, report) = run_flows(&files, shards, "", shards == 2);
         assert!(!report.complete());
         assert_eq!(report.pipeline.counts.dispatched, 12, "{shards} shards");
         let summary = report.to_string();

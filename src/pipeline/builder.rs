@@ -159,6 +159,12 @@ impl Shards {
         self.shards.len()
     }
 
+    /// Whether the shards keep a flow table (some module wants flow events): their work per packet
+    /// is then several times what reading a capture costs.
+    pub fn track_flows(&self) -> bool {
+        self.shards.iter().any(Shard::tracks_flows)
+    }
+
     /// The configuration they were built from.
     pub fn config(&self) -> &Config {
         &self.shared.config

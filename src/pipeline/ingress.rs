@@ -118,6 +118,13 @@ impl Ingress {
         self.resolver.refresh();
     }
 
+    /// Sends the batch being filled for `shard` on, full or not.
+    pub(crate) fn send_to(&mut self, shard: usize) {
+        if shard < self.router.lanes.len() {
+            self.router.send(shard);
+        }
+    }
+
     /// Whether every lane can take `batches` more batches without waiting for its shard: what a
     /// shard thread reading in turns checks before each record, as the thread that would have to
     /// free a batch may be its own. One record takes at most two (a tick ends every lane's batch,
