@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use thiserror::Error;
 
@@ -187,8 +187,20 @@ fn lock(slot: &Mutex<Turns>) -> MutexGuard<'_, Turns> {
 /// One turn at reading, if no other thread is reading and every shard has room for what a record
 /// may send it (the thread taking the turn must never wait for a shard: it may be that shard).
 fn take_turn(slot: &Mutex<Turns>, shard: usize) -> bool {
-    let Ok(mut turns) = slot.try_lock() else {
-        return false;
+    let mut turns = match slot.try_lock() {
+        Ok(turns) => turns,
+        Err(TryLockError::WouldBlock) => return false,
+        Err(TryLockError::Poisoned(poisoned)) => {
+            // A turn panicked while reading: nobody can read on from there, so the input ends
+            // here (the next turns end it as they would at its end), and the report says so,
+            // rather than leave the shards waiting for input.
+            let mut turns = poisoned.into_inner();
+            if let Turns::Reading(source) = &mut *turns {
+                source.stop("reading stopped: the thread reading it panicked");
+            }
+            slot.clear_poison();
+            turns
+        }
     };
     let Turns::Reading(source) = &mut *turns else {
         return false;
@@ -239,6 +251,8 @@ struct Source {
     used_names: BTreeMap<String, usize>,
     /// Packet time (seconds) of the next sweep of idle learned sessions.
     next_sweep: u64,
+    /// Reading cannot go on (see [`Source::stop`]): the input ends here.
+    stopped: bool,
 }
 
 /// The file being read.
@@ -268,7 +282,21 @@ impl Source {
             plain_names: Vec::new(),
             used_names: BTreeMap::new(),
             next_sweep: 0,
+            stopped: false,
         }
+    }
+
+    /// Ends the input here, `why` being the open file's error (and every file not yet read).
+    fn stop(&mut self, why: &str) {
+        self.close(Some(why.to_owned()));
+        for path in std::mem::take(&mut self.files) {
+            self.report(FileSummary {
+                path,
+                error: Some(why.to_owned()),
+                ..FileSummary::default()
+            });
+        }
+        self.stopped = true;
     }
 
     /// Reads up to `records` records, file after file; false once every file is read. In a turn of
@@ -279,6 +307,9 @@ impl Source {
     fn read(&mut self, records: usize, turn: Option<usize>) -> bool {
         let mut n = 0;
         let more = loop {
+            if self.stopped {
+                break false;
+            }
             if n == records || (turn.is_some() && !self.ingress.has_room(2)) {
                 break true;
             }
