@@ -194,7 +194,7 @@ impl Shards {
     }
 
     /// Hand-off dispatch where the shard threads also read the input, taking turns at `turn`
-    /// whenever one has nothing queued, instead of a reader thread of its own. With at least as
+    /// whenever one has little queued, instead of a reader thread of its own. With at least as
     /// many shards as cores, a reader thread is one runnable thread more than there are cores:
     /// it and the shards then wait for each other's turn on a core, and cores sit idle while a
     /// shard that could run waits for input (an L7 replay on two cores: a quarter of their time).

@@ -35,17 +35,18 @@ pub use self::builder::{PipelineBuilder, Shards};
 pub use self::decap::Encap;
 pub use self::ingress::Ingress;
 pub use self::running::{DispatchMode, Handoff, Pipeline, PlainSessions, RunToCompletion};
+pub use self::shard::ShardCounters;
+pub use self::tallies::SessionTally;
+
+use crate::base::Session;
+use crate::config::ConfigError;
+use crate::modules::BuildError;
 
 /// A turn at reading the input, which a hand-off shard thread (its index the argument) takes
 /// whenever it has little queued ([`Shards::start_handoff_reading`]): true if it did some, false if
 /// it could not (another thread is reading, a shard has no room, the input has ended). It must
 /// never wait for a shard: the thread running it is one.
-pub type ReadTurn = std::sync::Arc<dyn Fn(usize) -> bool + Send + Sync>;
-pub use self::shard::ShardCounters;
-pub use self::tallies::SessionTally;
-use crate::base::Session;
-use crate::config::ConfigError;
-use crate::modules::BuildError;
+pub type ReadTurn = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
 /// Why a pipeline could not be built.
 #[derive(Debug, Error)]
