@@ -245,12 +245,7 @@ struct Source {
     files: VecDeque<PathBuf>,
     open: Option<OpenFile>,
     summaries: Vec<FileSummary>,
-    /// Rebuilt Ethernet frames for link types without an Ethernet header; reused.
-    scratch: Vec<u8>,
-    plain_names: Vec<String>,
-    used_names: BTreeMap<String, usize>,
-    /// Packet time (seconds) of the next sweep of idle learned sessions.
-    next_sweep: u64,
+    feeder: Feeder,
     /// Reading cannot go on (see [`Source::stop`]): the input ends here.
     stopped: bool,
 }
@@ -259,6 +254,12 @@ struct Source {
 struct OpenFile {
     reader: CaptureReader<Box<dyn std::io::Read + Send>>,
     summary: FileSummary,
+    state: FileState,
+}
+
+/// What the feeding keeps per file besides its summary.
+#[derive(Debug, Default)]
+struct FileState {
     /// Its session for plain frames, made at the first one.
     plain: Option<Arc<Session>>,
     /// Whether an unusable record was reported already (the first is logged, the rest counted).
@@ -278,10 +279,7 @@ impl Source {
             files: files.iter().cloned().collect(),
             open: None,
             summaries: Vec::with_capacity(files.len()),
-            scratch: Vec::new(),
-            plain_names: Vec::new(),
-            used_names: BTreeMap::new(),
-            next_sweep: 0,
+            feeder: Feeder::default(),
             stopped: false,
         }
     }
@@ -332,68 +330,14 @@ impl Source {
                 }
             };
             n += 1;
-            file.summary.records += 1;
-            let record = match item {
-                Item::Frame(r) => r,
-                Item::Bad { why } => {
-                    file.summary.bad_records += 1;
-                    self.ingress.refuse(0, DropReason::BadCaptureRecord);
-                    if !std::mem::replace(&mut file.warned, true) {
-                        tracing::warn!(message = "Unusable capture record.", file = %file.summary.path.display(), record = file.summary.records, why);
-                    }
-                    continue;
-                }
-            };
-            let now = record.ts.secs();
-            if now >= self.next_sweep {
-                let first = self.next_sweep == 0;
-                self.next_sweep = now + SWEEP_SECS;
-                if !first && self.sessions.expire_idle(now) > 0 {
-                    // Lets the ingest handle drop its cached copies of the expired sessions.
-                    self.ingress.send_pending();
-                }
-            }
-            let Some(l3) = pcap::l3(record.link, record.data) else {
-                file.summary.bad_records += 1;
-                self.ingress
-                    .refuse(record.data.len(), DropReason::BadCaptureRecord);
-                if !std::mem::replace(&mut file.warned, true) {
-                    tracing::warn!(message = "Capture record without a readable link header.", file = %file.summary.path.display(), record = file.summary.records, link_type = record.link.code());
-                }
-                continue;
-            };
-            if let Some(d) = find_datagram(record.link, record.data) {
-                file.summary.encapsulated += 1;
-                self.ingress
-                    .datagram(record.ts, d.source, d.encap, d.payload());
-                continue;
-            }
-            file.summary.plain += 1;
-            let session = match &file.plain {
-                Some(s) => s,
-                None => {
-                    let name = plain_name(
-                        &file.summary.path,
-                        &mut self.used_names,
-                        &mut self.plain_names,
-                    );
-                    file.plain.insert(self.plain.session(&name))
-                }
-            };
-            if record.link == LinkType::Ethernet {
-                self.ingress
-                    .plain_frame(record.ts, session, record.data, record.orig_len);
-            } else {
-                let link_header = (record.data.len() - l3.bytes.len()) as u32;
-                self.scratch.clear();
-                l3.push_as_ethernet(&mut self.scratch);
-                let orig = record
-                    .orig_len
-                    .saturating_sub(link_header)
-                    .saturating_add(14);
-                self.ingress
-                    .plain_frame(record.ts, session, &self.scratch, orig);
-            }
+            self.feeder.record(
+                &mut self.ingress,
+                &self.sessions,
+                &self.plain,
+                &mut file.state,
+                &mut file.summary,
+                item,
+            );
         };
         match turn {
             Some(shard) if more => self.ingress.send_to(shard),
@@ -429,8 +373,7 @@ impl Source {
                 self.open = Some(OpenFile {
                     reader,
                     summary,
-                    plain: None,
-                    warned: false,
+                    state: FileState::default(),
                 })
             }
             Err(e) => {
@@ -462,24 +405,128 @@ impl Source {
         drop(self.ingress);
         Read {
             files: self.summaries,
-            plain_sessions: self.plain_names,
+            plain_sessions: self.feeder.plain_names,
         }
     }
 }
 
-/// A plain session's name: the file's name, made unique if two files share it.
-fn plain_name(path: &Path, used: &mut BTreeMap<String, usize>, names: &mut Vec<String>) -> String {
-    let base = if path == Path::new("-") {
-        "stdin".to_owned()
-    } else {
-        path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
-    };
-    let n = used.entry(base.clone()).or_insert(0);
-    *n += 1;
-    let name = if *n == 1 { base } else { format!("{base}#{n}") };
-    names.push(name.clone());
-    name
+/// Feeds capture records into an [`Ingress`]: what replay does with each record, shared with anything
+/// else that reads captures into a pipeline (and with the `capture` fuzz target).
+#[derive(Debug, Default)]
+pub struct Feeder {
+    /// Rebuilt Ethernet frames for link types without an Ethernet header; reused.
+    scratch: Vec<u8>,
+    plain_names: Vec<String>,
+    used_names: BTreeMap<String, usize>,
+    /// Packet time (seconds) of the next sweep of idle learned sessions.
+    next_sweep: u64,
+}
+
+impl Feeder {
+    /// Feeds every record of `reader` into `ingress`, counting them in `summary`.
+    pub fn feed<R: std::io::Read>(
+        &mut self,
+        pipeline: &Pipeline,
+        ingress: &mut Ingress,
+        reader: &mut CaptureReader<R>,
+        summary: &mut FileSummary,
+    ) -> Result<(), CaptureError> {
+        let plain = pipeline.plain_sessions();
+        let mut state = FileState::default();
+        while let Some(item) = reader.next_item()? {
+            self.record(
+                ingress,
+                pipeline.sessions(),
+                &plain,
+                &mut state,
+                summary,
+                item,
+            );
+        }
+        Ok(())
+    }
+
+    /// One record: a mirror datagram, a plain frame in the file's session, or an unusable record
+    /// counted as such; idle learned sessions are swept on its packet time.
+    fn record(
+        &mut self,
+        ingress: &mut Ingress,
+        sessions: &SessionTable,
+        plain: &PlainSessions,
+        file: &mut FileState,
+        summary: &mut FileSummary,
+        item: Item<'_>,
+    ) {
+        summary.records += 1;
+        let record = match item {
+            Item::Frame(r) => r,
+            Item::Bad { why } => {
+                summary.bad_records += 1;
+                ingress.refuse(0, DropReason::BadCaptureRecord);
+                if !std::mem::replace(&mut file.warned, true) {
+                    tracing::warn!(message = "Unusable capture record.", file = %summary.path.display(), record = summary.records, why);
+                }
+                return;
+            }
+        };
+        let now = record.ts.secs();
+        if now >= self.next_sweep {
+            let first = self.next_sweep == 0;
+            self.next_sweep = now + SWEEP_SECS;
+            if !first && sessions.expire_idle(now) > 0 {
+                // Lets the ingest handle drop its cached copies of the expired sessions.
+                ingress.send_pending();
+            }
+        }
+        let Some(l3) = pcap::l3(record.link, record.data) else {
+            summary.bad_records += 1;
+            ingress.refuse(record.data.len(), DropReason::BadCaptureRecord);
+            if !std::mem::replace(&mut file.warned, true) {
+                tracing::warn!(message = "Capture record without a readable link header.", file = %summary.path.display(), record = summary.records, link_type = record.link.code());
+            }
+            return;
+        };
+        if let Some(d) = find_datagram(record.link, record.data) {
+            summary.encapsulated += 1;
+            ingress.datagram(record.ts, d.source, d.encap, d.payload());
+            return;
+        }
+        summary.plain += 1;
+        let session = match &file.plain {
+            Some(s) => s,
+            None => {
+                let name = self.plain_name(&summary.path);
+                file.plain.insert(plain.session(&name))
+            }
+        };
+        if record.link == LinkType::Ethernet {
+            ingress.plain_frame(record.ts, session, record.data, record.orig_len);
+        } else {
+            let link_header = (record.data.len() - l3.bytes.len()) as u32;
+            self.scratch.clear();
+            l3.push_as_ethernet(&mut self.scratch);
+            let orig = record
+                .orig_len
+                .saturating_sub(link_header)
+                .saturating_add(14);
+            ingress.plain_frame(record.ts, session, &self.scratch, orig);
+        }
+    }
+
+    /// A plain session's name: the file's name, made unique if two files share it.
+    fn plain_name(&mut self, path: &Path) -> String {
+        let base = if path == Path::new("-") {
+            "stdin".to_owned()
+        } else {
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        let n = self.used_names.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 { base } else { format!("{base}#{n}") };
+        self.plain_names.push(name.clone());
+        name
+    }
 }
