@@ -136,14 +136,33 @@ impl<R: Read> std::fmt::Debug for CaptureReader<R> {
     }
 }
 
+fn open_file(path: &Path) -> Result<File, CaptureError> {
+    File::open(path).map_err(|source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 impl CaptureReader<File> {
     /// Opens a capture file.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        CaptureReader::with_window(file, path, READ_BUFFER)
+        CaptureReader::with_window(open_file(path)?, path, READ_BUFFER)
+    }
+}
+
+/// A capture as a command line names one: a file, or standard input for `-` (`tcpdump -w - ... |
+/// vxtap replay -`). Boxed, so that a reader can be handed between threads whichever it is.
+pub type InputReader = CaptureReader<Box<dyn Read + Send>>;
+
+impl InputReader {
+    /// Opens `path`, or standard input for `-`.
+    pub fn open_input(path: &Path) -> Result<Self, CaptureError> {
+        let input: Box<dyn Read + Send> = if path == Path::new("-") {
+            Box::new(io::stdin())
+        } else {
+            Box::new(open_file(path)?)
+        };
+        CaptureReader::with_window(input, path, READ_BUFFER)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use thiserror::Error;
 
-use super::pcap::{self, CaptureError, CaptureReader, Item};
+use super::pcap::{self, CaptureError, CaptureReader, InputReader, Item};
 use crate::base::{DropReason, Feed, Session};
 use crate::config::Config;
 use crate::modules::Registry;
@@ -252,7 +252,7 @@ struct Source {
 
 /// The file being read.
 struct OpenFile {
-    reader: CaptureReader<Box<dyn std::io::Read + Send>>,
+    reader: InputReader,
     summary: FileSummary,
     state: FileState,
 }
@@ -353,22 +353,7 @@ impl Source {
             path: path.to_owned(),
             ..FileSummary::default()
         };
-        let reader = if path == Path::new("-") {
-            // A capture streamed on stdin: `tcpdump -w - ... | vxtap replay -`.
-            let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
-            CaptureReader::with_window(stdin, path, pcap::READ_BUFFER)
-        } else {
-            std::fs::File::open(path)
-                .map_err(|source| CaptureError::Io {
-                    path: path.to_owned(),
-                    source,
-                })
-                .and_then(|f| {
-                    let f: Box<dyn std::io::Read + Send> = Box::new(f);
-                    CaptureReader::with_window(f, path, pcap::READ_BUFFER)
-                })
-        };
-        match reader {
+        match InputReader::open_input(path) {
             Ok(reader) => {
                 self.open = Some(OpenFile {
                     reader,
