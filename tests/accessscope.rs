@@ -230,6 +230,95 @@ fn live_gives_the_same_findings_as_replay() {
     assert_eq!(totals(&live_records), replayed);
 }
 
+/// accessscope counts what a finding carried from the flow table's interval counters, which it
+/// shares with flowlog when both ask for the same interval. A flowlog before it with another
+/// interval keeps the counters, and accessscope counts packet by packet itself: the records must
+/// be the same.
+#[test]
+fn counting_itself_gives_the_same_findings_as_riding_the_interval_counters() {
+    let tmp = common::temp_dir("vxtap-accessscope-self-");
+    let config = std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml"))
+        .unwrap()
+        .replacen(
+            "[[module]]\nkind = \"accessscope\"",
+            &format!(
+                "[[module]]\nkind = \"flowlog\"\ninterval_secs = 600\n\
+                 output = {{ type = \"file\", dir = {:?} }}\n\n\
+                 [[module]]\nkind = \"accessscope\"",
+                tmp.path().display().to_string()
+            ),
+            1,
+        );
+    assert!(config.contains("kind = \"flowlog\""), "{config}");
+    let path = tmp.path().join("self.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = vxtap(&[
+        "replay",
+        "--config",
+        path.to_str().unwrap(),
+        "pcaps/accessscope.pcap",
+        "--log-level",
+        "warn",
+        "--shards",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // flowlog did run, beside it.
+    assert!(std::fs::read_dir(tmp.path()).unwrap().count() > 1);
+    golden("accessscope.jsonl", &String::from_utf8(out.stdout).unwrap());
+}
+
+/// `vxtap_module_accessscope_findings_total{scope, session}` counts the flows of the records
+/// written, per scope (its file when it has no `Name` tag) and session.
+#[test]
+fn findings_are_counted_by_scope_and_session() {
+    let config = std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml"))
+        .unwrap()
+        .replace("\"tests/scopes/", &format!("\"{ROOT}/tests/scopes/"));
+    let config = vxtap::config::Config::parse(&config, "accessscope.toml").unwrap();
+    let pipeline = vxtap::pipeline::Pipeline::builder(config)
+        .registry(registry())
+        .feed(vxtap::base::Feed::Offline)
+        .build()
+        .and_then(|s| s.start_handoff())
+        .unwrap();
+    let shards = pipeline.shard_counters().to_vec();
+    let mut ingress = pipeline.ingress();
+    for (ts, src, encap, payload) in capture_datagrams("pcaps/accessscope.pcap") {
+        ingress.datagram(ts, src, encap, &payload);
+    }
+    drop(ingress);
+    pipeline.finish();
+    let mut counted = BTreeMap::new();
+    for s in &shards {
+        for series in s.modules[0].labelled.snapshot() {
+            assert_eq!(series.name, "accessscope_findings");
+            *counted
+                .entry((series.labels[0].1.clone(), series.labels[1].1.clone()))
+                .or_insert(0) += series.value;
+        }
+    }
+    let mut expected = BTreeMap::new();
+    for l in replay_records().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        // The scope's Name tag, else its file (as configured: here with the root in front).
+        let scope = &v["accessscope"]["scope"];
+        let label = match scope["name"].as_str() {
+            Some(name) => name.to_string(),
+            None => format!("{ROOT}/{}", scope["file"].as_str().unwrap()),
+        };
+        *expected
+            .entry((label, v["vxtap"]["session"].as_str().unwrap().to_string()))
+            .or_insert(0) += v["accessscope"]["flows"].as_u64().unwrap();
+    }
+    assert_eq!(counted.len(), 3, "{counted:?}");
+    assert_eq!(counted, expected);
+}
+
 #[test]
 fn check_config_reports_what_a_mirror_cannot_observe() {
     let tmp = common::temp_dir("vxtap-accessscope-cc-");

@@ -40,8 +40,11 @@ pub(super) struct Parked {
     /// Whether the canonical first endpoint was the client: which of `counts` sends which way.
     pub(super) client_is_a: bool,
     pub(super) counts: [IntervalCounts; 2],
+    /// The flow's id and its first packet's ICMP type and code, for what the hand-over says of it.
+    pub(super) id: u64,
+    pub(super) icmp: [u8; 2],
     /// The flow parked before it with the same key hash, or [`NONE`].
-    next: u32,
+    pub(super) next: u32,
 }
 
 impl Parked {
@@ -49,6 +52,12 @@ impl Parked {
     pub(super) fn key(&self, dir: Dir) -> FlowKey {
         dir_key(&self.canon, self.client_is_a, dir)
     }
+}
+
+/// Whether `dir` is the direction a flow with these counts is counted on
+/// ([`super::DirInterval::counts_flow`]).
+pub(super) fn counts_flow(counts: &[IntervalCounts; 2], dir: Dir) -> bool {
+    dir == Dir::ToServer || counts[Dir::ToServer.index()].packets == 0
 }
 
 /// The 5-tuple as `dir` of a flow sends it.
@@ -69,6 +78,9 @@ pub(super) struct Intervals {
     pub(super) pairs: Vec<Pair>,
     /// Flows that ended in the current interval.
     pub(super) parked: Vec<Parked>,
+    /// The modules' tags of each parked flow, `tag_width` apiece, parallel to `parked`.
+    pub(super) parked_tags: Vec<u32>,
+    pub(super) tag_width: usize,
     /// The latest parked flow by the table's key hash (session and canonical 5-tuple).
     by_hash: FxHashMap<u64, u32>,
     /// A hand-over's directions by latest packet time: (time, live entry × 2 + direction, or
@@ -77,12 +89,15 @@ pub(super) struct Intervals {
 }
 
 impl Intervals {
-    pub(super) fn new(interval_secs: u64, capacity: usize) -> Intervals {
+    /// Counters for `capacity` flows, each with `tag_width` modules' tags.
+    pub(super) fn new(interval_secs: u64, capacity: usize, tag_width: usize) -> Intervals {
         Intervals {
             interval_ns: interval_secs.max(1).saturating_mul(1_000_000_000),
             end: 0,
             pairs: Vec::with_capacity(capacity),
             parked: Vec::new(),
+            parked_tags: Vec::new(),
+            tag_width,
             by_hash: FxHashMap::default(),
             order: Vec::new(),
         }
@@ -118,29 +133,23 @@ impl Intervals {
         c.syn_ack |= flags & SYN_ACK == SYN_ACK;
     }
 
-    /// Keeps an ended flow's counters until the interval's end.
-    pub(super) fn park(
-        &mut self,
-        hash: u64,
-        session: Arc<Session>,
-        canon: FlowKey,
-        client_is_a: bool,
-        pair: Pair,
-    ) {
+    /// Keeps an ended flow's counters, and what the hand-over says of the flow, until the
+    /// interval's end.
+    pub(super) fn park(&mut self, hash: u64, flow: Parked, tags: &[u32]) {
         let at = self.parked.len() as u32;
         let next = self.by_hash.insert(hash, at).unwrap_or(NONE);
-        self.parked.push(Parked {
-            session,
-            canon,
-            client_is_a,
-            counts: pair.0,
-            next,
-        });
+        self.parked.push(Parked { next, ..flow });
+        self.parked_tags.extend_from_slice(&tags[..self.tag_width]);
+    }
+
+    /// Parked flow `k`'s tags.
+    pub(super) fn parked_tags(&self, k: usize) -> &[u32] {
+        &self.parked_tags[k * self.tag_width..(k + 1) * self.tag_width]
     }
 
     /// Joins into `pair` (a flow with this hash, session and canonical 5-tuple, oriented by
-    /// `client_is_a`) what the flows that ended before it on the same 5-tuple in this interval
-    /// left, and empties theirs.
+    /// `client_is_a`, with these modules' `tags`) what the flows that ended before it on the same
+    /// 5-tuple in this interval left, and empties theirs.
     pub(super) fn join_parked(
         &mut self,
         hash: u64,
@@ -148,10 +157,12 @@ impl Intervals {
         canon: &FlowKey,
         client_is_a: bool,
         pair: &mut Pair,
+        tags: &mut [u32],
     ) {
         if self.by_hash.is_empty() {
             return;
         }
+        let w = self.tag_width;
         let mut at = self.by_hash.get(&hash).copied().unwrap_or(NONE);
         while at != NONE {
             let p = &mut self.parked[at as usize];
@@ -163,6 +174,8 @@ impl Intervals {
                     c.join(from);
                     *from = IntervalCounts::default();
                 }
+                let from = &self.parked_tags[at as usize * w..(at as usize + 1) * w];
+                keep_tags(&mut tags[..w], from);
             }
             at = p.next;
         }
@@ -182,6 +195,12 @@ impl Intervals {
                     c.join(from);
                     *from = IntervalCounts::default();
                 }
+                let w = self.tag_width;
+                let (older, newer) = self.parked_tags.split_at_mut(k * w);
+                keep_tags(
+                    &mut newer[..w],
+                    &older[at as usize * w..(at as usize + 1) * w],
+                );
             }
             at = p.next;
         }
@@ -190,7 +209,19 @@ impl Intervals {
     /// Forgets the parked flows, once handed over.
     pub(super) fn clear_parked(&mut self) {
         self.parked.clear();
+        self.parked_tags.clear();
         self.by_hash.clear();
+    }
+}
+
+/// A joined direction keeps the latest connection's tag for each module, or, where that is 0 (the
+/// module marked nothing on it), an earlier connection's: a module that marks the flows it cares
+/// about still finds the mark when a later connection on the 5-tuple did not earn one.
+fn keep_tags(tags: &mut [u32], older: &[u32]) {
+    for (t, &o) in tags.iter_mut().zip(older) {
+        if *t == 0 {
+            *t = o;
+        }
     }
 }
 

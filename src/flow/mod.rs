@@ -24,4 +24,4 @@ pub use self::types::{
     Dir, DirStats, EndReason, FlowCounters, IntervalClose, IntervalCounts, IntervalSpec, TcpState,
     TcpTimes,
 };
-pub use self::view::{DirInterval, Flow, PerFlow};
+pub use self::view::{flow_community_id, DirInterval, Flow, PerFlow};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rustc_hash::FxHasher;
 
 use super::index::{advise_huge_pages, key_hash, prefetch, Index};
-use super::interval::{dir_key, Intervals, Pair, PARKED};
+use super::interval::{counts_flow, dir_key, Intervals, Pair, Parked, NONE, PARKED};
 use super::reassembly::{Chunk, Limits, SegmentPool, StreamDir};
 use super::types::{Dir, EndReason, FlowCounters, IntervalClose, IntervalSpec, TcpState};
 use super::view::{DirInterval, Flow};
@@ -276,7 +276,7 @@ impl FlowTable {
             "interval counters change only on an empty table"
         );
         self.intervals = spec.map(|s| {
-            let mut iv = Intervals::new(s.interval_secs, self.max);
+            let mut iv = Intervals::new(s.interval_secs, self.max, self.modules);
             iv.pairs.resize(self.entries.len(), Pair::default());
             advise_huge_pages(
                 iv.pairs.as_ptr().cast(),
@@ -810,6 +810,7 @@ impl FlowTable {
         let Some(iv) = &mut self.intervals else {
             return;
         };
+        let m = self.modules;
         let mut order = std::mem::take(&mut iv.order);
         order.clear();
         for i in 0..iv.pairs.len() {
@@ -819,7 +820,8 @@ impl FlowTable {
             let e = &self.entries[i];
             let mut pair = iv.pairs[i];
             let hash = key_hash(e.session_id, &e.canon);
-            iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
+            let tags = &mut self.slots[i * m..(i + 1) * m];
+            iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair, tags);
             iv.pairs[i] = pair;
             for (d, c) in pair.0.iter().enumerate() {
                 if c.packets > 0 {
@@ -838,19 +840,22 @@ impl FlowTable {
         order.sort_unstable_by_key(|&(last, _)| last);
         for (n, &(_, at)) in order.iter().enumerate() {
             if let Some(&(_, ahead)) = order.get(n + HANDING_AHEAD) {
-                // In time order, live flows are scattered over the table: their entry, cold part
-                // and counters are misses, started a few directions early.
+                // In time order, live flows are scattered over the table: their entry, cold part,
+                // counters and modules' tags are misses, started a few directions early.
                 if ahead & PARKED == 0 {
                     let k = (ahead >> 1) as usize;
                     prefetch(self.entries.as_ptr().wrapping_add(k));
                     prefetch(self.cold.as_ptr().wrapping_add(k));
                     prefetch(iv.pairs.as_ptr().wrapping_add(k));
+                    if m > 0 {
+                        prefetch(self.slots.as_ptr().wrapping_add(k * m));
+                    }
                 }
             }
-            let (d, dir) = if at & 1 == 0 {
-                (0, Dir::ToServer)
+            let dir = if at & 1 == 0 {
+                Dir::ToServer
             } else {
-                (1, Dir::ToClient)
+                Dir::ToClient
             };
             let k = ((at & !PARKED) >> 1) as usize;
             let interval = if at & PARKED != 0 {
@@ -858,16 +863,29 @@ impl FlowTable {
                 DirInterval {
                     session: &p.session,
                     key: p.key(dir),
-                    counts: p.counts[d],
+                    dir,
+                    counts: p.counts[dir.index()],
+                    counts_flow: counts_flow(&p.counts, dir),
+                    id: p.id,
+                    icmp: p.icmp,
+                    tags: iv.parked_tags(k),
+                    module: None,
                     why,
                     now,
                 }
             } else {
                 let e = &self.entries[k];
+                let counts = &iv.pairs[k].0;
                 DirInterval {
                     session: &self.cold[k].session,
                     key: dir_key(&e.canon, e.client_is_a, dir),
-                    counts: iv.pairs[k].0[d],
+                    dir,
+                    counts: counts[dir.index()],
+                    counts_flow: counts_flow(counts, dir),
+                    id: self.cold[k].id,
+                    icmp: e.icmp,
+                    tags: &self.slots[k * m..(k + 1) * m],
+                    module: None,
                     why,
                     now,
                 }
@@ -891,16 +909,25 @@ impl FlowTable {
         if pair.is_empty() {
             return;
         }
-        let e = &self.entries[i as usize];
+        let i = i as usize;
+        let m = self.modules;
+        let e = &self.entries[i];
         let hash = key_hash(e.session_id, &e.canon);
-        iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
+        let tags = &mut self.slots[i * m..(i + 1) * m];
+        iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair, tags);
         for dir in Dir::BOTH {
             let counts = pair.0[dir.index()];
             if counts.packets > 0 {
                 events.interval(&DirInterval {
-                    session: &self.cold[i as usize].session,
+                    session: &self.cold[i].session,
                     key: dir_key(&e.canon, e.client_is_a, dir),
+                    dir,
                     counts,
+                    counts_flow: counts_flow(&pair.0, dir),
+                    id: self.cold[i].id,
+                    icmp: e.icmp,
+                    tags: &self.slots[i * m..(i + 1) * m],
+                    module: None,
                     why: IntervalClose::FlowEnd(EndReason::Evicted),
                     now,
                 });
@@ -913,17 +940,30 @@ impl FlowTable {
         let Some(iv) = &mut self.intervals else {
             return;
         };
-        let pair = std::mem::take(&mut iv.pairs[i as usize]);
+        let i = i as usize;
+        let pair = std::mem::take(&mut iv.pairs[i]);
         if pair.is_empty() {
             return;
         }
-        let e = &self.entries[i as usize];
+        let e = &self.entries[i];
         let hash = key_hash(e.session_id, &e.canon);
         // Moved, not cloned: the session's count is shared by every shard, and the entry lets
         // go of it now anyway.
-        let session =
-            std::mem::replace(&mut self.cold[i as usize].session, self.no_session.clone());
-        iv.park(hash, session, e.canon, e.client_is_a, pair);
+        let session = std::mem::replace(&mut self.cold[i].session, self.no_session.clone());
+        let m = self.modules;
+        iv.park(
+            hash,
+            Parked {
+                session,
+                canon: e.canon,
+                client_is_a: e.client_is_a,
+                counts: pair.0,
+                id: self.cold[i].id,
+                icmp: e.icmp,
+                next: NONE,
+            },
+            &self.slots[i * m..(i + 1) * m],
+        );
     }
 
     /// Starts loading both lines of flow `i`'s entry (its time and state, its recency).
@@ -934,8 +974,9 @@ impl FlowTable {
     }
 
     /// Starts loading what ending flow `i` will touch beyond its entry (which the wheel's walk
-    /// has just read): its index cell, its cold part and the modules' slots. The flows a tick ends
-    /// are scattered over the table, and the index cell in particular is a miss for each.
+    /// has just read): its index cell, its cold part, the modules' slots and its interval
+    /// counters. The flows a tick ends are scattered over the table, and the index cell in
+    /// particular is a miss for each.
     fn prefetch_end(&self, i: u32) {
         let e = &self.entries[i as usize];
         let hash = self.hash(e.session_id, &e.canon);
@@ -943,6 +984,10 @@ impl FlowTable {
         prefetch(self.cold.as_ptr().wrapping_add(i as usize));
         if self.modules > 0 {
             prefetch(self.slots.as_ptr().wrapping_add(i as usize * self.modules));
+        }
+        if let Some(iv) = &self.intervals {
+            // Parked at its end.
+            prefetch(iv.pairs.as_ptr().wrapping_add(i as usize));
         }
     }
 

@@ -127,17 +127,7 @@ impl<'a> Flow<'a> {
     /// `community_id`, so records join with theirs. Computed on demand (a SHA-1 of 40 bytes or so):
     /// call it once per record, not per packet.
     pub fn community_id(&self) -> CommunityId {
-        let k = self.key();
-        match self.icmp() {
-            Some((ty, code)) => {
-                community_id_v1(0, k.protocol, k.src, k.dst, u16::from(ty), u16::from(code))
-            }
-            None if k.src_port == 0 && k.dst_port == 0 && matches!(k.protocol, 6 | 17 | 132) => {
-                // A flow of later fragments, which carry no ports.
-                community_id_v1_without_ports(0, k.protocol, k.src, k.dst)
-            }
-            None => community_id_v1(0, k.protocol, k.src, k.dst, k.src_port, k.dst_port),
-        }
+        flow_community_id(self.key(), self.icmp())
     }
 
     /// Asks for `dir`'s bytes in order (the module's `on_stream`), from the next
@@ -172,6 +162,20 @@ impl<'a> Flow<'a> {
         self.entry.want[dir.index()] & self.bit() != 0
     }
 
+    /// The module's own 32-bit word for this flow, kept in the flow table beside the flow (no
+    /// lookup, no allocation): for per-flow state that fits in it, such as the id of a verdict the
+    /// module reached at the flow's start. Unlike [`PerFlow`] state it outlives the flow: the
+    /// flow's interval counters carry it to [`DirInterval::tag`], after the flow ended too. 0
+    /// until set. [`PerFlow`] keeps its index in the same word, so a module uses one or the other.
+    pub fn tag(&self) -> u32 {
+        self.slots[self.module]
+    }
+
+    /// Sets [`Flow::tag`].
+    pub fn set_tag(&mut self, tag: u32) {
+        self.slots[self.module] = tag;
+    }
+
     fn bit(&self) -> u16 {
         1 << self.module
     }
@@ -186,17 +190,32 @@ impl<'a> Flow<'a> {
 /// `Module::on_flow_interval` is shown it.
 /// Self-contained rather than a [`Flow`]: a flow that ended inside the interval is handed over at
 /// the interval's end, after it left the table, its counters joined with those of any later
-/// connection on the same 5-tuple (VPC Flow Logs count by 5-tuple and interval).
+/// connection on the same 5-tuple (VPC Flow Logs count by 5-tuple and interval). What a joined
+/// direction says of its flow (id, client, tag) is the latest connection's.
 #[derive(Debug, Clone, Copy)]
 pub struct DirInterval<'a> {
     pub(super) session: &'a Arc<Session>,
     pub(super) key: FlowKey,
+    pub(super) dir: Dir,
     pub(super) counts: IntervalCounts,
+    /// Whether this is the direction a flow is counted on ([`DirInterval::counts_flow`]).
+    pub(super) counts_flow: bool,
+    pub(super) id: u64,
+    /// ICMP type and code of the flow's first packet (meaningful for ICMP flows only).
+    pub(super) icmp: [u8; 2],
+    /// Every flow-aware module's tag for the flow, by position.
+    pub(super) tags: &'a [u32],
+    /// The position among flow-aware modules of the module being shown it, if it is one.
+    pub(super) module: Option<usize>,
     pub(super) why: IntervalClose,
     pub(super) now: Timestamp,
 }
 
 impl DirInterval<'_> {
+    pub(crate) fn set_module(&mut self, module: Option<usize>) {
+        self.module = module;
+    }
+
     /// The mirror session.
     pub fn session(&self) -> &Arc<Session> {
         self.session
@@ -207,9 +226,54 @@ impl DirInterval<'_> {
         self.key
     }
 
+    /// Which way this direction goes: to the flow's server (the side that did not open it) or
+    /// back to its client.
+    pub fn dir(&self) -> Dir {
+        self.dir
+    }
+
+    /// The 5-tuple as the flow's client sends it, as [`Flow::key`] gives it.
+    pub fn client_key(&self) -> FlowKey {
+        match self.dir {
+            Dir::ToServer => self.key,
+            Dir::ToClient => self.key.reversed(),
+        }
+    }
+
     /// What the direction carried since it was last handed over.
     pub fn counts(&self) -> &IntervalCounts {
         &self.counts
+    }
+
+    /// True for exactly one of the directions of a flow handed over together (the one to the
+    /// server, or the one to the client when no packet went to the server since the last hand-over):
+    /// where a module counts flows rather than directions.
+    pub fn counts_flow(&self) -> bool {
+        self.counts_flow
+    }
+
+    /// The flow's id ([`Flow::id`]).
+    pub fn flow_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The ICMP type and code of the flow's first packet ([`Flow::icmp`]).
+    pub fn icmp(&self) -> Option<(u8, u8)> {
+        matches!(self.key.protocol, 1 | 58).then_some((self.icmp[0], self.icmp[1]))
+    }
+
+    /// The flow's Community ID ([`Flow::community_id`]); computed on demand, a SHA-1.
+    pub fn community_id(&self) -> CommunityId {
+        flow_community_id(self.client_key(), self.icmp())
+    }
+
+    /// The module's [`Flow::tag`] for the flow, as the flow last had it; 0 for a module that is
+    /// not flow-aware.
+    pub fn tag(&self) -> u32 {
+        self.module
+            .and_then(|m| self.tags.get(m))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Why it is handed over now.
@@ -221,6 +285,22 @@ impl DirInterval<'_> {
     /// packet whose flow took an evicted one's place.
     pub fn now(&self) -> Timestamp {
         self.now
+    }
+}
+
+/// The Community ID of a flow whose client sends `key`, with the ICMP type and code of its first
+/// packet for ICMP flows.
+pub fn flow_community_id(key: FlowKey, icmp: Option<(u8, u8)>) -> CommunityId {
+    let k = key;
+    match icmp {
+        Some((ty, code)) => {
+            community_id_v1(0, k.protocol, k.src, k.dst, u16::from(ty), u16::from(code))
+        }
+        None if k.src_port == 0 && k.dst_port == 0 && matches!(k.protocol, 6 | 17 | 132) => {
+            // A flow of later fragments, which carry no ports.
+            community_id_v1_without_ports(0, k.protocol, k.src, k.dst)
+        }
+        None => community_id_v1(0, k.protocol, k.src, k.dst, k.src_port, k.dst_port),
     }
 }
 

@@ -137,7 +137,10 @@ pub trait Module: Send {
     fn on_flow_interval(&mut self, _interval: &DirInterval<'_>, _out: &mut Emitter<'_>) {}
 
     /// Every direction of the interval that ended at `now` (the packet or tick that ended it) has
-    /// been handed over through [`Module::on_flow_interval`].
+    /// been handed over through [`Module::on_flow_interval`]. The hand-over runs in the first
+    /// riding module's turn of the tick: a module after it that aggregates over the interval
+    /// writes in its own `on_tick` (or at its next `on_flow_interval`), where an ordered replay
+    /// streams its records instead of holding them until the modules between have passed the tick.
     fn on_flow_interval_end(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {}
 }
 

@@ -696,7 +696,7 @@ impl ModuleEvents<'_> {
         &mut self,
         now: Timestamp,
         during: &str,
-        mut call: impl FnMut(&mut dyn Module, &mut Emitter<'_>),
+        mut call: impl FnMut(usize, &mut dyn Module, &mut Emitter<'_>),
     ) {
         for &i in self.riders {
             let slot = &mut self.modules[i];
@@ -705,7 +705,7 @@ impl ModuleEvents<'_> {
             }
             let mut out = Emitter::new(slot.sink.get(), &slot.counters, self.scratch, now);
             let module = slot.module.as_mut();
-            if catch_unwind(AssertUnwindSafe(|| call(module, &mut out))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| call(i, module, &mut out))).is_err() {
                 disable(slot, self.shard, during);
             }
         }
@@ -745,13 +745,17 @@ impl FlowEvents for ModuleEvents<'_> {
 
     fn interval(&mut self, interval: &DirInterval<'_>) {
         let now = self.now;
-        self.each_rider(now, "on_flow_interval", |m, out| {
-            m.on_flow_interval(interval, out)
+        let which = self.which;
+        let mut d = *interval;
+        self.each_rider(now, "on_flow_interval", |i, m, out| {
+            // A flow-aware rider is shown its own tag.
+            d.set_module(which.iter().position(|&w| w == i));
+            m.on_flow_interval(&d, out)
         });
     }
 
     fn interval_end(&mut self, now: Timestamp) {
-        self.each_rider(now, "on_flow_interval_end", |m, out| {
+        self.each_rider(now, "on_flow_interval_end", |_, m, out| {
             m.on_flow_interval_end(now, out)
         });
     }

@@ -299,6 +299,10 @@ struct Inner {
     /// A collector was dropped without closing (its shard ended early): it will never catch up,
     /// so nobody waits for it any more.
     gone: bool,
+    /// Collectors waiting on `Merge::written` now. A hand-over that wrote records wakes them only
+    /// when there are some: the wake is a system call even with nobody waiting, and hand-overs
+    /// come every chunk (about 1 % of a replay's samples, measured with accessscope's records).
+    waiting: usize,
 }
 
 impl Merge {
@@ -327,6 +331,7 @@ impl Merge {
                 spare: Vec::new(),
                 hold: HOLD_BYTES,
                 gone: false,
+                waiting: 0,
             }),
             written: Condvar::new(),
         })
@@ -398,7 +403,9 @@ impl Merge {
         id: usize,
     ) -> MutexGuard<'a, Inner> {
         while inner.must_wait(id) {
+            inner.waiting += 1;
             inner = self.written.wait(inner).unwrap_or_else(|e| e.into_inner());
+            inner.waiting -= 1;
         }
         inner
     }
@@ -703,7 +710,7 @@ impl Collector {
         let mut out = Published::default();
         let mut inner = self.merge.lock();
         self.part = inner.hand_over(self.id, chunk, frontier, boundary, &mut out);
-        if out.written + out.failed > 0 {
+        if out.written + out.failed > 0 && inner.waiting > 0 {
             self.merge.written.notify_all();
         }
         if may_wait {

@@ -15,6 +15,11 @@ struct Rec {
     stop_after_bytes: Option<u64>,
     /// Stops the packets of the flows to this port at their start.
     no_packets_to: Option<u16>,
+    /// Tags each flow at its start with its client's port (0 for a client on 443), and logs with
+    /// each hand-over what it says of the flow.
+    tags: bool,
+    /// With `tags`: each flow's id and Community ID at its start.
+    started: Vec<(u64, String)>,
 }
 
 impl FlowEvents for Rec {
@@ -35,6 +40,15 @@ impl FlowEvents for Rec {
         }
         if self.no_packets_to == Some(k.dst_port) {
             flow.stop_packets();
+        }
+        if self.tags {
+            flow.set_tag(if k.src_port == 443 {
+                0
+            } else {
+                u32::from(k.src_port)
+            });
+            self.started
+                .push((flow.id(), flow.community_id().to_string()));
         }
     }
     fn packet(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, dir: Dir) {
@@ -80,6 +94,25 @@ impl FlowEvents for Rec {
             c.tcp_flags,
             c.syn_ack
         ));
+        if self.tags {
+            let mut d = *d;
+            d.set_module(Some(0));
+            // Which connection (in order of start) the hand-over says it is.
+            let flow = self
+                .started
+                .iter()
+                .position(|(id, cid)| *id == d.flow_id() && **cid == *d.community_id());
+            let ck = d.client_key();
+            let line = self.log.last_mut().expect("pushed just above");
+            line.push_str(&format!(
+                " {} client={}:{} tag={} counts_flow={} flow={flow:?}",
+                d.dir().name(),
+                ck.src,
+                ck.src_port,
+                d.tag(),
+                d.counts_flow()
+            ));
+        }
     }
     fn interval_end(&mut self, now: Timestamp) {
         self.log.push(format!("closed at {}", now.secs() - 1_000));
@@ -647,4 +680,53 @@ fn a_tick_past_the_boundary_ends_the_interval_and_an_evicted_flow_goes_at_once()
     // Nothing counted since: nothing to hand over at the end.
     f.end_all(EndReason::Shutdown);
     assert!(intervals_only(f.take()).is_empty());
+}
+
+/// What a hand-over says of its flow beyond the counters: which way the direction goes, the client,
+/// the module's tag (carried past the flow's end, and kept from an earlier connection when a later
+/// one on the 5-tuple has none), the flow's id and Community ID, and one direction per flow that
+/// counts it.
+#[test]
+fn hand_overs_carry_the_flows_tag_id_and_one_flow_count() {
+    let mut f = Feed::new(
+        FlowConfig::default(),
+        Rec {
+            tags: true,
+            ..Rec::default()
+        },
+    );
+    f.table
+        .set_intervals(Some(IntervalSpec { interval_secs: 60 }));
+    // Flow 0: both ways, ended by a reset inside the interval (parked).
+    f.at(0, &tcp(true, SYN, 100, 0, b""));
+    f.at(1, &tcp(false, RST | ACK, 0, 101, b""));
+    // Flow 1: the client resets it; flow 2, the same 5-tuple opened by the server, has no tag of
+    // its own and keeps flow 1's, oriented as flow 2 is.
+    f.at(5, &tcp_on(50_001, true, SYN, 1, 0, b""));
+    f.at(6, &tcp_on(50_001, true, RST, 2, 0, b""));
+    f.at(7, &tcp_on(50_001, false, SYN, 700, 0, b""));
+    // Flow 3: live at the interval's end; in the next, only its server talks.
+    f.at(8, &tcp_on(50_002, true, SYN, 1, 0, b""));
+    f.at(20_000, &udp(C, S, 40_000, 53));
+    let log = intervals_only(f.take());
+    assert_eq!(
+        log,
+        [
+            "interval interval_end 10.0.0.1:50000>10.0.0.2:443 packets=1 bytes=40 ms=0..0 flags=0x2 syn_ack=false to_server client=10.0.0.1:50000 tag=50000 counts_flow=true flow=Some(0)",
+            "interval interval_end 10.0.0.2:443>10.0.0.1:50000 packets=1 bytes=40 ms=1..1 flags=0x14 syn_ack=false to_client client=10.0.0.1:50000 tag=50000 counts_flow=false flow=Some(0)",
+            "interval interval_end 10.0.0.1:50001>10.0.0.2:443 packets=2 bytes=80 ms=5..6 flags=0x6 syn_ack=false to_client client=10.0.0.2:443 tag=50001 counts_flow=false flow=Some(2)",
+            "interval interval_end 10.0.0.2:443>10.0.0.1:50001 packets=1 bytes=40 ms=7..7 flags=0x2 syn_ack=false to_server client=10.0.0.2:443 tag=50001 counts_flow=true flow=Some(2)",
+            "interval interval_end 10.0.0.1:50002>10.0.0.2:443 packets=1 bytes=40 ms=8..8 flags=0x2 syn_ack=false to_server client=10.0.0.1:50002 tag=50002 counts_flow=true flow=Some(3)",
+            "closed at 20",
+        ]
+    );
+    f.at(21_000, &tcp_on(50_002, false, SYN | ACK, 9, 2, b""));
+    f.end_all(EndReason::EndOfReplay);
+    assert_eq!(
+        intervals_only(f.take()),
+        [
+            "interval end_of_replay 10.0.0.1:40000>10.0.0.2:53 packets=1 bytes=29 ms=20000..20000 flags=0x0 syn_ack=false to_server client=10.0.0.1:40000 tag=40000 counts_flow=true flow=Some(4)",
+            "interval end_of_replay 10.0.0.2:443>10.0.0.1:50002 packets=1 bytes=40 ms=21000..21000 flags=0x12 syn_ack=true to_client client=10.0.0.1:50002 tag=50002 counts_flow=true flow=Some(3)",
+        ]
+    );
 }

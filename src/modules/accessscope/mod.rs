@@ -6,12 +6,20 @@
 //!
 //! Each flow is judged once, at its first packet, against every scope compiled at config time
 //! (`compile.rs`): it is a finding of a scope when it matches one of its MatchPaths and none of its
-//! ExcludePaths; the path's `Source` is the flow's client, its `Destination` the server. The verdict
-//! sits in the flow's [`PerFlow`] slot; a flow that is no finding costs nothing after its start.
+//! ExcludePaths; the path's `Source` is the flow's client, its `Destination` the server.
 //! Findings are aggregated per (scope, session, client, server, server port, protocol) over
 //! intervals of `interval_secs` of packet time aligned to the epoch (as flowlog's), and written at
 //! each interval's end and at `finish`, one EVE-shaped record each, so a port scan of a database
 //! from outside is one record per interval, not one per probe.
+//!
+//! No packet of a flow comes here after its first. The verdict is interned (a shard sees few
+//! distinct sets of scopes and paths) and its id kept in the flow's tag ([`Flow::set_tag`]); what
+//! the flow carried comes from the flow table's interval counters, which hand every direction over
+//! at the interval's end with that tag (`on_flow_interval`), ended flows' included. A module
+//! per packet would cost a cache miss on its own per-flow state for each packet of a finding,
+//! and findings can be most of the traffic (an ENI that talks to the internet). Only when an
+//! earlier module of the shard has taken the counters for another interval does the module count
+//! itself, with a [`PerFlow`] verdict updated per packet ([`Verdict`]).
 //!
 //! Bounds: at most `max_findings` aggregates per shard and interval (a finding that finds the table
 //! full is counted in the module's `drops` and retried in the next interval), at most
@@ -37,7 +45,7 @@ use super::eve;
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
 use crate::base::{FlowKey, Packet, Session, Timestamp};
 use crate::flow::community_id::CommunityId;
-use crate::flow::{Dir, EndReason, Flow, PerFlow};
+use crate::flow::{flow_community_id, Dir, DirInterval, EndReason, Flow, IntervalSpec, PerFlow};
 use crate::sinks::{OutputConfig, SeriesName, Sink};
 
 const NANOS: u64 = 1_000_000_000;
@@ -254,6 +262,11 @@ impl ModuleConfig for AccessScopeConfig {
         }
         Ok(Box::new(AccessScope {
             compiled,
+            riding: false,
+            verdict_ids: FxHashMap::default(),
+            interned: Vec::new(),
+            closed: false,
+            tally: FxHashMap::default(),
             verdicts: PerFlow::new(),
             table: FindingTable::new(self.max_findings),
             interval_ns: self.interval_secs * NANOS,
@@ -459,10 +472,11 @@ struct Finding {
     key: FindingKey,
     path: u16,
     session: Arc<Session>,
-    /// The first flow's id, client port and Community ID: the envelope's.
+    /// The first flow's id, client port and ICMP type and code (for its Community ID): the
+    /// envelope's.
     flow_id: u64,
     client_port: u16,
-    community_id: CommunityId,
+    icmp: Option<(u8, u8)>,
     first: Timestamp,
     last: Timestamp,
     flows: u64,
@@ -487,47 +501,76 @@ impl FindingTable {
         }
     }
 
-    /// The aggregate for `hit` of `flow`, made if new; `None` when the table is full.
+    /// The aggregate for `hit` of `flow`, made if new, with the flow counted in it; `None` when
+    /// the table is full.
     fn attach(&mut self, hit: &Hit, flow: &Flow<'_>, ts: Timestamp) -> Option<u32> {
         let k = flow.key();
-        let key = FindingKey {
-            scope: hit.scope,
-            session: flow.session().id,
-            client: k.src,
-            server: k.dst,
-            server_port: k.dst_port,
-            protocol: k.protocol,
-        };
+        let key = FindingKey::of(hit, flow.session(), k);
+        let i = self.find_or_make(key, || Finding {
+            key,
+            path: hit.path,
+            session: flow.session().clone(),
+            flow_id: flow.id(),
+            client_port: k.src_port,
+            icmp: flow.icmp(),
+            first: ts,
+            last: ts,
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+        })?;
+        if let Some(f) = self.findings.get_mut(i as usize) {
+            f.flows += 1;
+        }
+        Some(i)
+    }
+
+    /// The aggregate of `key`, made by `make` if new; `None` when the table is full.
+    fn find_or_make(&mut self, key: FindingKey, make: impl FnOnce() -> Finding) -> Option<u32> {
         if let Some(&i) = self.index.get(&key) {
-            if let Some(f) = self.findings.get_mut(i as usize) {
-                f.flows += 1;
-            }
             return Some(i);
         }
         if self.findings.len() >= self.max {
             return None;
         }
         let i = self.findings.len() as u32;
-        self.findings.push(Finding {
-            key,
-            path: hit.path,
-            session: flow.session().clone(),
-            flow_id: flow.id(),
-            client_port: k.src_port,
-            community_id: flow.community_id(),
-            first: ts,
-            last: ts,
-            flows: 1,
-            packets: 0,
-            bytes: 0,
-        });
+        self.findings.push(make());
         self.index.insert(key, i);
         Some(i)
     }
 }
 
+impl FindingKey {
+    /// A finding's key, for a flow whose client sends `k`.
+    fn of(hit: &Hit, session: &Session, k: FlowKey) -> FindingKey {
+        FindingKey {
+            scope: hit.scope,
+            session: session.id,
+            client: k.src,
+            server: k.dst,
+            server_port: k.dst_port,
+            protocol: k.protocol,
+        }
+    }
+}
+
 struct AccessScope {
     compiled: Arc<Compiled>,
+    /// Whether the flow table's interval counters count for it (`use_flow_intervals`).
+    riding: bool,
+    /// Riding: each distinct verdict (scopes and paths), by its id; a finding flow's tag is its
+    /// id + 1.
+    verdict_ids: FxHashMap<ArrayVec<(u16, u16), MAX_HITS>, u32>,
+    interned: Vec<ArrayVec<Hit, MAX_HITS>>,
+    /// Riding: the table closed an interval whose aggregates are not written yet. They are
+    /// written in the module's own turn of the tick, not inside the table's hand-over (which
+    /// happens in the first rider's turn): there an ordered replay's merge would hold all of them
+    /// until the modules between that rider and this one passed the tick.
+    closed: bool,
+    /// Flows per (scope, session id) in the records being written, with the first such record's
+    /// position; reused.
+    tally: FxHashMap<(u16, u32), (u64, u32)>,
+    /// Counting itself: each finding flow's verdict.
     verdicts: PerFlow<Verdict>,
     table: FindingTable,
     interval_ns: u64,
@@ -537,6 +580,16 @@ struct AccessScope {
 }
 
 impl AccessScope {
+    /// The id of verdict `hits`, interned on first sight.
+    fn intern(&mut self, hits: ArrayVec<Hit, MAX_HITS>) -> u32 {
+        let key = hits.iter().map(|h| (h.scope, h.path)).collect();
+        let next = self.interned.len() as u32;
+        *self.verdict_ids.entry(key).or_insert_with(|| {
+            self.interned.push(hits);
+            next
+        })
+    }
+
     /// Closes the current interval if `now` is past it.
     fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         match self.interval_end {
@@ -554,19 +607,65 @@ impl AccessScope {
         let findings = &mut self.table.findings;
         self.verdicts
             .for_each_mut(|v| v.fold(epoch, findings.as_mut_slice()));
-        // Keyed by when each aggregate was found, a time no shard decides, so that a replay's merge
+        // Keyed by the aggregate's first packet, a time no shard decides, so that a replay's merge
         // streams the interval's records instead of holding and sorting them by their bytes (which
-        // held ~90 MiB for the ENI-like capture's ~100 k findings). Found in packet order, they are
-        // in that order already on a capture in time order; the stable sort costs a pass then, and
-        // keeps the keys rising on one that is not.
-        self.table.findings.sort_by_key(|f| f.first);
-        for f in &self.table.findings {
+        // held ~90 MiB for the ENI-like capture's ~100 k findings). Aggregates with the same first
+        // packet time (rare) are put in order by the merge, by their bytes: the sort need not be
+        // stable.
+        self.table.findings.sort_unstable_by_key(|f| f.first);
+        // Findings (flows) per scope and session for Prometheus: summed here, counted once per
+        // scope and session at the end, not once per record.
+        let tally = &mut self.tally;
+        tally.clear();
+        // A flow that is a finding of several scopes gives records with the same envelope, next
+        // to each other (same first packet): its Community ID (a SHA-1) is computed once.
+        let mut last_id: Option<(Envelope, CommunityId)> = None;
+        for (i, f) in self.table.findings.iter().enumerate() {
             out.order(u128::from(f.first.nanos()));
             let Some(scope) = self.compiled.scopes.get(usize::from(f.key.scope)) else {
                 out.error();
                 continue;
             };
-            emit(scope, f, out);
+            let key = FlowKey {
+                src: f.key.client,
+                dst: f.key.server,
+                src_port: f.client_port,
+                dst_port: f.key.server_port,
+                protocol: f.key.protocol,
+            };
+            let id = match &last_id {
+                Some((e, id)) if *e == (key, f.icmp) => id,
+                _ => {
+                    &last_id
+                        .insert(((key, f.icmp), flow_community_id(key, f.icmp)))
+                        .1
+                }
+            };
+            emit(scope, f, key, id, out);
+            tally
+                .entry((f.key.scope, f.session.id))
+                .or_insert((0, i as u32))
+                .0 += f.flows;
+        }
+        // In the order the records came, as when each record counted itself.
+        let mut firsts: Vec<(u32, u16, u64)> = tally
+            .iter()
+            .map(|(&(scope, _), &(flows, i))| (i, scope, flows))
+            .collect();
+        firsts.sort_unstable();
+        for (i, scope, flows) in firsts {
+            let (Some(scope), Some(f)) = (
+                self.compiled.scopes.get(usize::from(scope)),
+                self.table.findings.get(i as usize),
+            ) else {
+                continue;
+            };
+            let scope_label = scope.name.as_deref().unwrap_or(&scope.file);
+            out.count_labelled(
+                "accessscope_findings",
+                &[("scope", scope_label), ("session", &f.session.name)],
+                flows,
+            );
         }
         self.table.findings.clear();
         self.table.index.clear();
@@ -574,21 +673,12 @@ impl AccessScope {
     }
 }
 
-fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
-    // Findings (flows) per scope and session for Prometheus, once per aggregated record.
-    let scope_label = scope.name.as_deref().unwrap_or(&scope.file);
-    out.count_labelled(
-        "accessscope_findings",
-        &[("scope", scope_label), ("session", &f.session.name)],
-        f.flows,
-    );
-    let key = FlowKey {
-        src: f.key.client,
-        dst: f.key.server,
-        src_port: f.client_port,
-        dst_port: f.key.server_port,
-        protocol: f.key.protocol,
-    };
+/// A record's envelope 5-tuple, and its ICMP type and code: what its Community ID is made of.
+type Envelope = (FlowKey, Option<(u8, u8)>);
+
+/// Writes finding `f`'s record; `key` is its envelope's 5-tuple (the first flow's), `id` that
+/// flow's Community ID.
+fn emit(scope: &CompiledScope, f: &Finding, key: FlowKey, id: &CommunityId, out: &mut Emitter<'_>) {
     out.keyed(&f.session.name).emit_line(|line| {
         let mut o = eve::begin_parts(
             line,
@@ -596,7 +686,7 @@ fn emit(scope: &CompiledScope, f: &Finding, out: &mut Emitter<'_>) {
             "accessscope",
             f.flow_id,
             key,
-            f.community_id.as_str(),
+            id.as_str(),
             &f.session,
         );
         o.object("accessscope", |a| {
@@ -634,11 +724,29 @@ impl Module for AccessScope {
         false
     }
 
+    fn flow_intervals(&self) -> Option<IntervalSpec> {
+        Some(IntervalSpec {
+            interval_secs: self.interval_ns / NANOS,
+        })
+    }
+
+    fn use_flow_intervals(&mut self) {
+        self.riding = true;
+    }
+
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, out: &mut Emitter<'_>) {
         let mut hits = ArrayVec::new();
         let over = self.compiled.judge(flow.session(), flow.key(), &mut hits);
         if over > 0 {
             out.dropped(over);
+        }
+        if self.riding {
+            flow.stop_packets();
+            if !hits.is_empty() {
+                let id = self.intern(hits);
+                flow.set_tag(id + 1);
+            }
+            return;
         }
         if hits.is_empty() {
             // No finding: nothing of this flow is counted, so its packets need not come here.
@@ -695,16 +803,77 @@ impl Module for AccessScope {
     }
 
     fn on_flow_end(&mut self, flow: &mut Flow<'_>, _reason: EndReason, _out: &mut Emitter<'_>) {
+        if self.riding {
+            // The flow's tag rides with its counters to the interval's end.
+            return;
+        }
         if let Some(mut v) = self.verdicts.take(flow) {
             v.fold(self.epoch, &mut self.table.findings);
         }
     }
 
+    fn on_flow_interval(&mut self, d: &DirInterval<'_>, out: &mut Emitter<'_>) {
+        if self.closed {
+            // A packet closed the interval before any tick (live), and this is the next one's.
+            self.closed = false;
+            self.emit_all(out);
+        }
+        let Some(hits) = (d.tag() as usize)
+            .checked_sub(1)
+            .and_then(|id| self.interned.get(id))
+        else {
+            return;
+        };
+        let k = d.client_key();
+        let c = d.counts();
+        for hit in hits {
+            let key = FindingKey::of(hit, d.session(), k);
+            let at = self.table.find_or_make(key, || Finding {
+                key,
+                path: hit.path,
+                session: d.session().clone(),
+                flow_id: d.flow_id(),
+                client_port: k.src_port,
+                icmp: d.icmp(),
+                first: c.first,
+                last: c.last,
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+            });
+            let Some(f) = at.and_then(|i| self.table.findings.get_mut(i as usize)) else {
+                if d.counts_flow() {
+                    out.dropped(1);
+                }
+                continue;
+            };
+            if c.first < f.first {
+                // The envelope is the earliest flow's, as when findings attach packet by packet.
+                (f.path, f.flow_id, f.client_port, f.icmp) =
+                    (hit.path, d.flow_id(), k.src_port, d.icmp());
+                f.first = c.first;
+            }
+            f.last = f.last.max(c.last);
+            f.flows += u64::from(d.counts_flow());
+            f.packets += u64::from(c.packets);
+            f.bytes += c.bytes;
+        }
+    }
+
+    fn on_flow_interval_end(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {
+        self.closed = true;
+    }
+
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
-        self.advance(now, out);
+        if !self.riding {
+            self.advance(now, out);
+        } else if std::mem::take(&mut self.closed) {
+            self.emit_all(out);
+        }
     }
 
     fn finish(&mut self, out: &mut Emitter<'_>) {
+        self.closed = false;
         self.emit_all(out);
         self.interval_end = None;
     }
