@@ -148,8 +148,9 @@ impl Intervals {
     }
 
     /// Joins into `pair` (a flow with this hash, session and canonical 5-tuple, oriented by
-    /// `client_is_a`, with these modules' `tags`) what the flows that ended before it on the same
-    /// 5-tuple in this interval left, and empties theirs.
+    /// `client_is_a`) what the flows that ended before it on the same 5-tuple in this interval
+    /// left, and empties theirs. What the joined direction says of its flow (id, client, the
+    /// modules' tags) stays the later flow's.
     pub(super) fn join_parked(
         &mut self,
         hash: u64,
@@ -157,12 +158,10 @@ impl Intervals {
         canon: &FlowKey,
         client_is_a: bool,
         pair: &mut Pair,
-        tags: &mut [u32],
     ) {
         if self.by_hash.is_empty() {
             return;
         }
-        let w = self.tag_width;
         let mut at = self.by_hash.get(&hash).copied().unwrap_or(NONE);
         while at != NONE {
             let p = &mut self.parked[at as usize];
@@ -174,8 +173,6 @@ impl Intervals {
                     c.join(from);
                     *from = IntervalCounts::default();
                 }
-                let from = &self.parked_tags[at as usize * w..(at as usize + 1) * w];
-                keep_tags(&mut tags[..w], from);
             }
             at = p.next;
         }
@@ -195,12 +192,6 @@ impl Intervals {
                     c.join(from);
                     *from = IntervalCounts::default();
                 }
-                let w = self.tag_width;
-                let (older, newer) = self.parked_tags.split_at_mut(k * w);
-                keep_tags(
-                    &mut newer[..w],
-                    &older[at as usize * w..(at as usize + 1) * w],
-                );
             }
             at = p.next;
         }
@@ -211,17 +202,6 @@ impl Intervals {
         self.parked.clear();
         self.parked_tags.clear();
         self.by_hash.clear();
-    }
-}
-
-/// A joined direction keeps the latest connection's tag for each module, or, where that is 0 (the
-/// module marked nothing on it), an earlier connection's: a module that marks the flows it cares
-/// about still finds the mark when a later connection on the 5-tuple did not earn one.
-fn keep_tags(tags: &mut [u32], older: &[u32]) {
-    for (t, &o) in tags.iter_mut().zip(older) {
-        if *t == 0 {
-            *t = o;
-        }
     }
 }
 

@@ -820,8 +820,7 @@ impl FlowTable {
             let e = &self.entries[i];
             let mut pair = iv.pairs[i];
             let hash = key_hash(e.session_id, &e.canon);
-            let tags = &mut self.slots[i * m..(i + 1) * m];
-            iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair, tags);
+            iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
             iv.pairs[i] = pair;
             for (d, c) in pair.0.iter().enumerate() {
                 if c.packets > 0 {
@@ -913,8 +912,7 @@ impl FlowTable {
         let m = self.modules;
         let e = &self.entries[i];
         let hash = key_hash(e.session_id, &e.canon);
-        let tags = &mut self.slots[i * m..(i + 1) * m];
-        iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair, tags);
+        iv.join_parked(hash, e.session_id, &e.canon, e.client_is_a, &mut pair);
         for dir in Dir::BOTH {
             let counts = pair.0[dir.index()];
             if counts.packets > 0 {

@@ -683,9 +683,8 @@ fn a_tick_past_the_boundary_ends_the_interval_and_an_evicted_flow_goes_at_once()
 }
 
 /// What a hand-over says of its flow beyond the counters: which way the direction goes, the client,
-/// the module's tag (carried past the flow's end, and kept from an earlier connection when a later
-/// one on the 5-tuple has none), the flow's id and Community ID, and one direction per flow that
-/// counts it.
+/// the module's tag (carried past the flow's end), the flow's id and Community ID (of the latest
+/// connection, for directions joined by 5-tuple), and one direction per flow that counts it.
 #[test]
 fn hand_overs_carry_the_flows_tag_id_and_one_flow_count() {
     let mut f = Feed::new(
@@ -700,8 +699,8 @@ fn hand_overs_carry_the_flows_tag_id_and_one_flow_count() {
     // Flow 0: both ways, ended by a reset inside the interval (parked).
     f.at(0, &tcp(true, SYN, 100, 0, b""));
     f.at(1, &tcp(false, RST | ACK, 0, 101, b""));
-    // Flow 1: the client resets it; flow 2, the same 5-tuple opened by the server, has no tag of
-    // its own and keeps flow 1's, oriented as flow 2 is.
+    // Flow 1: the client resets it; flow 2, the same 5-tuple opened by the server (tag 0), takes
+    // its counters: the joined directions are flow 2's, client and tag.
     f.at(5, &tcp_on(50_001, true, SYN, 1, 0, b""));
     f.at(6, &tcp_on(50_001, true, RST, 2, 0, b""));
     f.at(7, &tcp_on(50_001, false, SYN, 700, 0, b""));
@@ -714,8 +713,8 @@ fn hand_overs_carry_the_flows_tag_id_and_one_flow_count() {
         [
             "interval interval_end 10.0.0.1:50000>10.0.0.2:443 packets=1 bytes=40 ms=0..0 flags=0x2 syn_ack=false to_server client=10.0.0.1:50000 tag=50000 counts_flow=true flow=Some(0)",
             "interval interval_end 10.0.0.2:443>10.0.0.1:50000 packets=1 bytes=40 ms=1..1 flags=0x14 syn_ack=false to_client client=10.0.0.1:50000 tag=50000 counts_flow=false flow=Some(0)",
-            "interval interval_end 10.0.0.1:50001>10.0.0.2:443 packets=2 bytes=80 ms=5..6 flags=0x6 syn_ack=false to_client client=10.0.0.2:443 tag=50001 counts_flow=false flow=Some(2)",
-            "interval interval_end 10.0.0.2:443>10.0.0.1:50001 packets=1 bytes=40 ms=7..7 flags=0x2 syn_ack=false to_server client=10.0.0.2:443 tag=50001 counts_flow=true flow=Some(2)",
+            "interval interval_end 10.0.0.1:50001>10.0.0.2:443 packets=2 bytes=80 ms=5..6 flags=0x6 syn_ack=false to_client client=10.0.0.2:443 tag=0 counts_flow=false flow=Some(2)",
+            "interval interval_end 10.0.0.2:443>10.0.0.1:50001 packets=1 bytes=40 ms=7..7 flags=0x2 syn_ack=false to_server client=10.0.0.2:443 tag=0 counts_flow=true flow=Some(2)",
             "interval interval_end 10.0.0.1:50002>10.0.0.2:443 packets=1 bytes=40 ms=8..8 flags=0x2 syn_ack=false to_server client=10.0.0.1:50002 tag=50002 counts_flow=true flow=Some(3)",
             "closed at 20",
         ]
