@@ -319,6 +319,52 @@ fn findings_are_counted_by_scope_and_session() {
     assert_eq!(counted, expected);
 }
 
+/// A full aggregates table is counted, and a replay's summary says so: there is no `/metrics` to
+/// scrape at the end of a replay.
+#[test]
+fn the_replay_summary_says_what_a_full_table_dropped() {
+    let tmp = common::temp_dir("vxtap-accessscope-full-");
+    let config = std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml"))
+        .unwrap()
+        .replacen(
+            "interval_secs = 60\n",
+            "interval_secs = 60\nmax_findings = 1\n",
+            1,
+        );
+    assert!(config.contains("max_findings = 1"), "{config}");
+    let path = tmp.path().join("full.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = vxtap(&[
+        "replay",
+        "--config",
+        path.to_str().unwrap(),
+        "pcaps/accessscope.pcap",
+        "--shards",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let records = String::from_utf8(out.stdout).unwrap().lines().count();
+    // One aggregate per interval fits: one of 12:00's five and 12:01's one.
+    assert_eq!(records, 2);
+    // 12:00's five aggregates hold six flows; the one that fits holds two (the web ENI's two
+    // connections to 198.51.100.10:443 by TCP), and the other four flows are the drops.
+    assert!(
+        stderr.contains(&format!(
+            "module accessscope: {records} records, 0 errors, "
+        )),
+        "{stderr}"
+    );
+    let dropped: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("module accessscope: "))
+        .and_then(|l| l.split(", ").nth(2))
+        .and_then(|d| d.strip_suffix(" dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no accessscope line: {stderr}"));
+    assert_eq!(dropped, 4, "{stderr}");
+}
+
 #[test]
 fn check_config_reports_what_a_mirror_cannot_observe() {
     let tmp = common::temp_dir("vxtap-accessscope-cc-");

@@ -109,6 +109,13 @@ impl fmt::Display for ReplayReport {
         for (reason, n) in c.drops_by_reason() {
             writeln!(f, "dropped {reason}: {n}")?;
         }
+        for m in &self.pipeline.modules {
+            writeln!(
+                f,
+                "module {}: {} records, {} errors, {} dropped",
+                m.kind, m.records, m.errors, m.drops
+            )?;
+        }
         let names = self.session_names();
         writeln!(f, "sessions: {}", names.len())?;
         for name in names {

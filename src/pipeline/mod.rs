@@ -83,4 +83,21 @@ pub struct PipelineReport {
     pub shard_packets: Vec<u64>,
     /// Sessions seen.
     pub sessions: Vec<Arc<Session>>,
+    /// Each configured module's counters, in config order, summed over shards.
+    pub modules: Vec<ModuleReport>,
+}
+
+/// One module's counters at the end, summed over shards: what a replay's summary says of it, so
+/// that what a module could not keep (a full table's drops) is not seen only by a `/metrics` scrape
+/// a replay has none of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleReport {
+    /// The module's `kind`.
+    pub kind: String,
+    /// Records it wrote.
+    pub records: u64,
+    /// Records its sink refused (I/O errors), and its own errors.
+    pub errors: u64,
+    /// What it dropped (each module's page says what a drop is).
+    pub drops: u64,
 }

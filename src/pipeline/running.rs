@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 use super::batch::Batch;
 use super::lane::{Lane, WhenFull};
 use super::shard::{Reconfigure, ShardCounters};
-use super::{Accounting, Ingress, ModulesChanged, PipelineReport};
+use super::{Accounting, Ingress, ModuleReport, ModulesChanged, PipelineReport};
 use crate::base::{Feed, Session};
 use crate::config::Config;
 use crate::modules::ModuleSpec;
@@ -255,6 +255,27 @@ impl<D: DispatchMode> Pipeline<D> {
                 .map(|c| c.packets.load(Ordering::Relaxed))
                 .collect(),
             sessions: shared.sessions.sessions(),
+            modules: shared
+                .specs
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let mut m = ModuleReport {
+                        kind: spec.kind.clone(),
+                        ..ModuleReport::default()
+                    };
+                    for c in shared
+                        .shard_counters
+                        .iter()
+                        .filter_map(|s| s.modules.get(i))
+                    {
+                        m.records += c.events.load(Ordering::Relaxed);
+                        m.errors += c.errors.load(Ordering::Relaxed);
+                        m.drops += c.drops.load(Ordering::Relaxed);
+                    }
+                    m
+                })
+                .collect(),
         }
     }
 }
