@@ -95,7 +95,7 @@ fn default_interval() -> u64 {
 
 /// Sized so that an ENI-like minute of traffic keeps every finding on one shard: the benchmark
 /// capture's first minute, 50 k connections open at once and two thirds of them findings, needs
-/// 86,445 aggregates, and with 65,536 lost 20,909 of them. An aggregate is under 200 bytes (its
+/// 86,296 aggregates, and with 65,536 lost 20,909 findings. An aggregate is under 200 bytes (its
 /// record and its index entry), held while the interval lasts: at most ~50 MiB per shard, and
 /// only as many findings as there are.
 fn default_max_findings() -> usize {
