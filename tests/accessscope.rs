@@ -44,24 +44,26 @@ fn golden(name: &str, actual: &str) {
     );
 }
 
-fn replay_records() -> String {
+/// Replays pcaps/accessscope.pcap with `config` on one shard (aggregates are per shard: more
+/// shards may split one, docs/replay.md); returns the records and the summary.
+fn replay_with(config: &str) -> (String, String) {
     let out = vxtap(&[
         "replay",
         "--config",
-        "tests/scopes/accessscope.toml",
+        config,
         "pcaps/accessscope.pcap",
         "--log-level",
         "warn",
-        // Aggregates are per shard: more shards may split one (docs/replay.md).
         "--shards",
         "1",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+fn replay_records() -> String {
+    replay_with("tests/scopes/accessscope.toml").0
 }
 
 #[test]
@@ -252,24 +254,10 @@ fn counting_itself_gives_the_same_findings_as_riding_the_interval_counters() {
     assert!(config.contains("kind = \"flowlog\""), "{config}");
     let path = tmp.path().join("self.toml");
     std::fs::write(&path, config).unwrap();
-    let out = vxtap(&[
-        "replay",
-        "--config",
-        path.to_str().unwrap(),
-        "pcaps/accessscope.pcap",
-        "--log-level",
-        "warn",
-        "--shards",
-        "1",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (records, _) = replay_with(path.to_str().unwrap());
     // flowlog did run, beside it.
     assert!(std::fs::read_dir(tmp.path()).unwrap().count() > 1);
-    golden("accessscope.jsonl", &String::from_utf8(out.stdout).unwrap());
+    golden("accessscope.jsonl", &records);
 }
 
 /// `vxtap_module_accessscope_findings_total{scope, session}` counts the flows of the records
@@ -334,17 +322,8 @@ fn the_replay_summary_says_what_a_full_table_dropped() {
     assert!(config.contains("max_findings = 1"), "{config}");
     let path = tmp.path().join("full.toml");
     std::fs::write(&path, config).unwrap();
-    let out = vxtap(&[
-        "replay",
-        "--config",
-        path.to_str().unwrap(),
-        "pcaps/accessscope.pcap",
-        "--shards",
-        "1",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let records = String::from_utf8(out.stdout).unwrap().lines().count();
+    let (records, stderr) = replay_with(path.to_str().unwrap());
+    let records = records.lines().count();
     // One aggregate per interval fits: one of 12:00's five and 12:01's one.
     assert_eq!(records, 2);
     // 12:00's five aggregates hold six flows; the one that fits holds two (the web ENI's two
