@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// What names a mirror session on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +46,10 @@ pub struct Session {
     first_seen: AtomicU64,
     last_seen: AtomicU64,
     dropped: AtomicU64,
+    /// The session as records show it, rendered by the module layer the first time a record needs
+    /// it ([`Session::rendered`]): a session is shared (and so no longer changed) before any record
+    /// is written about it.
+    rendered: OnceLock<String>,
 }
 
 /// The AWS identifiers a static session may carry.
@@ -81,6 +86,7 @@ impl Session {
             first_seen: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rendered: OnceLock::new(),
         }
     }
 
@@ -110,6 +116,13 @@ impl Session {
     /// Packets of this session dropped after it was identified (shard queues full or stopped).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The session as records show it: `render`'s text, made the first time it is asked for and
+    /// kept. One renderer in the crate calls this (records' `vxtap` object), so the first call's
+    /// text is the only one there is.
+    pub(crate) fn rendered(&self, render: impl FnOnce(&Session) -> String) -> &str {
+        self.rendered.get_or_init(|| render(self))
     }
 
     /// Counted on the drop path only, where a shared atomic costs nothing that matters.

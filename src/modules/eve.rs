@@ -15,6 +15,7 @@
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv6Addr};
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::base::{FlowKey, Session, Timestamp};
@@ -198,19 +199,86 @@ pub fn begin_parts<'a>(
     community_id: &str,
     session: &Session,
 ) -> JsonObject<'a> {
+    begin_spans(out, ts, event_type, flow_id, key, community_id, session).0
+}
+
+/// Where [`begin_spans`] wrote the envelope's time and addresses in the line, quotes included: a
+/// record that says them again (accessscope's `first_seen`, `client`, `server`) copies them with
+/// [`JsonObject::again`] rather than rendering them twice. An IPv6 address or a timestamp costs
+/// more to render than the rest of a short record's fields.
+#[derive(Debug, Clone)]
+pub struct Spans {
+    /// `timestamp`'s value.
+    pub timestamp: Range<usize>,
+    /// `src_ip`'s value (the client).
+    pub src_ip: Range<usize>,
+    /// `dest_ip`'s value (the server).
+    pub dest_ip: Range<usize>,
+}
+
+/// [`begin_parts`], telling where it wrote the values a record may repeat.
+pub fn begin_spans<'a>(
+    out: &'a mut String,
+    ts: Timestamp,
+    event_type: &str,
+    flow_id: u64,
+    key: FlowKey,
+    community_id: &str,
+    session: &Session,
+) -> (JsonObject<'a>, Spans) {
     let k = key;
     let mut o = JsonObject::begin(out);
-    o.timestamp("timestamp", ts);
-    o.u64("flow_id", flow_id);
-    o.str("event_type", event_type);
-    o.ip("src_ip", k.src);
-    o.u64("src_port", u64::from(k.src_port));
-    o.ip("dest_ip", k.dst);
-    o.u64("dest_port", u64::from(k.dst_port));
-    o.str("proto", proto_name(k.protocol));
-    o.str("community_id", community_id);
+    // The envelope's keys are literals: written without the escape check, which cost as much as
+    // the values on a short record.
+    let timestamp = o.spanned("timestamp", |out| {
+        quoted(out, |out| write_timestamp(out, ts))
+    });
+    o.known("flow_id", |out| push_u64(out, flow_id));
+    o.known("event_type", |out| json_str(out, event_type));
+    let src_ip = o.spanned("src_ip", |out| quoted(out, |out| push_ip(out, k.src)));
+    o.known("src_port", |out| push_u64(out, u64::from(k.src_port)));
+    let dest_ip = o.spanned("dest_ip", |out| quoted(out, |out| push_ip(out, k.dst)));
+    o.known("dest_port", |out| push_u64(out, u64::from(k.dst_port)));
+    o.known("proto", |out| {
+        quoted(out, |out| out.push_str(proto_name(k.protocol)))
+    });
+    o.known("community_id", |out| json_str(out, community_id));
     session_object(&mut o, session);
-    o
+    (
+        o,
+        Spans {
+            timestamp,
+            src_ip,
+            dest_ip,
+        },
+    )
+}
+
+/// Appends `v` in decimal.
+pub(crate) fn push_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
+/// Appends the value at `span` of `out` (from [`begin_spans`]) again, as it is; `null` when the
+/// span is not in `out`.
+pub(crate) fn push_again(out: &mut String, span: Range<usize>) {
+    // Through a stack copy (the values spans name are under 64 bytes): the line cannot lend
+    // itself while it grows, and `String::extend_from_within` is newer than our MSRV.
+    match out.get(span).map(arrayvec::ArrayString::<64>::from) {
+        Some(Ok(value)) => out.push_str(&value),
+        Some(Err(long)) => {
+            let value = long.element().to_owned();
+            out.push_str(&value);
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// Writes `write`'s text between quotes.
+pub(crate) fn quoted(out: &mut String, write: impl FnOnce(&mut String)) {
+    out.push('"');
+    write(out);
+    out.push('"');
 }
 
 /// A flow's envelope fields, kept with state that outlives the flow's current event: a record
@@ -269,9 +337,13 @@ impl fmt::Debug for Envelope {
     }
 }
 
-/// The `vxtap` object: the mirror session a record's traffic came from.
+/// The `vxtap` object: the mirror session a record's traffic came from. It is the same in every
+/// record of the session, so it is rendered once, the first time a record needs it, and copied
+/// after: rendered per record it cost a quarter of the envelope.
 pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
-    o.object("vxtap", |v| {
+    let json = session.rendered(|session| {
+        let mut out = String::new();
+        let mut v = JsonObject::begin(&mut out);
         v.str("session", &session.name);
         if let Some(eni) = &session.eni {
             v.str("eni", eni);
@@ -285,7 +357,10 @@ pub fn session_object(o: &mut JsonObject<'_>, session: &Session) {
                 }
             });
         }
+        v.end();
+        out
     });
+    o.field("vxtap", |out| out.push_str(json));
 }
 
 /// Appends `s` as a JSON string (quotes and escapes included).
@@ -382,6 +457,26 @@ impl<'a> JsonObject<'a> {
         self.out.push(':');
     }
 
+    /// A field with a key the crate writes as a literal, which needs no escaping (checked in debug
+    /// builds), and a value `write` writes as JSON itself: for the fixed keys of records written
+    /// by the hundred thousand, where checking each key cost as much as writing its value.
+    pub(crate) fn known(
+        &mut self,
+        key: &'static str,
+        write: impl FnOnce(&mut String),
+    ) -> &mut Self {
+        debug_assert!(!needs_escape(key), "{key:?} needs escaping");
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        write(self.out);
+        self
+    }
+
     /// A field whose value `write` writes as JSON itself.
     pub fn field(&mut self, key: &str, write: impl FnOnce(&mut String)) -> &mut Self {
         self.key(key);
@@ -431,18 +526,33 @@ impl<'a> JsonObject<'a> {
     /// An address field, as [`push_ip`] writes it.
     pub fn ip(&mut self, key: &str, ip: IpAddr) -> &mut Self {
         self.key(key);
-        self.out.push('"');
-        push_ip(self.out, ip);
-        self.out.push('"');
+        quoted(self.out, |out| push_ip(out, ip));
         self
     }
 
     /// A packet time in EVE's form ([`write_timestamp`]).
     pub fn timestamp(&mut self, key: &str, ts: Timestamp) -> &mut Self {
         self.key(key);
-        self.out.push('"');
-        write_timestamp(self.out, ts);
-        self.out.push('"');
+        quoted(self.out, |out| write_timestamp(out, ts));
+        self
+    }
+
+    /// A field whose value `write` writes, and where in the line that value is.
+    fn spanned(&mut self, key: &'static str, write: impl FnOnce(&mut String)) -> Range<usize> {
+        let mut span = 0..0;
+        self.known(key, |out| {
+            span.start = out.len();
+            write(out);
+            span.end = out.len();
+        });
+        span
+    }
+
+    /// A field whose value is one already written earlier in this line, at `span` (from
+    /// [`begin_spans`]), copied as it is. A span that is not in the line gives `null`.
+    pub fn again(&mut self, key: &str, span: Range<usize>) -> &mut Self {
+        self.key(key);
+        push_again(self.out, span);
         self
     }
 
@@ -675,6 +785,55 @@ mod tests {
         out.push(' ');
         push_hex4(&mut out, 0x0c2b);
         assert_eq!(out, "0A:BC:01 0a:bc 0c2b");
+    }
+
+    /// The values a record repeats are copied byte for byte from where the envelope wrote them;
+    /// a span that is not in the line gives `null`, one longer than the stack copy still copies.
+    #[test]
+    fn spans_repeat_the_envelopes_values() {
+        use crate::base::SessionKey;
+        let session = Session::new(
+            SessionKey {
+                source: IpAddr::from([10, 0, 1, 10]),
+                vni: 7,
+            },
+            1,
+            false,
+        );
+        let key = FlowKey {
+            src: "2600:1f18::20".parse().unwrap(),
+            dst: IpAddr::from([192, 0, 2, 1]),
+            src_port: 40000,
+            dst_port: 443,
+            protocol: 6,
+        };
+        let ts = Timestamp::from_nanos(1_709_294_400_250_000_999);
+        let mut out = String::new();
+        let (mut o, spans) = begin_spans(&mut out, ts, "x", 9, key, "1:id", &session);
+        o.again("client", spans.src_ip.clone())
+            .again("server", spans.dest_ip.clone())
+            .again("first", spans.timestamp.clone())
+            .again("outside", 10_000..10_004);
+        o.end();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["client"], "2600:1f18::20");
+        assert_eq!(v["server"], "192.0.2.1");
+        assert_eq!(v["first"], "2024-03-01T12:00:00.250000+0000");
+        assert_eq!(v["first"], v["timestamp"]);
+        assert!(v["outside"].is_null());
+        assert_eq!(v["vxtap"]["session"], "10.0.1.10/7");
+        // The session object is rendered once and the same after.
+        let mut again = String::new();
+        begin_parts(&mut again, ts, "x", 9, key, "1:id", &session).end();
+        assert!(again.contains(r#""vxtap":{"session":"10.0.1.10/7","vni":7,"source":"10.0.1.10"}"#));
+
+        let mut out = String::new();
+        let mut o = JsonObject::begin(&mut out);
+        o.str("long", &"a".repeat(100));
+        o.again("copy", 8..110);
+        o.end();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["copy"], v["long"]);
     }
 
     #[test]
