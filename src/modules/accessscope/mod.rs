@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use arrayvec::ArrayVec;
+use hashbrown::HashTable;
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -45,6 +46,7 @@ use super::eve;
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
 use crate::base::{FlowKey, Packet, Session, Timestamp};
 use crate::flow::community_id::CommunityId;
+use crate::flow::index::key_hash;
 use crate::flow::{flow_community_id, Dir, DirInterval, EndReason, Flow, IntervalSpec, PerFlow};
 use crate::sinks::{OutputConfig, SeriesName, Sink};
 
@@ -462,7 +464,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FindingKey {
     scope: u16,
     session: u32,
@@ -492,8 +494,13 @@ struct Finding {
 /// The interval's aggregates, in the order they were found; emptied (capacity kept) at its end.
 struct FindingTable {
     max: usize,
-    index: FxHashMap<FindingKey, u32>,
+    /// Positions in `findings`, hashed and compared through it: an entry is 4 bytes, not a second
+    /// copy of the key (a 100 k-finding interval's index was 6 MiB of fresh pages to fault in).
+    index: HashTable<u32>,
     findings: Vec<Finding>,
+    /// The records' order at the interval's end: (first packet, position), sorted; reused. Sorting
+    /// these rather than the aggregates moves 16 bytes per swap, not 112.
+    order: Vec<(u64, u32)>,
 }
 
 impl FindingTable {
@@ -501,8 +508,9 @@ impl FindingTable {
         let reserve = max.min(4096);
         FindingTable {
             max,
-            index: FxHashMap::with_capacity_and_hasher(reserve, Default::default()),
+            index: HashTable::with_capacity(reserve),
             findings: Vec::with_capacity(reserve),
+            order: Vec::new(),
         }
     }
 
@@ -532,7 +540,13 @@ impl FindingTable {
 
     /// The aggregate of `key`, made by `make` if new; `None` when the table is full.
     fn find_or_make(&mut self, key: FindingKey, make: impl FnOnce() -> Finding) -> Option<u32> {
-        if let Some(&i) = self.index.get(&key) {
+        let hash = key.hash();
+        let findings = &self.findings;
+        let at = |i: &u32| findings.get(*i as usize);
+        if let Some(&i) = self
+            .index
+            .find(hash, |i| at(i).is_some_and(|f| f.key == key))
+        {
             return Some(i);
         }
         if self.findings.len() >= self.max {
@@ -540,12 +554,37 @@ impl FindingTable {
         }
         let i = self.findings.len() as u32;
         self.findings.push(make());
-        self.index.insert(key, i);
+        let findings = &self.findings;
+        self.index.insert_unique(hash, i, |i| {
+            findings.get(*i as usize).map_or(0, |f| f.key.hash())
+        });
         Some(i)
+    }
+
+    fn clear(&mut self) {
+        self.findings.clear();
+        self.index.clear();
+        self.order.clear();
     }
 }
 
 impl FindingKey {
+    /// The flow index's hash ([`key_hash`]), with the scope in the client port's place: keys of one
+    /// client and server that differ only in scope or port must not share a probe sequence, which
+    /// `FxHasher` over the derived `Hash` did not ensure.
+    fn hash(&self) -> u64 {
+        key_hash(
+            self.session,
+            &FlowKey {
+                src: self.client,
+                dst: self.server,
+                src_port: self.scope,
+                dst_port: self.server_port,
+                protocol: self.protocol,
+            },
+        )
+    }
+
     /// A finding's key, for a flow whose client sends `k`.
     fn of(hit: &Hit, session: &Session, k: FlowKey) -> FindingKey {
         FindingKey {
@@ -573,8 +612,8 @@ struct AccessScope {
     /// until the modules between that rider and this one passed the tick.
     closed: bool,
     /// Flows per (scope, session id) in the records being written, with the first such record's
-    /// position; reused.
-    tally: FxHashMap<(u16, u32), (u64, u32)>,
+    /// place in `order`; reused.
+    tally: FxHashMap<(u16, u32), (u64, u64, u32)>,
     /// Counting itself: each finding flow's verdict.
     verdicts: PerFlow<Verdict>,
     table: FindingTable,
@@ -615,9 +654,17 @@ impl AccessScope {
         // Keyed by the aggregate's first packet, a time no shard decides, so that a replay's merge
         // streams the interval's records instead of holding and sorting them by their bytes (which
         // held ~90 MiB for the ENI-like capture's ~100 k findings). Aggregates with the same first
-        // packet time (rare) are put in order by the merge, by their bytes: the sort need not be
-        // stable.
-        self.table.findings.sort_unstable_by_key(|f| f.first);
+        // packet time (rare) are put in order by the merge, by their bytes.
+        let table = &mut self.table;
+        table.order.clear();
+        table.order.extend(
+            table
+                .findings
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.first.nanos(), i as u32)),
+        );
+        table.order.sort_unstable();
         // Findings (flows) per scope and session for Prometheus: summed here, counted once per
         // scope and session at the end, not once per record.
         let tally = &mut self.tally;
@@ -625,8 +672,11 @@ impl AccessScope {
         // A flow that is a finding of several scopes gives records with the same envelope, next
         // to each other (same first packet): its Community ID (a SHA-1) is computed once.
         let mut last_id: Option<(Envelope, CommunityId)> = None;
-        for (i, f) in self.table.findings.iter().enumerate() {
-            out.order(u128::from(f.first.nanos()));
+        for &(first, i) in &table.order {
+            let Some(f) = table.findings.get(i as usize) else {
+                continue;
+            };
+            out.order(u128::from(first));
             let Some(scope) = self.compiled.scopes.get(usize::from(f.key.scope)) else {
                 out.error();
                 continue;
@@ -649,19 +699,19 @@ impl AccessScope {
             emit(scope, f, key, id, out);
             tally
                 .entry((f.key.scope, f.session.id))
-                .or_insert((0, i as u32))
+                .or_insert((0, first, i))
                 .0 += f.flows;
         }
         // In the order the records came, as when each record counted itself.
-        let mut firsts: Vec<(u32, u16, u64)> = tally
+        let mut firsts: Vec<((u64, u32), u16, u64)> = tally
             .iter()
-            .map(|(&(scope, _), &(flows, i))| (i, scope, flows))
+            .map(|(&(scope, _), &(flows, first, i))| ((first, i), scope, flows))
             .collect();
         firsts.sort_unstable();
-        for (i, scope, flows) in firsts {
+        for ((_, i), scope, flows) in firsts {
             let (Some(scope), Some(f)) = (
                 self.compiled.scopes.get(usize::from(scope)),
-                self.table.findings.get(i as usize),
+                table.findings.get(i as usize),
             ) else {
                 continue;
             };
@@ -672,8 +722,7 @@ impl AccessScope {
                 flows,
             );
         }
-        self.table.findings.clear();
-        self.table.index.clear();
+        table.clear();
         self.epoch = self.epoch.wrapping_add(1).max(1);
     }
 }
@@ -685,7 +734,7 @@ type Envelope = (FlowKey, Option<(u8, u8)>);
 /// flow's Community ID.
 fn emit(scope: &CompiledScope, f: &Finding, key: FlowKey, id: &CommunityId, out: &mut Emitter<'_>) {
     out.keyed(&f.session.name).emit_line(|line| {
-        let mut o = eve::begin_parts(
+        let (mut o, spans) = eve::begin_spans(
             line,
             f.first,
             "accessscope",
@@ -694,10 +743,12 @@ fn emit(scope: &CompiledScope, f: &Finding, key: FlowKey, id: &CommunityId, out:
             id.as_str(),
             &f.session,
         );
-        o.object("accessscope", |a| {
-            a.field("scope", |out| out.push_str(&scope.scope_json));
+        // Every key here is a literal: written without the escape check ([`JsonObject::known`]).
+        o.known("accessscope", |out| {
+            let mut a = eve::JsonObject::begin(out);
+            a.known("scope", |out| out.push_str(&scope.scope_json));
             let path = scope.path_json.get(usize::from(f.path));
-            a.field("path", |out| match path {
+            a.known("path", |out| match path {
                 Some(json) => out.push_str(json),
                 None => {
                     let mut p = eve::JsonObject::begin(out);
@@ -706,14 +757,23 @@ fn emit(scope: &CompiledScope, f: &Finding, key: FlowKey, id: &CommunityId, out:
                     p.end();
                 }
             });
-            a.ip("client", f.key.client)
-                .ip("server", f.key.server)
-                .u64("server_port", u64::from(f.key.server_port))
-                .timestamp("first_seen", f.first)
-                .timestamp("last_seen", f.last)
-                .u64("flows", f.flows)
-                .u64("packets", f.packets)
-                .u64("bytes", f.bytes);
+            // The envelope's client, server and time are the aggregate's (its first flow is the
+            // envelope's): copied from the envelope, not rendered twice.
+            a.known("client", |out| eve::push_again(out, spans.src_ip.clone()))
+                .known("server", |out| eve::push_again(out, spans.dest_ip.clone()))
+                .known("server_port", |out| {
+                    eve::push_u64(out, u64::from(f.key.server_port))
+                })
+                .known("first_seen", |out| {
+                    eve::push_again(out, spans.timestamp.clone())
+                })
+                .known("last_seen", |out| {
+                    eve::quoted(out, |out| eve::write_timestamp(out, f.last))
+                })
+                .known("flows", |out| eve::push_u64(out, f.flows))
+                .known("packets", |out| eve::push_u64(out, f.packets))
+                .known("bytes", |out| eve::push_u64(out, f.bytes));
+            a.end();
         });
         o.end();
         Ok(())
