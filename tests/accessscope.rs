@@ -66,6 +66,16 @@ fn replay_records() -> String {
     replay_with("tests/scopes/accessscope.toml").0
 }
 
+/// [`replay_with`] the test config with its first `from` made `to`, written as `dir/name`.
+fn replay_edited(dir: &Path, name: &str, from: &str, to: &str) -> (String, String) {
+    let config =
+        std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml")).unwrap();
+    assert!(config.contains(from), "{from:?} is not in the config");
+    let path = dir.join(name);
+    std::fs::write(&path, config.replacen(from, to, 1)).unwrap();
+    replay_with(path.to_str().unwrap())
+}
+
 #[test]
 fn replay_gives_the_golden_findings() {
     let records = replay_records();
@@ -239,22 +249,17 @@ fn live_gives_the_same_findings_as_replay() {
 #[test]
 fn counting_itself_gives_the_same_findings_as_riding_the_interval_counters() {
     let tmp = common::temp_dir("vxtap-accessscope-self-");
-    let config = std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml"))
-        .unwrap()
-        .replacen(
-            "[[module]]\nkind = \"accessscope\"",
-            &format!(
-                "[[module]]\nkind = \"flowlog\"\ninterval_secs = 600\n\
-                 output = {{ type = \"file\", dir = {:?} }}\n\n\
-                 [[module]]\nkind = \"accessscope\"",
-                tmp.path().display().to_string()
-            ),
-            1,
-        );
-    assert!(config.contains("kind = \"flowlog\""), "{config}");
-    let path = tmp.path().join("self.toml");
-    std::fs::write(&path, config).unwrap();
-    let (records, _) = replay_with(path.to_str().unwrap());
+    let (records, _) = replay_edited(
+        tmp.path(),
+        "self.toml",
+        "[[module]]\nkind = \"accessscope\"",
+        &format!(
+            "[[module]]\nkind = \"flowlog\"\ninterval_secs = 600\n\
+             output = {{ type = \"file\", dir = {:?} }}\n\n\
+             [[module]]\nkind = \"accessscope\"",
+            tmp.path().display().to_string()
+        ),
+    );
     // flowlog did run, beside it.
     assert!(std::fs::read_dir(tmp.path()).unwrap().count() > 1);
     golden("accessscope.jsonl", &records);
@@ -312,17 +317,12 @@ fn findings_are_counted_by_scope_and_session() {
 #[test]
 fn the_replay_summary_says_what_a_full_table_dropped() {
     let tmp = common::temp_dir("vxtap-accessscope-full-");
-    let config = std::fs::read_to_string(Path::new(ROOT).join("tests/scopes/accessscope.toml"))
-        .unwrap()
-        .replacen(
-            "interval_secs = 60\n",
-            "interval_secs = 60\nmax_findings = 1\n",
-            1,
-        );
-    assert!(config.contains("max_findings = 1"), "{config}");
-    let path = tmp.path().join("full.toml");
-    std::fs::write(&path, config).unwrap();
-    let (records, stderr) = replay_with(path.to_str().unwrap());
+    let (records, stderr) = replay_edited(
+        tmp.path(),
+        "full.toml",
+        "interval_secs = 60\n",
+        "interval_secs = 60\nmax_findings = 1\n",
+    );
     let records = records.lines().count();
     // One aggregate per interval fits: one of 12:00's five and 12:01's one.
     assert_eq!(records, 2);
