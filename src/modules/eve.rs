@@ -26,37 +26,40 @@ use crate::sinks::UtcTime;
 /// Writes EVE's `timestamp` form: `2024-03-01T12:00:00.250000+0000` (UTC, microseconds).
 pub fn write_timestamp(out: &mut String, ts: Timestamp) {
     let t = UtcTime::of(ts);
-    // Digit by digit rather than through `write!`: every record has one, and the formatting
-    // machinery (padding, width) cost more than the rest of the envelope together.
     if !(0..=9999).contains(&t.year) {
-        let _ = write!(out, "{:04}", t.year);
-    } else {
-        push_digits(out, t.year as u32, 4);
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            t.year,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
+            ts.subsec_nanos() / 1000
+        );
+        return;
     }
-    out.push('-');
-    push_digits(out, t.month, 2);
-    out.push('-');
-    push_digits(out, t.day, 2);
-    out.push('T');
-    push_digits(out, t.hour, 2);
-    out.push(':');
-    push_digits(out, t.minute, 2);
-    out.push(':');
-    push_digits(out, t.second, 2);
-    out.push('.');
-    push_digits(out, ts.subsec_nanos() / 1000, 6);
-    out.push_str("+0000");
+    // Digits into a fixed template, appended at once: every record has one or two, and pushing
+    // them one by one (a capacity check each) or through `write!` cost more than the rest of the
+    // envelope together.
+    let mut buf = *b"0000-00-00T00:00:00.000000+0000";
+    put_digits(&mut buf[0..4], t.year as u32);
+    put_digits(&mut buf[5..7], t.month);
+    put_digits(&mut buf[8..10], t.day);
+    put_digits(&mut buf[11..13], t.hour);
+    put_digits(&mut buf[14..16], t.minute);
+    put_digits(&mut buf[17..19], t.second);
+    put_digits(&mut buf[20..26], ts.subsec_nanos() / 1000);
+    // The template and the digits are ASCII.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
-/// Appends the last `width` decimal digits of `v`, zero-padded.
-fn push_digits(out: &mut String, mut v: u32, width: usize) {
-    let mut buf = [b'0'; 10];
-    for b in buf[..width].iter_mut().rev() {
+/// Writes the last `to.len()` decimal digits of `v` into `to`, zero-padded.
+fn put_digits(to: &mut [u8], mut v: u32) {
+    for b in to.iter_mut().rev() {
         *b = b'0' + (v % 10) as u8;
         v /= 10;
-    }
-    for &b in &buf[..width] {
-        out.push(char::from(b));
     }
 }
 
@@ -841,5 +844,14 @@ mod tests {
         let mut out = String::new();
         write_timestamp(&mut out, Timestamp::from_nanos(1_709_294_400_250_000_999));
         assert_eq!(out, "2024-03-01T12:00:00.250000+0000");
+        for (nanos, text) in [
+            (0, "1970-01-01T00:00:00.000000+0000"),
+            (951_868_799_999_999_000, "2000-02-29T23:59:59.999999+0000"),
+            (u64::MAX, "2554-07-21T23:34:33.709551+0000"),
+        ] {
+            out.clear();
+            write_timestamp(&mut out, Timestamp::from_nanos(nanos));
+            assert_eq!(out, text);
+        }
     }
 }
