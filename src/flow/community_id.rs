@@ -9,14 +9,16 @@
 //! ID); every other type is one-way, hashed with its code, in the direction it was seen. Protocols
 //! other than TCP, UDP, SCTP, ICMP and ICMPv6 hash the addresses and the protocol only.
 //!
-//! SHA-1 comes from `sha1_smol` (no dependencies of its own) and base64 from `base64` writing into a
-//! fixed buffer: computing an ID allocates nothing, which the flow layer needs per new flow.
+//! SHA-1 comes from RustCrypto's `sha1`, which uses the CPU's SHA extensions where it has them
+//! (every record of every JSON module carries an ID), and base64 from `base64` writing into a fixed
+//! buffer: computing an ID allocates nothing, which the flow layer needs per new flow.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::Deref;
 
 use base64::Engine as _;
+use sha1::{Digest as _, Sha1};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -155,16 +157,16 @@ fn hash_v1(
         (dst_key, src_key)
     };
 
-    let mut hash = sha1_smol::Sha1::new();
-    hash.update(&seed.to_be_bytes());
+    let mut hash = Sha1::new();
+    hash.update(seed.to_be_bytes());
     hash.update(a.as_slice());
     hash.update(b.as_slice());
-    hash.update(&[proto, 0]);
+    hash.update([proto, 0]);
     if has_ports {
-        hash.update(&ap.to_be_bytes());
-        hash.update(&bp.to_be_bytes());
+        hash.update(ap.to_be_bytes());
+        hash.update(bp.to_be_bytes());
     }
-    let digest = hash.digest().bytes();
+    let digest = hash.finalize();
 
     let mut bytes = [0u8; LEN];
     bytes[..2].copy_from_slice(b"1:");
