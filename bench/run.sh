@@ -23,7 +23,8 @@
 #                bench/scopes/) added to flowlog vs flowlog alone and vs flowlog plus the flow table
 #                (accessscope with one scope nothing matches), and added to the L7 set (flowlog + dns +
 #                tls + http, which keeps a flow table already) vs that set alone, one shard, on the
-#                ENI-like capture.
+#                ENI-like capture. With valgrind installed, the same replays counted in instructions
+#                (cachegrind): "scope instructions" (SCOPE_INSTRUCTIONS=0 skips it, ~5 minutes).
 #   (h) l7:      flowlog + dns + tls + http vs Suricata 7 with its default EVE logging, ENI-like capture.
 #   (i) base:    this build against another build's binary (BASE_BIN, e.g. main's target/release/vxtap),
 #                alternating runs, one shard, ENI-like capture: flowlog alone, and flowlog + accessscope
@@ -40,7 +41,7 @@
 #
 # Settings (environment): RUNS=5 PACKETS=2000000 FLOWS=160000 THREADS=2 RCVBUF=134217728
 #   MEM_FLOWS=1000000 SURICATA_RUNS=3 ONLY=drain,offline,micro,memory,flows,forward,scope,l7,base OUT=target/bench
-#   LONG_FLOWS=5440000 (part (j), ONLY=long)
+#   LONG_FLOWS=5440000 (part (j), ONLY=long) SCOPE_INSTRUCTIONS=1 (part (g), needs valgrind)
 #   BASE_BIN=/path/to/other/vxtap (part (i))
 #   CAPTURE=both (or uniform, eni: which offline captures) ENI_FLOWS=170000 ENI_CONCURRENT=50000 ENI_SESSIONS=3
 #   DRAIN_SETS="uniform:flowlog eni:stats eni:flowlog"
@@ -66,6 +67,7 @@ ENI_CONCURRENT=${ENI_CONCURRENT:-50000}
 ENI_SESSIONS=${ENI_SESSIONS:-3}
 DRAIN_SETS=${DRAIN_SETS:-uniform:flowlog eni:stats eni:flowlog}
 LONG_FLOWS=${LONG_FLOWS:-5440000}
+SCOPE_INSTRUCTIONS=${SCOPE_INSTRUCTIONS:-1}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -382,6 +384,28 @@ if wants scope; then
     l7_cpu=$(cpu_ms "$OUT/scope-l7.times")
     l7s_cpu=$(cpu_ms "$OUT/scope-l7scope.times")
     result "scope l7_plus_accessscope pps=$l7s l7_pps=$l7 ratio_vs_l7=$(ratio "$l7s" "$l7") cpu_ms=$l7s_cpu l7_cpu_ms=$l7_cpu cpu_ratio_vs_l7=$(ratio "$l7_cpu" "$l7s_cpu") peak_rss_kib=$(rss l7scope) l7_peak_rss_kib=$(rss l7) capture=eni"
+    # The same four replays counted in instructions (cachegrind, no cache simulation): exactly
+    # repeatable, where the wall-clock ratios above move by +-5 % between runs on a shared
+    # two-core machine. Instructions ignore cache misses and wait, so they are a floor for the
+    # time a change saves, not the time itself; and valgrind hides the CPU's SHA extensions, so
+    # JA4's SHA-256 and the Community IDs' SHA-1 run in software in every one of these runs.
+    if [ "$SCOPE_INSTRUCTIONS" = 0 ]; then
+        skip "scope instructions: SCOPE_INSTRUCTIONS=0"
+    elif ! command -v valgrind >/dev/null; then
+        skip "scope instructions: valgrind not installed (Debian: apt-get install valgrind)"
+    else
+        for pair in "flowlog accessscope" "l7 l7scope"; do
+            for f in $pair; do
+                valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+                    --log-file="$OUT/scope-$f.cachegrind" \
+                    "$BIN/vxtap" --log-level warn replay --config "$OUT/scope-$f.toml" "$cap" \
+                    >/dev/null 2>>"$OUT/scope.log" &
+            done
+            wait
+        done
+        ir() { sed -n 's/.*I *refs: *//p' "$OUT/scope-$1.cachegrind" | tr -d ,; }
+        result "scope instructions flowlog=$(ir flowlog) flowlog_plus_accessscope=$(ir accessscope) ratio_vs_flowlog=$(ratio "$(ir flowlog)" "$(ir accessscope)") l7=$(ir l7) l7_plus_accessscope=$(ir l7scope) ratio_vs_l7=$(ratio "$(ir l7)" "$(ir l7scope)") capture=eni"
+    fi
 fi
 
 if wants l7; then
