@@ -478,22 +478,19 @@ impl Inner {
     /// written. With `all`, writes everything regardless (the end, with collectors gone).
     fn drain(&mut self, out: &mut Published, all: bool) {
         loop {
+            // The collector whose next record comes first, and the one whose next record comes
+            // after it: the head's records can be written up to that one without looking again.
             let mut head: Option<usize> = None;
+            let mut next: Option<usize> = None;
             let mut limit = Key::MAX;
             for (i, q) in self.queues.iter().enumerate() {
-                match q.chunks.front() {
-                    Some(c) => {
-                        let r = &c.recs[q.pos];
-                        let smaller = head.is_none_or(|h| {
-                            let hq = &self.queues[h];
-                            let hc = &hq.chunks[0];
-                            cmp(c, r, hc, &hc.recs[hq.pos]) == Ordering::Less
-                        });
-                        if smaller {
-                            head = Some(i);
-                        }
-                    }
-                    None => limit = limit.min(q.frontier),
+                if q.chunks.is_empty() {
+                    limit = limit.min(q.frontier);
+                } else if head.is_none_or(|h| self.before(i, h)) {
+                    next = head;
+                    head = Some(i);
+                } else if next.is_none_or(|n| self.before(i, n)) {
+                    next = Some(i);
                 }
             }
             let head_key = head.map(|h| {
@@ -511,9 +508,57 @@ impl Inner {
                 }
             }
             match (head, head_key) {
-                (Some(h), Some(k)) if all || k < limit => self.write_head(h, out),
+                (Some(h), Some(k)) if all || k < limit => self.write_run(h, next, limit, all, out),
                 _ => break,
             }
+        }
+    }
+
+    /// Whether collector `a`'s next record is written before collector `b`'s (both have one):
+    /// in merge order, and of two equal ones, the lower collector's first.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (qa, qb) = (&self.queues[a], &self.queues[b]);
+        let (ca, cb) = (&qa.chunks[0], &qb.chunks[0]);
+        match cmp(ca, &ca.recs[qa.pos], cb, &cb.recs[qb.pos]) {
+            Ordering::Less => true,
+            Ordering::Equal => a < b,
+            Ordering::Greater => false,
+        }
+    }
+
+    /// Writes collector `h`'s next record, and the ones after it for as long as each would still
+    /// be the one [`drain`](Inner::drain) picks: before collector `next`'s next record, below
+    /// `limit`, and below the oldest boundary due for a flush. Modules write in runs (a tick's
+    /// records of one module, a packet's of one), so most records are written without comparing
+    /// every collector's head again; the order is the same as one record per pick.
+    fn write_run(
+        &mut self,
+        h: usize,
+        next: Option<usize>,
+        limit: Key,
+        all: bool,
+        out: &mut Published,
+    ) {
+        let parts = self.queues.len();
+        let due = self
+            .boundaries
+            .front()
+            .filter(|b| all || b.passed >= parts)
+            .map(|b| b.key);
+        self.write_head(h, out);
+        loop {
+            let q = &self.queues[h];
+            let Some(c) = q.chunks.front() else {
+                break;
+            };
+            let key = c.recs[q.pos].key;
+            if !(all || key < limit)
+                || due.is_some_and(|d| key >= d)
+                || next.is_some_and(|n| !self.before(h, n))
+            {
+                break;
+            }
+            self.write_head(h, out);
         }
     }
 
