@@ -23,8 +23,10 @@ mod eni;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Every module that writes line records, to standard output, with thresholds the small captures
-/// reach. detect and stats merge across shards through their interval board; the others' records
-/// are per flow.
+/// reach. detect, connectivity, stats and accessscope merge across shards through their interval
+/// board (accessscope: one record per scope, session, client, server and server port, whichever
+/// shards the connections between them were steered to); the others' records are per flow.
+/// accessscope runs bench/'s ten scopes, which the ENI-like capture's flows are findings of.
 const LINE_MODULES: &str = "\
 [[module]]\nkind = \"stats\"\ninterval_secs = 10\noutput = \"stdout\"\n\
 [[module]]\nkind = \"flowlog\"\ninterval_secs = 60\n\
@@ -33,7 +35,14 @@ const LINE_MODULES: &str = "\
 [[module]]\nkind = \"http\"\n\
 [[module]]\nkind = \"connectivity\"\n\
 [[module]]\nkind = \"detect\"\nport_scan_threshold = 15\naddress_scan_threshold = 25\n\
-syn_flood_threshold = 100\nicmp_flood_threshold = 100\n";
+syn_flood_threshold = 100\nicmp_flood_threshold = 100\n\
+[[module]]\nkind = \"accessscope\"\nvpc_cidrs = [\"10.0.0.0/8\", \"2600:1f18:4000::/40\"]\n\
+scopes = [\"bench/scopes/01-eni-to-internet.json\", \"bench/scopes/02-no-inbound-db.json\", \
+\"bench/scopes/03-ssh-from-outside.json\", \"bench/scopes/04-sg-to-internet.json\", \
+\"bench/scopes/05-blocklist.json\", \"bench/scopes/06-dns-not-via-resolver.json\", \
+\"bench/scopes/07-privileged-ports-to-internet.json\", \"bench/scopes/08-instance-to-other-vpc.json\", \
+\"bench/scopes/09-ipv6-to-internet.json\", \"bench/scopes/10-smtp-out.json\"]\n\
+[module.prefix_lists]\n\"pl-0123456789abcdef0\" = [\"10.17.0.0/16\", \"10.33.0.0/16\", \"10.49.0.0/16\"]\n";
 
 fn temp(name: &str) -> tempfile::TempDir {
     common::temp_dir(&format!("vxtap-shards-{name}-"))
@@ -153,6 +162,7 @@ fn stdout_is_the_same_bytes_with_one_to_four_shards() {
         ("http", "\"event_type\":\"http\""),
         ("connectivity", "\"event_type\":\"connectivity\""),
         ("detect", "\"event_type\":\"detect\""),
+        ("accessscope", "\"event_type\":\"accessscope\""),
     ] {
         assert!(count(&text, needle) > 0, "no {module} record in {text}");
     }

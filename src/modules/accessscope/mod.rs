@@ -43,6 +43,7 @@ use serde::Deserialize;
 use self::compile::{kind, AddrSet, End, Observed, ScopeMatcher};
 use self::inventory::Inventory;
 use super::eve;
+use super::interval_board::{IntervalBoard, Merge};
 use super::{BuildError, Emitter, Module, ModuleConfig, ModuleContext};
 use crate::base::{FlowKey, Packet, Session, Timestamp};
 use crate::flow::community_id::CommunityId;
@@ -89,6 +90,11 @@ pub struct AccessScopeConfig {
     /// shard's instance: read-only after it is made, so sharing it costs no synchronisation.
     #[serde(skip)]
     compiled: OnceLock<Arc<Compiled>>,
+    /// Where the shards' instances meet at each interval's end: the connections of one finding
+    /// (one client and server port) are steered to shards by their whole 5-tuple, so each shard
+    /// holds a part of its aggregate.
+    #[serde(skip)]
+    board: Arc<IntervalBoard<Findings>>,
 }
 
 fn default_interval() -> u64 {
@@ -272,7 +278,12 @@ impl ModuleConfig for AccessScopeConfig {
             riding: false,
             verdict_ids: FxHashMap::default(),
             interned: Vec::new(),
-            closed: false,
+            closed: None,
+            shard: ctx.shard,
+            shards: ctx.shards,
+            board: self.board.clone(),
+            released: Vec::new(),
+            through: 0,
             tally: FxHashMap::default(),
             verdicts: PerFlow::new(),
             table: FindingTable::new(self.max_findings),
@@ -475,6 +486,7 @@ struct FindingKey {
 }
 
 /// Flows of one scope between one client and one server port in one interval.
+#[derive(Debug)]
 struct Finding {
     key: FindingKey,
     path: u16,
@@ -533,6 +545,7 @@ impl FindingTable {
             bytes: 0,
         })?;
         if let Some(f) = self.findings.get_mut(i as usize) {
+            f.offer(ts, flow.id(), hit.path, k.src_port, flow.icmp());
             f.flows += 1;
         }
         Some(i)
@@ -561,10 +574,92 @@ impl FindingTable {
         Some(i)
     }
 
-    fn clear(&mut self) {
-        self.findings.clear();
-        self.index.clear();
+    /// The interval's aggregates, taken for the board; the table is left empty.
+    fn take(&mut self) -> Findings {
         self.order.clear();
+        Findings {
+            findings: std::mem::take(&mut self.findings),
+            index: std::mem::take(&mut self.index),
+        }
+    }
+
+    /// Takes back the buffers of aggregates written out, when the table has none of its own
+    /// (it gave them to the board): so that an interval allocates nothing once they have grown.
+    fn recycle(&mut self, mut done: Findings) {
+        if self.findings.is_empty() && done.findings.capacity() > self.findings.capacity() {
+            done.findings.clear();
+            done.index.clear();
+            self.findings = done.findings;
+            self.index = done.index;
+        }
+    }
+}
+
+impl Finding {
+    /// Makes the flow that started at `first` (id `flow_id`, matched by `path`) the envelope if
+    /// it comes before the one the aggregate has: the earliest, and of two at the same time the
+    /// lower id, so that the envelope does not depend on which shard saw which flow first.
+    fn offer(
+        &mut self,
+        first: Timestamp,
+        flow_id: u64,
+        path: u16,
+        client_port: u16,
+        icmp: Option<(u8, u8)>,
+    ) {
+        if (first, flow_id) < (self.first, self.flow_id) {
+            (
+                self.first,
+                self.flow_id,
+                self.path,
+                self.client_port,
+                self.icmp,
+            ) = (first, flow_id, path, client_port, icmp);
+        }
+    }
+}
+
+/// One interval's aggregates as one shard (or, merged, every shard) found them.
+#[derive(Debug, Default)]
+struct Findings {
+    findings: Vec<Finding>,
+    /// Positions in `findings`, hashed by [`FindingKey::hash`].
+    index: HashTable<u32>,
+}
+
+impl Merge for Findings {
+    fn merge(&mut self, other: Findings) {
+        if self.findings.is_empty() {
+            *self = other;
+            return;
+        }
+        for f in other.findings {
+            let hash = f.key.hash();
+            let findings = &self.findings;
+            let found = self
+                .index
+                .find(hash, |&i| {
+                    findings.get(i as usize).is_some_and(|g| g.key == f.key)
+                })
+                .copied();
+            match found.and_then(|i| self.findings.get_mut(i as usize)) {
+                Some(mine) => {
+                    mine.offer(f.first, f.flow_id, f.path, f.client_port, f.icmp);
+                    mine.last = mine.last.max(f.last);
+                    mine.flows += f.flows;
+                    mine.packets += f.packets;
+                    mine.bytes += f.bytes;
+                }
+                None => {
+                    let i = self.findings.len() as u32;
+                    self.findings.push(f);
+                    let findings = &self.findings;
+                    self.index.insert_unique(hash, i, |i| {
+                        findings.get(*i as usize).map_or(0, |f| f.key.hash())
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -610,7 +705,14 @@ struct AccessScope {
     /// written in the module's own turn of the tick, not inside the table's hand-over (which
     /// happens in the first rider's turn): there an ordered replay's merge would hold all of them
     /// until the modules between that rider and this one passed the tick.
-    closed: bool,
+    closed: Option<Timestamp>,
+    shard: usize,
+    shards: usize,
+    board: Arc<IntervalBoard<Findings>>,
+    /// What the board released to this shard to write: every shard's aggregates of an interval.
+    released: Vec<(u64, Findings)>,
+    /// The latest interval end this shard told the board it has closed.
+    through: u64,
     /// Flows per (scope, session id) in the records being written, with the first such record's
     /// place in `order`; reused.
     tally: FxHashMap<(u16, u32), (u64, u64, u32)>,
@@ -637,34 +739,91 @@ impl AccessScope {
     /// Closes the current interval if `now` is past it.
     fn advance(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         match self.interval_end {
-            Some(end) if now < end => {}
+            Some(end) if now < end => self.pass(now, out),
             Some(_) => {
-                self.emit_all(out);
+                self.close(self.floor(now), out);
                 self.interval_end = Some(now.next_boundary(self.interval_ns));
             }
-            None => self.interval_end = Some(now.next_boundary(self.interval_ns)),
+            None => {
+                self.interval_end = Some(now.next_boundary(self.interval_ns));
+                self.pass(now, out);
+            }
         }
     }
 
-    fn emit_all(&mut self, out: &mut Emitter<'_>) {
+    /// The latest interval end at or before `now`: every interval ending there or earlier is
+    /// closed on this shard once `now` is its time.
+    fn floor(&self, now: Timestamp) -> u64 {
+        now.next_boundary(self.interval_ns)
+            .nanos()
+            .saturating_sub(self.interval_ns)
+    }
+
+    /// Tells the board that this shard, at `now`, has closed every interval ending by then, when
+    /// that is news: a shard with no finding in an interval must not hold back the others'.
+    fn pass(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
+        let through = self.floor(now);
+        if through > self.through {
+            self.publish(0, None, through, out);
+        }
+    }
+
+    /// Closes the interval: its aggregates go to the board under `end`, with this shard's word
+    /// that every interval ending by then is closed here, and what the board releases is
+    /// written. `end` is the latest interval end at the close's time ([`floor`](Self::floor)),
+    /// not one read off the aggregates' packets: every shard closes an interval at the same
+    /// tick, while its packets' times need not fall in it (a replay of several captures can go
+    /// back in time, and then the table's interval runs on until the end of the input).
+    fn close(&mut self, end: u64, out: &mut Emitter<'_>) {
         let epoch = self.epoch;
         let findings = &mut self.table.findings;
         self.verdicts
             .for_each_mut(|v| v.fold(epoch, findings.as_mut_slice()));
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        let data = self.table.take();
+        if data.findings.is_empty() {
+            self.table.recycle(data);
+            self.publish(end, None, end, out);
+        } else {
+            self.publish(end, Some(data), end, out);
+        }
+    }
+
+    /// Hands `data` (the aggregates of the interval ending at `end`) to the board and writes
+    /// every interval the board releases: all shards' aggregates of it, merged, so that a finding
+    /// gives one record whichever shards its connections were steered to. The shard whose word
+    /// completes an interval writes it; one shard alone writes each interval as it closes.
+    fn publish(&mut self, end: u64, data: Option<Findings>, through: u64, out: &mut Emitter<'_>) {
+        self.through = self.through.max(through);
+        self.board.publish(
+            self.shard,
+            self.shards,
+            end,
+            data,
+            through,
+            &mut self.released,
+        );
+        for (_, mut data) in std::mem::take(&mut self.released) {
+            self.write(&mut data, out);
+            self.table.recycle(data);
+        }
+    }
+
+    /// Writes one interval's records, in the order of their first packets.
+    fn write(&mut self, data: &mut Findings, out: &mut Emitter<'_>) {
         // Keyed by the aggregate's first packet, a time no shard decides, so that a replay's merge
         // streams the interval's records instead of holding and sorting them by their bytes (which
         // held ~90 MiB for the ENI-like capture's ~100 k findings). Aggregates with the same first
         // packet time (rare) are put in order by the merge, by their bytes.
-        let table = &mut self.table;
-        table.order.clear();
-        table.order.extend(
-            table
-                .findings
+        let order = &mut self.table.order;
+        order.clear();
+        order.extend(
+            data.findings
                 .iter()
                 .enumerate()
                 .map(|(i, f)| (f.first.nanos(), i as u32)),
         );
-        table.order.sort_unstable();
+        order.sort_unstable();
         // Findings (flows) per scope and session for Prometheus: summed here, counted once per
         // scope and session at the end, not once per record.
         let tally = &mut self.tally;
@@ -672,8 +831,8 @@ impl AccessScope {
         // A flow that is a finding of several scopes gives records with the same envelope, next
         // to each other (same first packet): its Community ID (a SHA-1) is computed once.
         let mut last_id: Option<(Envelope, CommunityId)> = None;
-        for &(first, i) in &table.order {
-            let Some(f) = table.findings.get(i as usize) else {
+        for &(first, i) in order.iter() {
+            let Some(f) = data.findings.get(i as usize) else {
                 continue;
             };
             out.order(u128::from(first));
@@ -711,7 +870,7 @@ impl AccessScope {
         for ((_, i), scope, flows) in firsts {
             let (Some(scope), Some(f)) = (
                 self.compiled.scopes.get(usize::from(scope)),
-                table.findings.get(i as usize),
+                data.findings.get(i as usize),
             ) else {
                 continue;
             };
@@ -722,8 +881,7 @@ impl AccessScope {
                 flows,
             );
         }
-        table.clear();
-        self.epoch = self.epoch.wrapping_add(1).max(1);
+        order.clear();
     }
 }
 
@@ -878,10 +1036,9 @@ impl Module for AccessScope {
     }
 
     fn on_flow_interval(&mut self, d: &DirInterval<'_>, out: &mut Emitter<'_>) {
-        if self.closed {
+        if let Some(at) = self.closed.take() {
             // A packet closed the interval before any tick (live), and this is the next one's.
-            self.closed = false;
-            self.emit_all(out);
+            self.close(self.floor(at), out);
         }
         let Some(hits) = (d.tag() as usize)
             .checked_sub(1)
@@ -912,12 +1069,8 @@ impl Module for AccessScope {
                 }
                 continue;
             };
-            if c.first < f.first {
-                // The envelope is the earliest flow's, as when findings attach packet by packet.
-                (f.path, f.flow_id, f.client_port, f.icmp) =
-                    (hit.path, d.flow_id(), k.src_port, d.icmp());
-                f.first = c.first;
-            }
+            // The envelope is the earliest flow's, as when findings attach packet by packet.
+            f.offer(c.first, d.flow_id(), hit.path, k.src_port, d.icmp());
             f.last = f.last.max(c.last);
             f.flows += u64::from(d.counts_flow());
             f.packets += u64::from(c.packets);
@@ -925,21 +1078,24 @@ impl Module for AccessScope {
         }
     }
 
-    fn on_flow_interval_end(&mut self, _now: Timestamp, _out: &mut Emitter<'_>) {
-        self.closed = true;
+    fn on_flow_interval_end(&mut self, now: Timestamp, _out: &mut Emitter<'_>) {
+        self.closed = Some(now);
     }
 
     fn on_tick(&mut self, now: Timestamp, out: &mut Emitter<'_>) {
         if !self.riding {
             self.advance(now, out);
-        } else if std::mem::take(&mut self.closed) {
-            self.emit_all(out);
+        } else if self.closed.take().is_some() {
+            // The table closed every interval that ended by `now` in this tick, before this turn.
+            self.close(self.floor(now), out);
+        } else {
+            self.pass(now, out);
         }
     }
 
     fn finish(&mut self, out: &mut Emitter<'_>) {
-        self.closed = false;
-        self.emit_all(out);
+        self.closed = None;
+        self.close(u64::MAX, out);
         self.interval_end = None;
     }
 }
