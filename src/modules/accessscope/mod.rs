@@ -10,7 +10,10 @@
 //! Findings are aggregated per (scope, session, client, server, server port, protocol) over
 //! intervals of `interval_secs` of packet time aligned to the epoch (as flowlog's), and written at
 //! each interval's end and at `finish`, one EVE-shaped record each, so a port scan of a database
-//! from outside is one record per interval, not one per probe.
+//! from outside is one record per interval, not one per probe. A finding's connections are
+//! steered to shards by their whole 5-tuple, so each shard aggregates its part; at the interval's
+//! close the parts meet on an interval board (`interval_board.rs`) and the shard that closes it
+//! last writes them merged: the records do not depend on the number of shards.
 //!
 //! No packet of a flow comes here after its first. The verdict is interned (a shard sees few
 //! distinct sets of scopes and paths) and its id kept in the flow's tag ([`Flow::set_tag`]); what
