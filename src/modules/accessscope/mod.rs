@@ -506,13 +506,11 @@ struct Finding {
     bytes: u64,
 }
 
-/// The interval's aggregates, in the order they were found; emptied (capacity kept) at its end.
+/// The interval's aggregates, in the order they were found, at most `max` of them; handed to the
+/// board at the interval's end, and their buffers taken back once written.
 struct FindingTable {
     max: usize,
-    /// Positions in `findings`, hashed and compared through it: an entry is 4 bytes, not a second
-    /// copy of the key (a 100 k-finding interval's index was 6 MiB of fresh pages to fault in).
-    index: HashTable<u32>,
-    findings: Vec<Finding>,
+    set: Findings,
     /// The records' order at the interval's end: (first packet, position), sorted; reused. Sorting
     /// these rather than the aggregates moves 16 bytes per swap, not 112.
     order: Vec<(u64, u32)>,
@@ -523,8 +521,10 @@ impl FindingTable {
         let reserve = max.min(4096);
         FindingTable {
             max,
-            index: HashTable::with_capacity(reserve),
-            findings: Vec::with_capacity(reserve),
+            set: Findings {
+                findings: Vec::with_capacity(reserve),
+                index: HashTable::with_capacity(reserve),
+            },
             order: Vec::new(),
         }
     }
@@ -547,7 +547,7 @@ impl FindingTable {
             packets: 0,
             bytes: 0,
         })?;
-        if let Some(f) = self.findings.get_mut(i as usize) {
+        if let Some(f) = self.set.findings.get_mut(i as usize) {
             f.offer(ts, flow.id(), hit.path, k.src_port, flow.icmp());
             f.flows += 1;
         }
@@ -557,43 +557,28 @@ impl FindingTable {
     /// The aggregate of `key`, made by `make` if new; `None` when the table is full.
     fn find_or_make(&mut self, key: FindingKey, make: impl FnOnce() -> Finding) -> Option<u32> {
         let hash = key.hash();
-        let findings = &self.findings;
-        let at = |i: &u32| findings.get(*i as usize);
-        if let Some(&i) = self
-            .index
-            .find(hash, |i| at(i).is_some_and(|f| f.key == key))
-        {
+        if let Some(i) = self.set.find(&key, hash) {
             return Some(i);
         }
-        if self.findings.len() >= self.max {
+        if self.set.findings.len() >= self.max {
             return None;
         }
-        let i = self.findings.len() as u32;
-        self.findings.push(make());
-        let findings = &self.findings;
-        self.index.insert_unique(hash, i, |i| {
-            findings.get(*i as usize).map_or(0, |f| f.key.hash())
-        });
-        Some(i)
+        Some(self.set.push(hash, make()))
     }
 
     /// The interval's aggregates, taken for the board; the table is left empty.
     fn take(&mut self) -> Findings {
         self.order.clear();
-        Findings {
-            findings: std::mem::take(&mut self.findings),
-            index: std::mem::take(&mut self.index),
-        }
+        std::mem::take(&mut self.set)
     }
 
     /// Takes back the buffers of aggregates written out, when the table has none of its own
     /// (it gave them to the board): so that an interval allocates nothing once they have grown.
     fn recycle(&mut self, mut done: Findings) {
-        if self.findings.is_empty() && done.findings.capacity() > self.findings.capacity() {
+        if self.set.findings.is_empty() && done.findings.capacity() > self.set.findings.capacity() {
             done.findings.clear();
             done.index.clear();
-            self.findings = done.findings;
-            self.index = done.index;
+            self.set = done;
         }
     }
 }
@@ -626,8 +611,33 @@ impl Finding {
 #[derive(Debug, Default)]
 struct Findings {
     findings: Vec<Finding>,
-    /// Positions in `findings`, hashed by [`FindingKey::hash`].
+    /// Positions in `findings`, hashed by [`FindingKey::hash`] and compared through it: an entry is
+    /// 4 bytes, not a second copy of the key (a 100 k-finding interval's index was 6 MiB of fresh
+    /// pages to fault in).
     index: HashTable<u32>,
+}
+
+impl Findings {
+    /// The position of `key`'s aggregate (`hash` is its [`FindingKey::hash`]), if it has one.
+    fn find(&self, key: &FindingKey, hash: u64) -> Option<u32> {
+        let findings = &self.findings;
+        self.index
+            .find(hash, |&i| {
+                findings.get(i as usize).is_some_and(|f| f.key == *key)
+            })
+            .copied()
+    }
+
+    /// Adds `f`, whose key has no aggregate yet; its position.
+    fn push(&mut self, hash: u64, f: Finding) -> u32 {
+        let i = self.findings.len() as u32;
+        self.findings.push(f);
+        let findings = &self.findings;
+        self.index.insert_unique(hash, i, |i| {
+            findings.get(*i as usize).map_or(0, |f| f.key.hash())
+        });
+        i
+    }
 }
 
 impl Merge for Findings {
@@ -638,13 +648,7 @@ impl Merge for Findings {
         }
         for f in other.findings {
             let hash = f.key.hash();
-            let findings = &self.findings;
-            let found = self
-                .index
-                .find(hash, |&i| {
-                    findings.get(i as usize).is_some_and(|g| g.key == f.key)
-                })
-                .copied();
+            let found = self.find(&f.key, hash);
             match found.and_then(|i| self.findings.get_mut(i as usize)) {
                 Some(mine) => {
                     mine.offer(f.first, f.flow_id, f.path, f.client_port, f.icmp);
@@ -654,12 +658,7 @@ impl Merge for Findings {
                     mine.bytes += f.bytes;
                 }
                 None => {
-                    let i = self.findings.len() as u32;
-                    self.findings.push(f);
-                    let findings = &self.findings;
-                    self.index.insert_unique(hash, i, |i| {
-                        findings.get(*i as usize).map_or(0, |f| f.key.hash())
-                    });
+                    self.push(hash, f);
                 }
             }
         }
@@ -779,7 +778,7 @@ impl AccessScope {
     /// back in time, and then the table's interval runs on until the end of the input).
     fn close(&mut self, end: u64, out: &mut Emitter<'_>) {
         let epoch = self.epoch;
-        let findings = &mut self.table.findings;
+        let findings = &mut self.table.set.findings;
         self.verdicts
             .for_each_mut(|v| v.fold(epoch, findings.as_mut_slice()));
         self.epoch = self.epoch.wrapping_add(1).max(1);
@@ -1034,7 +1033,7 @@ impl Module for AccessScope {
             return;
         }
         if let Some(mut v) = self.verdicts.take(flow) {
-            v.fold(self.epoch, &mut self.table.findings);
+            v.fold(self.epoch, &mut self.table.set.findings);
         }
     }
 
@@ -1066,7 +1065,7 @@ impl Module for AccessScope {
                 packets: 0,
                 bytes: 0,
             });
-            let Some(f) = at.and_then(|i| self.table.findings.get_mut(i as usize)) else {
+            let Some(f) = at.and_then(|i| self.table.set.findings.get_mut(i as usize)) else {
                 if d.counts_flow() {
                     out.dropped(1);
                 }
