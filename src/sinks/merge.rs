@@ -497,9 +497,8 @@ impl Inner {
                 let q = &self.queues[h];
                 q.chunks[0].recs[q.pos].key
             });
-            let parts = self.queues.len();
-            if let Some(b) = self.boundaries.front() {
-                if (all || b.passed >= parts) && head_key.is_none_or(|k| k >= b.key) {
+            if let Some(b) = self.due(all) {
+                if head_key.is_none_or(|k| k >= b.key) {
                     let now = b.now;
                     self.boundaries.pop_front();
                     self.first += 1;
@@ -512,6 +511,13 @@ impl Inner {
                 _ => break,
             }
         }
+    }
+
+    /// The oldest boundary not yet flushed, once every collector has passed it (or, with `all`,
+    /// regardless): the sink is flushed there as soon as every record below it is written.
+    fn due(&self, all: bool) -> Option<&Boundary> {
+        let parts = self.queues.len();
+        self.boundaries.front().filter(|b| all || b.passed >= parts)
     }
 
     /// Whether collector `a`'s next record is written before collector `b`'s (both have one):
@@ -539,12 +545,7 @@ impl Inner {
         all: bool,
         out: &mut Published,
     ) {
-        let parts = self.queues.len();
-        let due = self
-            .boundaries
-            .front()
-            .filter(|b| all || b.passed >= parts)
-            .map(|b| b.key);
+        let due = self.due(all).map(|b| b.key);
         self.write_head(h, out);
         loop {
             let q = &self.queues[h];
