@@ -57,11 +57,23 @@ pub fn write_timestamp(out: &mut String, ts: Timestamp) {
     out.push_str(unsafe { std::str::from_utf8_unchecked(&buf) });
 }
 
-/// Writes the last `to.len()` decimal digits of `v` into `to`, zero-padded.
+/// Writes the last `to.len()` decimal digits of `v` into `to`, zero-padded; two at a time, from a
+/// table of the hundred pairs, which halves the divisions (seven fields per timestamp, up to three
+/// timestamps per record).
 fn put_digits(to: &mut [u8], mut v: u32) {
-    for b in to.iter_mut().rev() {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                                2021222324252627282930313233343536373839\
+                                4041424344454647484950515253545556575859\
+                                6061626364656667686970717273747576777879\
+                                8081828384858687888990919293949596979899";
+    let mut chunks = to.rchunks_exact_mut(2);
+    for pair in &mut chunks {
+        let i = (v % 100) as usize * 2;
+        pair.copy_from_slice(&PAIRS[i..i + 2]);
+        v /= 100;
+    }
+    if let [b] = chunks.into_remainder() {
         *b = b'0' + (v % 10) as u8;
-        v /= 10;
     }
 }
 
@@ -854,6 +866,27 @@ mod tests {
             out.clear();
             write_timestamp(&mut out, Timestamp::from_nanos(nanos));
             assert_eq!(out, text);
+        }
+        // Every digit position, against `write!`'s padding: a step that is prime in nanoseconds
+        // walks all the fields through their values.
+        let mut nanos = 0u64;
+        for _ in 0..20_000 {
+            nanos = nanos.wrapping_add(1_000_003_999_983_211);
+            let ts = Timestamp::from_nanos(nanos);
+            let t = UtcTime::of(ts);
+            out.clear();
+            write_timestamp(&mut out, ts);
+            let want = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                ts.subsec_nanos() / 1000
+            );
+            assert_eq!(out, want);
         }
     }
 }
