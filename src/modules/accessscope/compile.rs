@@ -1,7 +1,11 @@
 //! Scopes compiled once into matchers, so that judging a flow is a few binary searches and
 //! comparisons rather than a walk over strings: address lists and prefix lists become sorted,
 //! merged ranges; ports become sorted ranges; protocols a bit set; resource types a bit set;
-//! resource ids a sorted list.
+//! resource ids a sorted list. Then every distinct condition of every path is numbered
+//! ([`Conditions`]): a flow's addresses and ports are each looked up once, in a table of ranges
+//! that carries the bits of every set holding them, and each path is a mask test on the flow's
+//! bits. The per-path matchers stay as the reference the bits are tested against, and for scopes
+//! with more conditions than the bits hold.
 //!
 //! What one ENI's mirror cannot see is decided here, once, and said in a notice (see
 //! docs/modules/accessscope.md, "What a mirror cannot see"):
@@ -158,7 +162,7 @@ impl End<'_> {
 }
 
 /// A resource statement, compiled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ResourceMatcher {
     /// `Resources`, observable ones only, sorted; `None` = not given.
     ids: Option<Vec<String>>,
@@ -259,6 +263,265 @@ impl ScopeMatcher {
             .chain(&self.exclude_paths)
             .any(PathMatcher::needs_ends)
     }
+}
+
+/// A flow's conditions met, one bit each: what [`Conditions`] makes of a flow, and what each path
+/// needs of it.
+pub(crate) type Bits = u128;
+
+/// Bits every flow is given for its protocol; a path's `Protocols` (all its statements' together)
+/// come down to one of them, and ports need TCP or UDP.
+const IS_TCP: Bits = 1;
+const IS_UDP: Bits = 2;
+const IS_TCP_OR_UDP: Bits = 4;
+const PROTOCOL_BITS: u32 = 3;
+
+/// A sorted key space (addresses, ports) cut where any set of ranges starts or ends, each piece
+/// with the bits of the sets that hold it: one binary search answers every set at once.
+#[derive(Debug, Clone, Default)]
+struct Atlas<T> {
+    /// Each piece's first key; the first is the space's first key, so every key is in a piece.
+    starts: Vec<T>,
+    bits: Vec<Bits>,
+}
+
+impl<T: Ord + Copy + Default + Successor> Atlas<T> {
+    fn build(sets: &[(&[(T, T)], Bits)]) -> Atlas<T> {
+        let mut cuts = vec![T::default()];
+        for (ranges, _) in sets {
+            for &(lo, hi) in ranges.iter() {
+                // At the top of the space `succ` saturates: a cut at the last key is harmless.
+                cuts.extend([lo, hi.succ()]);
+            }
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut atlas = Atlas::default();
+        for cut in cuts {
+            // Between two cuts no range starts or ends, so the piece is what its first key is.
+            let bits = sets
+                .iter()
+                .filter(|(ranges, _)| find(ranges, cut))
+                .fold(0, |acc, (_, bit)| acc | bit);
+            if atlas.bits.last() != Some(&bits) {
+                atlas.starts.push(cut);
+                atlas.bits.push(bits);
+            }
+        }
+        atlas
+    }
+
+    fn bits(&self, key: T) -> Bits {
+        let i = self.starts.partition_point(|s| *s <= key);
+        i.checked_sub(1)
+            .and_then(|i| self.bits.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// One side's (client's or server's) address conditions.
+#[derive(Debug, Clone, Default)]
+struct AddrAtlas {
+    v4: Atlas<u32>,
+    v6: Atlas<u128>,
+}
+
+impl AddrAtlas {
+    fn build(sets: &[(&AddrSet, Bits)]) -> AddrAtlas {
+        let v4: Vec<_> = sets.iter().map(|(s, b)| (s.v4.as_slice(), *b)).collect();
+        let v6: Vec<_> = sets.iter().map(|(s, b)| (s.v6.as_slice(), *b)).collect();
+        AddrAtlas {
+            v4: Atlas::build(&v4),
+            v6: Atlas::build(&v6),
+        }
+    }
+
+    fn bits(&self, addr: IpAddr) -> Bits {
+        match addr.to_canonical() {
+            IpAddr::V4(a) => self.v4.bits(u32::from(a)),
+            IpAddr::V6(a) => self.v6.bits(u128::from(a)),
+        }
+    }
+}
+
+/// Every distinct condition of every path of every scope, numbered (at most [`Bits::BITS`]),
+/// and each path as the bits it needs. Judging a flow is then a few binary searches for its
+/// bits, and per path one mask test, instead of a walk over each path's sets: the same set is
+/// in many paths (a VPC's CIDRs, the internet gateway), and it is looked up once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Conditions {
+    client_addrs: AddrAtlas,
+    server_addrs: AddrAtlas,
+    client_ports: Atlas<u16>,
+    server_ports: Atlas<u16>,
+    client_ends: Vec<(ResourceMatcher, Bits)>,
+    server_ends: Vec<(ResourceMatcher, Bits)>,
+    scopes: Vec<ScopeNeeds>,
+}
+
+/// What each path of a scope needs; `None` for a path that never matches.
+#[derive(Debug, Clone, Default)]
+struct ScopeNeeds {
+    matching: Vec<Option<Bits>>,
+    excluding: Vec<Option<Bits>>,
+}
+
+/// Numbers distinct conditions of one kind.
+struct Numbering<'a, T> {
+    seen: Vec<(&'a T, Bits)>,
+}
+
+impl<'a, T: PartialEq> Numbering<'a, T> {
+    fn new() -> Self {
+        Numbering { seen: Vec::new() }
+    }
+
+    fn bit(&mut self, c: &'a T, next: &mut u32) -> Option<Bits> {
+        if let Some((_, bit)) = self.seen.iter().find(|(s, _)| *s == c) {
+            return Some(*bit);
+        }
+        let bit = 1u128.checked_shl(*next)?;
+        *next += 1;
+        self.seen.push((c, bit));
+        Some(bit)
+    }
+}
+
+impl Conditions {
+    /// `None` when the scopes hold more distinct conditions than [`Bits`] has bits: their flows
+    /// are judged path by path ([`ScopeMatcher::judge`]).
+    pub(crate) fn build(scopes: &[&ScopeMatcher]) -> Option<Conditions> {
+        let mut next = PROTOCOL_BITS;
+        let (mut ca, mut sa) = (Numbering::new(), Numbering::new());
+        let (mut cp, mut sp) = (Numbering::new(), Numbering::new());
+        let (mut ce, mut se) = (Numbering::new(), Numbering::new());
+        let mut needs = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let mut paths = ScopeNeeds::default();
+            for (list, into) in [
+                (&scope.match_paths, &mut paths.matching),
+                (&scope.exclude_paths, &mut paths.excluding),
+            ] {
+                for p in list {
+                    into.push(path_need(
+                        p,
+                        &mut next,
+                        [&mut ca, &mut sa],
+                        [&mut cp, &mut sp],
+                        [&mut ce, &mut se],
+                    )?);
+                }
+            }
+            needs.push(paths);
+        }
+        let atlas16 = |n: &Numbering<'_, PortSet>| {
+            let sets: Vec<_> = n.seen.iter().map(|(s, b)| (s.0.as_slice(), *b)).collect();
+            Atlas::build(&sets)
+        };
+        let addrs = |n: &Numbering<'_, AddrSet>| AddrAtlas::build(&n.seen);
+        let ends = |n: &Numbering<'_, ResourceMatcher>| {
+            n.seen.iter().map(|(m, b)| ((*m).clone(), *b)).collect()
+        };
+        Some(Conditions {
+            client_addrs: addrs(&ca),
+            server_addrs: addrs(&sa),
+            client_ports: atlas16(&cp),
+            server_ports: atlas16(&sp),
+            client_ends: ends(&ce),
+            server_ends: ends(&se),
+            scopes: needs,
+        })
+    }
+
+    /// Whether any path asks what the client's (or the server's) end is.
+    pub(crate) fn needs_ends(&self) -> (bool, bool) {
+        (!self.client_ends.is_empty(), !self.server_ends.is_empty())
+    }
+
+    /// The conditions a flow meets; `ends` are its client's and server's, when asked for.
+    pub(crate) fn bits(
+        &self,
+        protocol: u8,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        ends: (Option<&End<'_>>, Option<&End<'_>>),
+    ) -> Bits {
+        let mut bits = match protocol {
+            6 => IS_TCP | IS_TCP_OR_UDP,
+            17 => IS_UDP | IS_TCP_OR_UDP,
+            _ => 0,
+        };
+        bits |= self.client_addrs.bits(client.0) | self.server_addrs.bits(server.0);
+        bits |= self.client_ports.bits(client.1) | self.server_ports.bits(server.1);
+        for (matchers, end) in [(&self.client_ends, ends.0), (&self.server_ends, ends.1)] {
+            if let Some(end) = end {
+                for (m, bit) in matchers {
+                    if m.matches(end) {
+                        bits |= bit;
+                    }
+                }
+            }
+        }
+        bits
+    }
+
+    /// Scope `scope`'s verdict on a flow of `bits`: the first MatchPath it meets, if it meets no
+    /// ExcludePath (as [`ScopeMatcher::judge`]).
+    pub(crate) fn judge(&self, scope: usize, bits: Bits) -> Option<usize> {
+        let needs = self.scopes.get(scope)?;
+        let meets = |need: &Option<Bits>| need.is_some_and(|n| bits & n == n);
+        let hit = needs.matching.iter().position(meets)?;
+        (!needs.excluding.iter().any(meets)).then_some(hit)
+    }
+}
+
+/// What path `p` needs, in bits numbered by the numberings (client's, then server's); `None`
+/// (outer) when the bits ran out, `Some(None)` when the path never matches.
+fn path_need<'a>(
+    p: &'a PathMatcher,
+    next: &mut u32,
+    addrs: [&mut Numbering<'a, AddrSet>; 2],
+    ports: [&mut Numbering<'a, PortSet>; 2],
+    ends: [&mut Numbering<'a, ResourceMatcher>; 2],
+) -> Option<Option<Bits>> {
+    if p.never {
+        return Some(None);
+    }
+    let mut need = 0;
+    if !p.protocols.is_empty() {
+        need |= match p.protocols.iter().fold(3, |acc, bits| acc & bits) {
+            1 => IS_TCP,
+            2 => IS_UDP,
+            3 => IS_TCP_OR_UDP,
+            _ => return Some(None),
+        };
+    }
+    if !p.src_ports.is_empty() || !p.dst_ports.is_empty() {
+        need |= IS_TCP_OR_UDP;
+    }
+    let [ca, sa] = addrs;
+    let [cp, sp] = ports;
+    let [ce, se] = ends;
+    for s in &p.src_addrs {
+        need |= ca.bit(s, next)?;
+    }
+    for s in &p.dst_addrs {
+        need |= sa.bit(s, next)?;
+    }
+    for s in &p.src_ports {
+        need |= cp.bit(s, next)?;
+    }
+    for s in &p.dst_ports {
+        need |= sp.bit(s, next)?;
+    }
+    if let Some(m) = &p.source {
+        need |= ce.bit(m, next)?;
+    }
+    if let Some(m) = &p.destination {
+        need |= se.bit(m, next)?;
+    }
+    Some(Some(need))
 }
 
 /// Compiles one path. `at` is its JSON path (`MatchPaths[0]`); errors start with the JSON path of

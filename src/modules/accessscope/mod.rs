@@ -43,7 +43,7 @@ use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
-use self::compile::{kind, AddrSet, End, Observed, ScopeMatcher};
+use self::compile::{kind, AddrSet, Bits, Conditions, End, Observed, ScopeMatcher};
 use self::inventory::Inventory;
 use super::eve;
 use super::interval_board::{IntervalBoard, Merge};
@@ -162,6 +162,9 @@ struct Compiled {
     notices: Vec<String>,
     /// Whether any path has a resource statement (else the ends need not be looked up).
     needs_ends: bool,
+    /// Every scope's conditions numbered, for judging by bits; `None` when there are too many
+    /// (then flows are judged path by path).
+    conditions: Option<Conditions>,
 }
 
 impl AccessScopeConfig {
@@ -231,6 +234,8 @@ impl AccessScopeConfig {
         if let Some(file) = &self.inventory {
             c.inventory = Inventory::load(file)?;
         }
+        let matchers: Vec<&ScopeMatcher> = c.scopes.iter().map(|s| &s.matcher).collect();
+        c.conditions = Conditions::build(&matchers);
         Ok(c)
     }
 
@@ -281,6 +286,7 @@ impl ModuleConfig for AccessScopeConfig {
             riding: false,
             verdict_ids: FxHashMap::default(),
             interned: Vec::new(),
+            remembered: FxHashMap::default(),
             closed: None,
             shard: ctx.shard,
             shards: ctx.shards,
@@ -409,26 +415,79 @@ impl Compiled {
         }
     }
 
+    /// The conditions flow `key` of `session` meets; `None` when the scopes are judged path by
+    /// path. A flow's verdict depends on nothing else, so the bits are also what verdicts are
+    /// remembered by.
+    fn bits(&self, session: &Session, key: FlowKey) -> Option<Bits> {
+        let c = self.conditions.as_ref()?;
+        let (client, server) = c.needs_ends();
+        let client = client.then(|| self.end(session, key.src));
+        let server = server.then(|| self.end(session, key.dst));
+        Some(c.bits(
+            key.protocol,
+            (key.src, key.src_port),
+            (key.dst, key.dst_port),
+            (client.as_ref(), server.as_ref()),
+        ))
+    }
+
     /// The scopes a flow is a finding of, with the first MatchPath it matched; the count of the
-    /// ones beyond [`MAX_HITS`].
+    /// ones beyond [`MAX_HITS`]. (The module remembers verdicts by bits: [`AccessScope::verdict`].)
+    #[cfg(test)]
     fn judge(&self, session: &Session, key: FlowKey, hits: &mut ArrayVec<Hit, MAX_HITS>) -> u64 {
+        match self.bits(session, key) {
+            Some(bits) => self.judge_bits(bits, hits),
+            None => self.judge_paths(session, key, hits),
+        }
+    }
+
+    /// [`Compiled::judge`] for a flow that meets `bits`.
+    fn judge_bits(&self, bits: Bits, hits: &mut ArrayVec<Hit, MAX_HITS>) -> u64 {
+        let Some(c) = &self.conditions else {
+            return 0;
+        };
+        let mut over = 0;
+        for s in 0..self.scopes.len() {
+            if let Some(p) = c.judge(s, bits) {
+                over += push_hit(hits, s, p);
+            }
+        }
+        over
+    }
+
+    /// [`Compiled::judge`], walking every path's sets: for scopes with more conditions than
+    /// [`Bits`] holds, and the reference the bits are tested against.
+    fn judge_paths(
+        &self,
+        session: &Session,
+        key: FlowKey,
+        hits: &mut ArrayVec<Hit, MAX_HITS>,
+    ) -> u64 {
         let obs = self.observe(session, key);
         let mut over = 0;
         for (s, scope) in self.scopes.iter().enumerate() {
             if let Some(p) = scope.matcher.judge(&obs) {
-                let hit = Hit {
-                    scope: s as u16,
-                    path: p as u16,
-                    slot: NO_SLOT,
-                };
-                if hits.try_push(hit).is_err() {
-                    over += 1;
-                }
+                over += push_hit(hits, s, p);
             }
         }
         over
     }
 }
+
+/// Adds scope `scope`'s hit by path `path`; 1 if there was no room for it.
+fn push_hit(hits: &mut ArrayVec<Hit, MAX_HITS>, scope: usize, path: usize) -> u64 {
+    let hit = Hit {
+        scope: scope as u16,
+        path: path as u16,
+        slot: NO_SLOT,
+    };
+    u64::from(hits.try_push(hit).is_err())
+}
+
+/// Verdicts remembered per shard, by the bits of the flows they were given for; forgotten all at
+/// once when there are this many (a shard sees few distinct bits: the memo is a bound, not a
+/// cache that is expected to fill).
+const MAX_REMEMBERED: usize = 1 << 14;
 
 const NO_SLOT: u32 = u32::MAX;
 
@@ -703,6 +762,10 @@ struct AccessScope {
     /// id + 1.
     verdict_ids: FxHashMap<ArrayVec<(u16, u16), MAX_HITS>, u32>,
     interned: Vec<ArrayVec<Hit, MAX_HITS>>,
+    /// Each flow's verdict (its interned id, `None` for no finding, and the scopes beyond
+    /// [`MAX_HITS`]) by the conditions it meets: most flows meet bits seen before, and their
+    /// verdict is one lookup.
+    remembered: FxHashMap<Bits, (Option<u32>, u64)>,
     /// Riding: the table closed an interval whose aggregates are not written yet. They are
     /// written in the module's own turn of the tick, not inside the table's hand-over (which
     /// happens in the first rider's turn): there an ordered replay's merge would hold all of them
@@ -728,6 +791,28 @@ struct AccessScope {
 }
 
 impl AccessScope {
+    /// The interned verdict of a flow (`None`: no finding) and the count of its scopes beyond
+    /// [`MAX_HITS`].
+    fn verdict(&mut self, session: &Session, key: FlowKey) -> (Option<u32>, u64) {
+        let bits = self.compiled.bits(session, key);
+        if let Some(v) = bits.and_then(|b| self.remembered.get(&b)) {
+            return *v;
+        }
+        let mut hits = ArrayVec::new();
+        let over = match bits {
+            Some(b) => self.compiled.judge_bits(b, &mut hits),
+            None => self.compiled.judge_paths(session, key, &mut hits),
+        };
+        let id = (!hits.is_empty()).then(|| self.intern(hits));
+        if let Some(b) = bits {
+            if self.remembered.len() >= MAX_REMEMBERED {
+                self.remembered.clear();
+            }
+            self.remembered.insert(b, (id, over));
+        }
+        (id, over)
+    }
+
     /// The id of verdict `hits`, interned on first sight.
     fn intern(&mut self, hits: ArrayVec<Hit, MAX_HITS>) -> u32 {
         let key = hits.iter().map(|h| (h.scope, h.path)).collect();
@@ -960,24 +1045,23 @@ impl Module for AccessScope {
     }
 
     fn on_flow_start(&mut self, flow: &mut Flow<'_>, _pkt: &Packet<'_>, out: &mut Emitter<'_>) {
-        let mut hits = ArrayVec::new();
-        let over = self.compiled.judge(flow.session(), flow.key(), &mut hits);
+        let (id, over) = self.verdict(flow.session(), flow.key());
         if over > 0 {
             out.dropped(over);
         }
         if self.riding {
             flow.stop_packets();
-            if !hits.is_empty() {
-                let id = self.intern(hits);
+            if let Some(id) = id {
                 flow.set_tag(id + 1);
             }
             return;
         }
-        if hits.is_empty() {
+        let Some(hits) = id.and_then(|id| self.interned.get(id as usize)) else {
             // No finding: nothing of this flow is counted, so its packets need not come here.
             flow.stop_packets();
             return;
-        }
+        };
+        let hits = hits.clone();
         // Counted from the first packet on_flow_packet adds (it comes next, for this packet too).
         let v = self.verdicts.get_or_insert_with(flow, || Verdict {
             hits: ArrayVec::new(),

@@ -85,7 +85,12 @@ fn judge(c: &Compiled, client: &str, server: &str, protocol: u8) -> Vec<(u16, u1
     };
     let mut hits = ArrayVec::new();
     c.judge(&session(), key, &mut hits);
-    hits.iter().map(|h| (h.scope, h.path)).collect()
+    let by_bits: Vec<(u16, u16)> = hits.iter().map(|h| (h.scope, h.path)).collect();
+    hits.clear();
+    c.judge_paths(&session(), key, &mut hits);
+    let by_paths: Vec<(u16, u16)> = hits.iter().map(|h| (h.scope, h.path)).collect();
+    assert_eq!(by_bits, by_paths, "by bits and path by path: {key:?}");
+    by_bits
 }
 
 const TCP: u8 = 6;
@@ -445,4 +450,118 @@ fn a_learned_session_finds_its_ids_in_the_inventory_by_address() {
     let mut hits = ArrayVec::new();
     c.judge(&learned, key, &mut hits);
     assert_eq!(hits.len(), 1);
+}
+
+/// Judging by bits gives what walking the paths gives, for bench/'s ten scopes (every statement
+/// kind) and flows at and beside every edge they draw: each range's first and last address and
+/// port, and one past them.
+#[test]
+fn bits_judge_as_the_paths_do() {
+    let bench = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/scopes");
+    let mut files: Vec<String> = std::fs::read_dir(bench)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| !p.ends_with("never.json"))
+        .collect();
+    files.sort();
+    let scopes: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let c = compiled(
+        &scopes,
+        r#"vpc_cidrs = ["10.0.0.0/8", "2600:1f18:4000::/40"]
+[prefix_lists]
+"pl-0123456789abcdef0" = ["10.17.0.0/16", "10.33.0.0/16", "10.49.0.0/16"]"#,
+    );
+    assert!(c.conditions.is_some(), "bench's scopes fit in the bits");
+    let mut addrs: Vec<IpAddr> = vec!["10.0.1.10".parse().unwrap()];
+    for net in [
+        "10.0.0.0/16",
+        "10.0.0.0/8",
+        "10.17.0.0/16",
+        "10.49.0.0/16",
+        "198.18.0.0/24",
+        "198.18.199.0/24",
+        "10.16.0.2/32",
+        "fd00:ec2::253/128",
+        "2600:1f18:4000::/40",
+        "::/0",
+        "100.64.0.0/10",
+        "8.8.8.0/24",
+    ] {
+        let n: IpNet = net.parse().unwrap();
+        for a in [n.network(), n.broadcast()] {
+            addrs.push(a);
+            match a {
+                IpAddr::V4(v) => {
+                    addrs.push(std::net::Ipv4Addr::from(u32::from(v).wrapping_add(1)).into());
+                    addrs.push(std::net::Ipv4Addr::from(u32::from(v).wrapping_sub(1)).into());
+                }
+                IpAddr::V6(v) => {
+                    addrs.push(std::net::Ipv6Addr::from(u128::from(v).wrapping_add(1)).into());
+                    addrs.push(std::net::Ipv6Addr::from(u128::from(v).wrapping_sub(1)).into());
+                }
+            }
+        }
+    }
+    let ports = [
+        0, 1, 21, 22, 23, 25, 53, 442, 443, 444, 1023, 1024, 3306, 5432, 65535,
+    ];
+    let mut findings = 0;
+    for &client in &addrs {
+        for &server in &addrs {
+            if client.is_ipv4() != server.is_ipv4() {
+                continue;
+            }
+            for (cport, sport) in ports
+                .iter()
+                .zip(ports.iter().rev())
+                .chain(ports.iter().map(|p| (&40000, p)))
+            {
+                for protocol in [TCP, UDP, 1] {
+                    let key = FlowKey {
+                        src: client,
+                        dst: server,
+                        src_port: *cport,
+                        dst_port: *sport,
+                        protocol,
+                    };
+                    let (mut by_bits, mut by_paths) = (ArrayVec::new(), ArrayVec::new());
+                    c.judge(&session(), key, &mut by_bits);
+                    c.judge_paths(&session(), key, &mut by_paths);
+                    let scopes = |h: &ArrayVec<Hit, MAX_HITS>| -> Vec<(u16, u16)> {
+                        h.iter().map(|h| (h.scope, h.path)).collect()
+                    };
+                    assert_eq!(scopes(&by_bits), scopes(&by_paths), "{key:?}");
+                    findings += by_bits.len();
+                }
+            }
+        }
+    }
+    assert!(findings > 10_000, "the flows hit scopes: {findings}");
+}
+
+/// Scopes with more distinct conditions than the bits hold are judged path by path, with the
+/// same verdicts.
+#[test]
+fn too_many_conditions_are_judged_path_by_path() {
+    let scopes: Vec<String> = (0..130)
+        .map(|i| header(&format!(r#"{{"SourcePorts":["{}"]}}"#, 1000 + i)))
+        .collect();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let c = compiled(&scopes, "");
+    assert!(c.conditions.is_none());
+    assert_eq!(
+        judge(&c, "10.0.1.10:1129", "198.51.100.9:443", TCP),
+        &[(129, 0)]
+    );
+    assert_eq!(judge(&c, "10.0.1.10:1130", "198.51.100.9:443", TCP), MISS);
+    let fits = compiled(&scopes[..100], "");
+    assert!(fits.conditions.is_some());
+    assert_eq!(
+        judge(&fits, "10.0.1.10:1099", "198.51.100.9:443", UDP),
+        &[(99, 0)]
+    );
 }
