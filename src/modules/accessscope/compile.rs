@@ -345,10 +345,11 @@ impl AddrAtlas {
     }
 }
 
-/// Every distinct condition of every path of every scope, numbered (at most [`Bits::BITS`]),
-/// and each path as the bits it needs. Judging a flow is then a few binary searches for its
-/// bits, and per path one mask test, instead of a walk over each path's sets: the same set is
-/// in many paths (a VPC's CIDRs, the internet gateway), and it is looked up once.
+/// Every distinct condition of every path of every scope, numbered (at most 125: [`Bits`] has 128
+/// bits, and three are the protocol's), and each path as the bits it needs. Judging a flow is then
+/// a few binary searches for its bits, and per path one mask test, instead of a walk over each
+/// path's sets: the same set is in many paths (a VPC's CIDRs, the internet gateway), and it is
+/// looked up once.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Conditions {
     client_addrs: AddrAtlas,
