@@ -416,30 +416,48 @@ impl fmt::Write for Escaping<'_> {
 }
 
 /// Whether any byte of `s` must be escaped: a control character, `"`, `\` or DEL. Eight bytes at
-/// a time (every record's keys and most of its values pass through here, and almost none need
-/// escaping); each test below is exact for "some byte of the word", which is all this asks.
+/// a time (every record's keys and most of its values pass through here, 4.5 M calls in the L7
+/// set's replay of the ENI-like capture, and almost none need escaping); each test below is exact
+/// for "some byte of the word", which is all this asks, and the four are joined before the one
+/// branch.
+#[inline]
 fn needs_escape(s: &str) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Some byte of `w` is below `n` (n <= 0x80).
-    fn below(w: u64, n: u8) -> bool {
-        w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0
+    // High bit of a byte set where that byte of `w` is below `n` (n <= 0x80), among others where
+    // an earlier byte was; never when no byte is.
+    fn below(w: u64, n: u8) -> u64 {
+        w.wrapping_sub(ONES * u64::from(n)) & !w
     }
-    fn has(w: u64, b: u8) -> bool {
+    fn equal(w: u64, b: u8) -> u64 {
         below(w ^ (ONES * u64::from(b)), 1)
     }
-    let word = |b: &[u8]| {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or([0; 8]));
-        below(w, 0x20) || has(w, b'"') || has(w, b'\\') || has(w, 0x7f)
-    };
-    let bytes = s.as_bytes();
-    if bytes.len() < 8 {
-        return bytes
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+    fn word(w: u64) -> bool {
+        (below(w, 0x20) | equal(w, b'"') | equal(w, b'\\') | equal(w, 0x7f)) & HIGH != 0
     }
-    // The tail as one more word, overlapping the last whole one, rather than byte by byte.
-    bytes.chunks_exact(8).any(word) || word(&bytes[bytes.len() - 8..])
+    fn at<const N: usize>(b: &[u8], i: usize) -> [u8; N] {
+        b.get(i..i + N)
+            .and_then(|b| <[u8; N]>::try_from(b).ok())
+            .unwrap_or([b'a'; N])
+    }
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    if n >= 8 {
+        // The tail as one more word, overlapping the last whole one, rather than byte by byte.
+        return bytes
+            .chunks_exact(8)
+            .any(|c| word(u64::from_le_bytes(at(c, 0))))
+            || word(u64::from_le_bytes(at(bytes, n - 8)));
+    }
+    if n >= 4 {
+        // Most keys: the first and the last four bytes (overlapping) as one word.
+        let lo = u32::from_le_bytes(at(bytes, 0));
+        let hi = u32::from_le_bytes(at(bytes, n - 4));
+        return word(u64::from(lo) | u64::from(hi) << 32);
+    }
+    bytes
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
 }
 
 /// `s` escaped, without quotes.
@@ -799,6 +817,17 @@ mod tests {
                 assert!(needs_escape(&s));
                 let s = format!("{}\u{10348}{}", "a".repeat(at), "b".repeat(len - at));
                 assert!(!needs_escape(&s));
+                // Every ASCII byte among bytes with the high bit set (a borrow through them must
+                // neither hide the byte nor invent one).
+                for b in 0u8..0x80 {
+                    let s = format!(
+                        "{}{}{}",
+                        "\u{ff}".repeat(at),
+                        char::from(b),
+                        "\u{10348}".repeat(len - at)
+                    );
+                    assert_eq!(needs_escape(&s), slow(&s), "{s:?}");
+                }
             }
         }
         let mut out = String::new();
