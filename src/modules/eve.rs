@@ -64,8 +64,8 @@ fn write_timestamp_by_format(out: &mut String, ts: Timestamp, t: &UtcTime) {
 }
 
 /// Writes the last `to.len()` decimal digits of `v` into `to`, zero-padded; two at a time, from a
-/// table of the hundred pairs, which halves the divisions (seven fields per timestamp, up to three
-/// timestamps per record).
+/// table of the hundred pairs, which halves the divisions (seven fields per timestamp, one or two
+/// timestamps rendered per record).
 fn put_digits(to: &mut [u8], mut v: u32) {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
                                 2021222324252627282930313233343536373839\

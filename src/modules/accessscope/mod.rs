@@ -432,10 +432,16 @@ impl Compiled {
     }
 
     /// The scopes a flow is a finding of, with the first MatchPath it matched; the count of the
-    /// ones beyond [`MAX_HITS`]. (The module remembers verdicts by bits: [`AccessScope::verdict`].)
-    #[cfg(test)]
-    fn judge(&self, session: &Session, key: FlowKey, hits: &mut ArrayVec<Hit, MAX_HITS>) -> u64 {
-        match self.bits(session, key) {
+    /// ones beyond [`MAX_HITS`]. `bits` are the flow's ([`Compiled::bits`]); without them it is
+    /// judged path by path.
+    fn judge(
+        &self,
+        session: &Session,
+        key: FlowKey,
+        bits: Option<Bits>,
+        hits: &mut ArrayVec<Hit, MAX_HITS>,
+    ) -> u64 {
+        match bits {
             Some(bits) => self.judge_bits(bits, hits),
             None => self.judge_paths(session, key, hits),
         }
@@ -799,10 +805,7 @@ impl AccessScope {
             return *v;
         }
         let mut hits = ArrayVec::new();
-        let over = match bits {
-            Some(b) => self.compiled.judge_bits(b, &mut hits),
-            None => self.compiled.judge_paths(session, key, &mut hits),
-        };
+        let over = self.compiled.judge(session, key, bits, &mut hits);
         let id = (!hits.is_empty()).then(|| self.intern(hits));
         if let Some(b) = bits {
             if self.remembered.len() >= MAX_REMEMBERED {

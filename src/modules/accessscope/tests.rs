@@ -84,7 +84,7 @@ fn judge(c: &Compiled, client: &str, server: &str, protocol: u8) -> Vec<(u16, u1
         protocol,
     };
     let mut hits = ArrayVec::new();
-    c.judge(&session(), key, &mut hits);
+    c.judge(&session(), key, c.bits(&session(), key), &mut hits);
     let by_bits: Vec<(u16, u16)> = hits.iter().map(|h| (h.scope, h.path)).collect();
     hits.clear();
     c.judge_paths(&session(), key, &mut hits);
@@ -366,7 +366,12 @@ fn check_config_says_what_cannot_be_observed_and_how_it_is_treated() {
         protocol: TCP,
     };
     let mut hits = ArrayVec::new();
-    compiled.judge(&session(), key(443), &mut hits);
+    compiled.judge(
+        &session(),
+        key(443),
+        compiled.bits(&session(), key(443)),
+        &mut hits,
+    );
     assert_eq!(
         hits.iter().map(|h| (h.scope, h.path)).collect::<Vec<_>>(),
         HIT
@@ -448,7 +453,7 @@ fn a_learned_session_finds_its_ids_in_the_inventory_by_address() {
         protocol: TCP,
     };
     let mut hits = ArrayVec::new();
-    c.judge(&learned, key, &mut hits);
+    c.judge(&learned, key, c.bits(&learned, key), &mut hits);
     assert_eq!(hits.len(), 1);
 }
 
@@ -529,7 +534,7 @@ fn bits_judge_as_the_paths_do() {
                         protocol,
                     };
                     let (mut by_bits, mut by_paths) = (ArrayVec::new(), ArrayVec::new());
-                    c.judge(&session(), key, &mut by_bits);
+                    c.judge(&session(), key, c.bits(&session(), key), &mut by_bits);
                     c.judge_paths(&session(), key, &mut by_paths);
                     let scopes = |h: &ArrayVec<Hit, MAX_HITS>| -> Vec<(u16, u16)> {
                         h.iter().map(|h| (h.scope, h.path)).collect()
